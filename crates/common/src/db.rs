@@ -1,0 +1,135 @@
+//! Postgres: connection settings, the pool, migrations and error classification.
+
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// Every migration in `migrations/`, embedded at build time. The `migrate` subcommand and
+/// the operator's migration Job both run exactly this.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid DATABASE_URL: {0}")]
+    InvalidUrl(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+/// Connection settings shared by every binary that talks to Postgres.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Postgres connection string.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://shortener@127.0.0.1:5432/shortener",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Largest number of pooled connections.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+    /// How long a query waits for a free connection before failing, in milliseconds.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    pub database_acquire_timeout_ms: u64,
+}
+
+impl DatabaseArgs {
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self {
+            database_url: url.into(),
+            database_max_connections: 10,
+            database_acquire_timeout_ms: 3000,
+        }
+    }
+
+    /// A pool that connects on first use, so a service starts (and serves what it can)
+    /// while the database is still down.
+    pub fn lazy_pool(&self) -> Result<PgPool, DbError> {
+        let options: PgConnectOptions = self.database_url.parse().map_err(DbError::InvalidUrl)?;
+        Ok(PgPoolOptions::new()
+            .max_connections(self.database_max_connections)
+            .acquire_timeout(Duration::from_millis(self.database_acquire_timeout_ms))
+            .connect_lazy_with(options.application_name(env!("CARGO_PKG_NAME"))))
+    }
+}
+
+/// Applies every pending migration; returns the newest version now applied.
+pub async fn migrate(pool: &PgPool) -> Result<i64, DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(latest_migration_version())
+}
+
+/// The newest migration version embedded in this build.
+pub fn latest_migration_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// `SELECT 1` through the pool: the readiness check of every service with a database.
+pub async fn ping(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+/// True when `err` is a unique-constraint violation of the named constraint.
+pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("23505") && db.constraint() == Some(constraint)
+        }
+        _ => false,
+    }
+}
+
+/// True for errors that may pass if retried later (the database or network is down or
+/// overloaded), as opposed to errors in the statement or the data.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        // Class 08 (connection exception), 53 (insufficient resources), 57P (operator
+        // intervention: shutdown, crash recovery), 40001/40P01 (serialization, deadlock).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08")
+                || c.starts_with("53")
+                || c.starts_with("57P")
+                || c == "40001"
+                || c == "40P01"
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_embedded_in_order() {
+        let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        assert!(!versions.is_empty());
+        assert!(versions.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(latest_migration_version(), *versions.last().unwrap());
+    }
+
+    #[test]
+    fn bad_url_is_a_clear_error() {
+        let err = DatabaseArgs::with_url("not a url").lazy_pool().unwrap_err();
+        assert!(err.to_string().starts_with("invalid DATABASE_URL"));
+    }
+
+    #[test]
+    fn pool_timeouts_are_transient_but_row_not_found_is_not() {
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+    }
+}

@@ -1,0 +1,178 @@
+//! The ClickEvent: what url-api publishes for each redirect and the consumer stores.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use prost::Message;
+use uuid::Uuid;
+
+pub use crate::proto::events::ClickEvent;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Longest short code, user agent and referer kept; longer values are invalid events.
+pub const MAX_SHORT_CODE_LEN: usize = 64;
+pub const MAX_HEADER_VALUE_LEN: usize = 2048;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EventError {
+    #[error("payload is not a ClickEvent protobuf: {0}")]
+    Decode(String),
+    #[error("unsupported schema version {0} (this build reads {SCHEMA_VERSION})")]
+    UnsupportedSchema(u32),
+    #[error("event_id {0:?} is not a UUID")]
+    InvalidEventId(String),
+    #[error("short_code is empty or longer than {MAX_SHORT_CODE_LEN}")]
+    InvalidShortCode,
+    #[error("occurred_at is missing or out of range")]
+    InvalidTimestamp,
+    #[error("ip {0:?} is not an IP address")]
+    InvalidIp(String),
+    #[error("{0} is longer than {MAX_HEADER_VALUE_LEN} bytes")]
+    TooLong(&'static str),
+}
+
+/// A decoded and validated click, ready for enrichment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Click {
+    pub event_id: Uuid,
+    pub short_code: String,
+    pub occurred_at: DateTime<Utc>,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub referer: Option<String>,
+}
+
+impl Click {
+    /// A click happening now, with a fresh time-ordered event id.
+    pub fn now(
+        short_code: impl Into<String>,
+        ip: Option<IpAddr>,
+        user_agent: Option<String>,
+        referer: Option<String>,
+    ) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            short_code: short_code.into(),
+            occurred_at: Utc::now(),
+            ip,
+            user_agent,
+            referer,
+        }
+    }
+
+    pub fn to_event(&self) -> ClickEvent {
+        ClickEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id: self.event_id.to_string(),
+            short_code: self.short_code.clone(),
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: self.occurred_at.timestamp(),
+                nanos: self.occurred_at.timestamp_subsec_nanos() as i32,
+            }),
+            ip: self.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            user_agent: self.user_agent.clone().unwrap_or_default(),
+            referer: self.referer.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The Kafka payload.
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_event().encode_to_vec()
+    }
+
+    /// Decodes and validates a Kafka payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, EventError> {
+        let event = ClickEvent::decode(payload).map_err(|e| EventError::Decode(e.to_string()))?;
+        Self::try_from(event)
+    }
+}
+
+impl TryFrom<ClickEvent> for Click {
+    type Error = EventError;
+
+    fn try_from(e: ClickEvent) -> Result<Self, EventError> {
+        if e.schema_version != SCHEMA_VERSION {
+            return Err(EventError::UnsupportedSchema(e.schema_version));
+        }
+        let event_id =
+            Uuid::parse_str(&e.event_id).map_err(|_| EventError::InvalidEventId(e.event_id))?;
+        if e.short_code.is_empty() || e.short_code.len() > MAX_SHORT_CODE_LEN {
+            return Err(EventError::InvalidShortCode);
+        }
+        let ts = e.occurred_at.ok_or(EventError::InvalidTimestamp)?;
+        let occurred_at = u32::try_from(ts.nanos)
+            .ok()
+            .and_then(|nanos| Utc.timestamp_opt(ts.seconds, nanos).single())
+            .ok_or(EventError::InvalidTimestamp)?;
+        let ip = match e.ip.as_str() {
+            "" => None,
+            s => Some(s.parse().map_err(|_| EventError::InvalidIp(e.ip.clone()))?),
+        };
+        let non_empty = |s: String, field: &'static str| -> Result<Option<String>, EventError> {
+            if s.len() > MAX_HEADER_VALUE_LEN {
+                Err(EventError::TooLong(field))
+            } else {
+                Ok(Some(s).filter(|s| !s.is_empty()))
+            }
+        };
+        Ok(Self {
+            event_id,
+            short_code: e.short_code,
+            occurred_at,
+            ip,
+            user_agent: non_empty(e.user_agent, "user_agent")?,
+            referer: non_empty(e.referer, "referer")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Click {
+        Click::now(
+            "abc123",
+            Some("203.0.113.7".parse().unwrap()),
+            Some("Mozilla/5.0".into()),
+            None,
+        )
+    }
+
+    #[test]
+    fn round_trips_through_protobuf() {
+        let click = sample();
+        let back = Click::decode(&click.encode()).unwrap();
+        assert_eq!(back, click);
+    }
+
+    #[test]
+    fn rejects_garbage_and_invalid_fields() {
+        assert!(matches!(
+            Click::decode(b"\xff\xff\xff"),
+            Err(EventError::Decode(_))
+        ));
+        let mut e = sample().to_event();
+        e.schema_version = 9;
+        assert_eq!(Click::try_from(e), Err(EventError::UnsupportedSchema(9)));
+        let mut e = sample().to_event();
+        e.event_id = "nope".into();
+        assert!(matches!(
+            Click::try_from(e),
+            Err(EventError::InvalidEventId(_))
+        ));
+        let mut e = sample().to_event();
+        e.short_code.clear();
+        assert_eq!(Click::try_from(e), Err(EventError::InvalidShortCode));
+        let mut e = sample().to_event();
+        e.occurred_at = None;
+        assert_eq!(Click::try_from(e), Err(EventError::InvalidTimestamp));
+        let mut e = sample().to_event();
+        e.ip = "999.1.1.1".into();
+        assert!(matches!(Click::try_from(e), Err(EventError::InvalidIp(_))));
+        let mut e = sample().to_event();
+        e.user_agent = "x".repeat(MAX_HEADER_VALUE_LEN + 1);
+        assert_eq!(Click::try_from(e), Err(EventError::TooLong("user_agent")));
+    }
+}

@@ -1,0 +1,10 @@
+//! Code shared by the shortener-stack binaries (url-api, consumer, analytics-rpc, operator).
+
+pub mod config;
+pub mod db;
+pub mod event;
+pub mod health;
+pub mod kafka;
+pub mod proto;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,5 @@
+//! Helpers for integration tests. The servers are real: Postgres is the private cluster
+//! `./scripts/test` starts (named by `TEST_DATABASE_URL`), brokers speak the Kafka
+//! protocol over loopback TCP.
+
+pub mod postgres;
