@@ -16,6 +16,7 @@ test_env_up() {
   export TANSU_BIN
   SHORTENER_TEST_GEOIP_DB=$(geoip_ensure)
   export SHORTENER_TEST_GEOIP_DB
+  source "$REPO_ROOT/scripts/lib/helm.sh" && deploy_tools_ensure  # HELM_PYTHON etc. for crates/deploy-checks
   log "test Postgres on 127.0.0.1:$port, tansu at $TANSU_BIN, GeoIP db at $SHORTENER_TEST_GEOIP_DB"
 }
 
