@@ -1,0 +1,5 @@
+//! Benchmarks and the fault suite of shortener-stack: a closed-loop HTTP load generator,
+//! the baselines the services are compared against, and the servers/processes they run on.
+
+pub mod baseline;
+pub mod loadgen;
