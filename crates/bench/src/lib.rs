@@ -2,4 +2,6 @@
 //! the baselines the services are compared against, and the servers/processes they run on.
 
 pub mod baseline;
+pub mod clicks;
 pub mod loadgen;
+pub mod results;

@@ -1,0 +1,178 @@
+//! Synthetic clicks: varied events to pre-produce for the consumer benchmark, the
+//! no-Kafka/no-enrichment insert ceiling they are compared against, and the bulk
+//! analytics dataset (one `INSERT … SELECT generate_series`).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use shortener_common::event::Click;
+use sqlx::PgPool;
+
+const USER_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+    "curl/8.5.0",
+    "Googlebot/2.1 (+http://www.google.com/bot.html)",
+];
+
+const REFERERS: &[Option<&str>] = &[
+    None,
+    Some("https://www.google.com/"),
+    Some("https://t.co/abc"),
+    Some("https://www.facebook.com/"),
+    Some("https://news.ycombinator.com/item?id=1"),
+    Some("https://mail.google.com/mail/u/0/"),
+    Some("https://blog.example.org/post"),
+];
+
+/// `count` clicks over `codes`, with public IPv4 addresses, user agents and referers that
+/// exercise every enrichment path. Deterministic for a given `seed`.
+pub fn synthetic(count: usize, codes: &[String], seed: u64) -> Vec<Click> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|_| {
+            // Avoid 0/10/127/224+ so most addresses are public and hit the GeoIP database.
+            let ip = Ipv4Addr::new(
+                rng.random_range(11..=99),
+                rng.random(),
+                rng.random(),
+                rng.random_range(1..=254),
+            );
+            let mut click = Click::now(
+                codes[rng.random_range(0..codes.len())].clone(),
+                Some(IpAddr::V4(ip)),
+                Some(USER_AGENTS[rng.random_range(0..USER_AGENTS.len())].to_string()),
+                REFERERS[rng.random_range(0..REFERERS.len())].map(str::to_string),
+            );
+            click.event_id = uuid::Uuid::new_v4();
+            click
+        })
+        .collect()
+}
+
+/// The same multi-row statement shape the consumer uses, with fixed enrichment values.
+const INSERT: &str = "\
+INSERT INTO clicks (event_id, short_code, occurred_at, ip, user_agent, referer,
+                    country_code, device_type, browser, traffic_source)
+SELECT e, c, t, i::inet, u, r, 'US', 'desktop', 'Chrome', 'search'
+FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
+     AS x(e, c, t, i, u, r)
+ON CONFLICT (event_id) DO NOTHING";
+
+/// Inserts `rows` in one statement; returns how many were new.
+pub async fn insert_plain(pool: &PgPool, rows: &[Click]) -> Result<u64, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|c| c.event_id).collect();
+    let codes: Vec<&str> = rows.iter().map(|c| c.short_code.as_str()).collect();
+    let times: Vec<chrono::DateTime<Utc>> = rows.iter().map(|c| c.occurred_at).collect();
+    let ips: Vec<Option<String>> = rows.iter().map(|c| c.ip.map(|i| i.to_string())).collect();
+    let agents: Vec<Option<&str>> = rows.iter().map(|c| c.user_agent.as_deref()).collect();
+    let referers: Vec<Option<&str>> = rows.iter().map(|c| c.referer.as_deref()).collect();
+    Ok(sqlx::query(INSERT)
+        .bind(&ids)
+        .bind(&codes)
+        .bind(&times)
+        .bind(&ips)
+        .bind(&agents)
+        .bind(&referers)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
+/// Inserts every row in batches of `batch_size`, `concurrency` statements at a time, and
+/// returns (rows stored, elapsed): the ceiling for the consumer on this database.
+pub async fn insert_ceiling(
+    pool: &PgPool,
+    rows: Arc<Vec<Click>>,
+    batch_size: usize,
+    concurrency: usize,
+) -> Result<(u64, Duration), sqlx::Error> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (pool, rows, next) = (pool.clone(), rows.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut stored = 0;
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * batch_size;
+                    if i >= rows.len() {
+                        return Ok::<u64, sqlx::Error>(stored);
+                    }
+                    let end = (i + batch_size).min(rows.len());
+                    stored += insert_plain(&pool, &rows[i..end]).await?;
+                }
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for w in workers {
+        stored += w.await.expect("insert worker panicked")?;
+    }
+    Ok((stored, start.elapsed()))
+}
+
+/// Short codes of the analytics dataset: `hot` plus `c0000`..`c0998`.
+pub const HOT_CODE: &str = "hot";
+
+/// Fills `clicks` with `total` rows in one statement: 20 % on [`HOT_CODE`], the rest over
+/// 999 codes with a quadratic skew (low-numbered codes get most), spread over the last 30
+/// days, with varied countries, devices, browsers and sources. Adds a link row per code and
+/// runs ANALYZE. Returns the number of clicks of the hot code.
+pub async fn seed_analytics_dataset(pool: &PgPool, total: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO links (short_code, long_url, owner_key_id)
+         SELECT 'c' || lpad(g::text, 4, '0'), 'https://example.com/' || g, 'bench'
+         FROM generate_series(0, 998) g
+         UNION ALL SELECT $1, 'https://example.com/hot', 'bench'
+         ON CONFLICT (short_code) DO NOTHING",
+    )
+    .bind(HOT_CODE)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO clicks (event_id, short_code, occurred_at, ip, user_agent, referer,
+                             country_code, device_type, browser, traffic_source)
+         SELECT gen_random_uuid(),
+                CASE WHEN r.a < 0.2 THEN $2
+                     ELSE 'c' || lpad(floor(999 * r.b * r.b)::int::text, 4, '0') END,
+                now() - r.c * interval '30 days',
+                ('10.' || (g % 250) || '.' || (g / 250 % 250) || '.1')::inet,
+                'Mozilla/5.0',
+                NULL,
+                (ARRAY['US','US','US','DE','FR','GB','IN','BR','JP','CA','Unknown'])[1 + floor(r.d * 11)::int],
+                (ARRAY['desktop','desktop','smartphone','smartphone','tablet','crawler','unknown'])[1 + floor(r.e * 7)::int],
+                (ARRAY['Chrome','Chrome','Safari','Firefox','Edge','unknown'])[1 + floor(r.f * 6)::int],
+                (ARRAY['direct','direct','search','social','email','referral'])[1 + floor(r.h * 6)::int]
+         FROM generate_series(1, $1::bigint) g,
+              LATERAL (SELECT random() + g * 0 AS a, random() AS b, random() AS c, random() AS d,
+                              random() AS e, random() AS f, random() AS h) r",
+    )
+    .bind(total)
+    .bind(HOT_CODE)
+    .execute(pool)
+    .await?;
+    sqlx::query("ANALYZE clicks").execute(pool).await?;
+    sqlx::query("ANALYZE links").execute(pool).await?;
+    let (hot,): (i64,) = sqlx::query_as("SELECT count(*) FROM clicks WHERE short_code = $1")
+        .bind(HOT_CODE)
+        .fetch_one(pool)
+        .await?;
+    Ok(hot)
+}
+
+/// Rows in `clicks`.
+pub async fn count_clicks(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM clicks")
+        .fetch_one(pool)
+        .await?;
+    Ok(n)
+}
