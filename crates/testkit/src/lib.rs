@@ -2,4 +2,5 @@
 //! `./scripts/test` starts (named by `TEST_DATABASE_URL`), brokers speak the Kafka
 //! protocol over loopback TCP.
 
+pub mod kafka;
 pub mod postgres;

@@ -1,0 +1,144 @@
+//! Command line and environment settings of the `consumer` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shortener_common::db::DatabaseArgs;
+use shortener_common::kafka::KafkaArgs;
+use shortener_common::telemetry::LogArgs;
+
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "consumer",
+    version,
+    about = "Consumes ClickEvents, enriches them and stores them exactly once in Postgres"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Consume the clicks topic (the default).
+    Run,
+    /// Re-publish the dead-letter topic's messages to the clicks topic, up to the end the
+    /// DLQ had when the command started.
+    ReplayDlq(ReplayArgs),
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ReplayArgs {
+    /// Print what would be replayed (partition, offset, key, error) and commit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub max: Option<u64>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConsumerArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Consumer group of every consumer replica.
+    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "shortener-consumer")]
+    pub group_id: String,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    pub admin_addr: SocketAddr,
+    /// Most clicks written in one INSERT.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    /// Longest a partial batch waits for more messages before it is written, in milliseconds.
+    #[arg(long, env = "BATCH_MAX_WAIT_MS", default_value_t = 200)]
+    pub batch_max_wait_ms: u64,
+    /// Workers writing batches in parallel; each partition is always handled by the same one.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+    /// MaxMind-format country database (mmdb); unset stores every country as "Unknown".
+    #[arg(long, env = "GEOIP_DB_PATH")]
+    pub geoip_db_path: Option<PathBuf>,
+    /// How often the per-partition lag gauge is refreshed, in milliseconds.
+    #[arg(long, env = "LAG_REFRESH_INTERVAL_MS", default_value_t = 10_000)]
+    pub lag_refresh_interval_ms: u64,
+    /// Longest wait between two attempts of a failing database write, in milliseconds.
+    #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
+    pub retry_max_backoff_ms: u64,
+}
+
+impl ConsumerArgs {
+    /// Settings for `kafka` and `database` with every other value at its default, the admin
+    /// endpoints on an ephemeral loopback port.
+    pub fn new(kafka: KafkaArgs, database: DatabaseArgs) -> Self {
+        Self {
+            kafka,
+            database,
+            group_id: "shortener-consumer".into(),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            batch_size: 500,
+            batch_max_wait_ms: 200,
+            concurrency: 4,
+            geoip_db_path: None,
+            lag_refresh_interval_ms: 10_000,
+            retry_max_backoff_ms: 30_000,
+        }
+    }
+
+    pub fn batch_max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_max_wait_ms)
+    }
+
+    pub fn lag_refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.lag_refresh_interval_ms.max(100))
+    }
+
+    pub fn retry_max_backoff(&self) -> Duration {
+        Duration::from_millis(self.retry_max_backoff_ms.max(10))
+    }
+
+    /// Consumer group of `replay-dlq`, separate so replays keep their own position.
+    pub fn replay_group_id(&self) -> String {
+        format!("{}-dlq-replay", self.group_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults_and_subcommands_parse() {
+        let cli = Cli::try_parse_from(["consumer"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.consumer.batch_size, 500);
+        assert_eq!(cli.consumer.concurrency, 4);
+        assert_eq!(cli.consumer.group_id, "shortener-consumer");
+        assert_eq!(
+            cli.consumer.replay_group_id(),
+            "shortener-consumer-dlq-replay"
+        );
+
+        let cli =
+            Cli::try_parse_from(["consumer", "replay-dlq", "--dry-run", "--max", "7"]).unwrap();
+        match cli.command {
+            Some(Command::ReplayDlq(r)) => {
+                assert!(r.dry_run);
+                assert_eq!(r.max, Some(7));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["consumer", "--batch-size", "0"]).is_err());
+        assert!(Cli::try_parse_from(["consumer", "--concurrency", "0"]).is_err());
+    }
+}

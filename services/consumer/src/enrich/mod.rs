@@ -1,0 +1,95 @@
+//! Enrichment of a click: country from the IP, device type and browser from the
+//! User-Agent, traffic source from the referer. Pure functions over the event; the only
+//! state is the GeoIP database and the User-Agent parser, both read-only.
+
+pub mod country;
+pub mod device;
+pub mod source;
+
+use std::path::Path;
+
+use shortener_common::event::Click;
+
+pub use country::{CountryDb, GeoIpError, UNKNOWN_COUNTRY};
+pub use device::{DeviceInfo, DeviceType};
+
+/// What the consumer adds to a click before storing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrichment {
+    pub country_code: String,
+    pub device_type: DeviceType,
+    pub browser: String,
+    pub traffic_source: String,
+}
+
+/// Everything needed to enrich clicks; cheap to share behind an `Arc`.
+pub struct Enricher {
+    countries: Option<CountryDb>,
+    ua: woothee::parser::Parser,
+}
+
+impl Enricher {
+    /// `geoip_db`: path of a MaxMind-format country database; `None` makes every country
+    /// "Unknown".
+    pub fn new(geoip_db: Option<&Path>) -> Result<Self, GeoIpError> {
+        Ok(Self {
+            countries: geoip_db.map(CountryDb::open).transpose()?,
+            ua: woothee::parser::Parser::new(),
+        })
+    }
+
+    pub fn has_geoip(&self) -> bool {
+        self.countries.is_some()
+    }
+
+    pub fn enrich(&self, click: &Click) -> Enrichment {
+        let country_code = match (&self.countries, click.ip) {
+            (Some(db), Some(ip)) => db.country(ip),
+            _ => UNKNOWN_COUNTRY.to_string(),
+        };
+        let device = device::classify(&self.ua, click.user_agent.as_deref());
+        Enrichment {
+            country_code,
+            device_type: device.device_type,
+            browser: device.browser,
+            traffic_source: source::traffic_source(click.referer.as_deref()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_database_everything_but_the_country_is_still_enriched() {
+        let enricher = Enricher::new(None).unwrap();
+        assert!(!enricher.has_geoip());
+        let click = Click::now(
+            "abc",
+            Some("8.8.8.8".parse().unwrap()),
+            Some(
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
+                    .into(),
+            ),
+            Some("https://www.google.com/search?q=x".into()),
+        );
+        assert_eq!(
+            enricher.enrich(&click),
+            Enrichment {
+                country_code: "Unknown".into(),
+                device_type: DeviceType::Desktop,
+                browser: "Firefox".into(),
+                traffic_source: "google".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_database_file_is_an_error_not_a_silent_unknown() {
+        let err = Enricher::new(Some(Path::new("/nonexistent/geo.mmdb")))
+            .err()
+            .expect("opening a missing file fails");
+        assert!(err.to_string().contains("/nonexistent/geo.mmdb"), "{err}");
+    }
+}

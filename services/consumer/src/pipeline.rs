@@ -1,0 +1,446 @@
+//! From Kafka messages to stored rows: dispatch by partition, batching, decode + enrich,
+//! idempotent insert with retries, dead-lettering, then offset commit.
+//!
+//! The ordering that makes delivery at-least-once and storage exactly-once: a batch's
+//! offsets are stored and committed only after its rows are committed in Postgres and its
+//! dead letters are acknowledged by the broker. A crash anywhere before that replays the
+//! batch, and `ON CONFLICT (event_id) DO NOTHING` turns the replay into duplicates that
+//! are counted, not stored.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use shortener_common::db::is_transient;
+use shortener_common::event::{Click, SCHEMA_VERSION};
+use shortener_common::kafka::HEADER_SCHEMA_VERSION;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::dlq;
+use crate::enrich::Enricher;
+use crate::metrics::Metrics;
+use crate::store::{insert_clicks, ClickRow};
+
+/// Logs rebalances and failed commits; everything else is librdkafka's default.
+pub struct ConsumerCtx;
+
+impl ClientContext for ConsumerCtx {}
+
+impl ConsumerContext for ConsumerCtx {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            // The batch is stored; an uncommitted offset only means a replay of duplicates.
+            Err(e) => {
+                tracing::warn!(error = %e, partitions = ?partitions(offsets), "offset commit failed")
+            }
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+pub type KafkaConsumer = StreamConsumer<ConsumerCtx>;
+
+/// What the readiness probe reads.
+#[derive(Default)]
+pub struct HealthState {
+    /// Batches currently waiting to retry a failed write.
+    stalled_batches: AtomicUsize,
+    broker_connected: AtomicBool,
+}
+
+impl HealthState {
+    pub fn stalled_batches(&self) -> usize {
+        self.stalled_batches.load(Ordering::Relaxed)
+    }
+    pub fn broker_connected(&self) -> bool {
+        self.broker_connected.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_broker_connected(&self, ok: bool) {
+        self.broker_connected.store(ok, Ordering::Relaxed);
+    }
+}
+
+/// Marks a batch stalled for as long as it lives.
+struct StallGuard<'a>(&'a HealthState);
+
+impl<'a> StallGuard<'a> {
+    fn new(h: &'a HealthState) -> Self {
+        h.stalled_batches.fetch_add(1, Ordering::Relaxed);
+        Self(h)
+    }
+}
+
+impl Drop for StallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.stalled_batches.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything the dispatcher and the workers share.
+pub struct Pipeline {
+    pub consumer: Arc<KafkaConsumer>,
+    pub pool: PgPool,
+    pub enricher: Arc<Enricher>,
+    pub producer: FutureProducer,
+    pub dlq_topic: String,
+    pub metrics: Metrics,
+    pub health: Arc<HealthState>,
+    pub cancel: CancellationToken,
+    pub batch_size: usize,
+    pub batch_max_wait: Duration,
+    pub retry_max_backoff: Duration,
+}
+
+/// The batch was abandoned because the process is shutting down; nothing was committed.
+#[derive(Debug)]
+pub struct Cancelled;
+
+/// Reads the subscription and hands each message to the worker owning its partition,
+/// until cancelled. A full worker channel blocks here: that is the back-pressure that
+/// stops fetching while the database is down.
+pub async fn dispatch(p: Arc<Pipeline>, workers: Vec<mpsc::Sender<OwnedMessage>>) {
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = p.cancel.cancelled() => return,
+            r = p.consumer.recv() => r,
+        };
+        match received {
+            Ok(m) => {
+                p.metrics.consumed.inc();
+                let owned = m.detach();
+                let worker = &workers[owned.partition().unsigned_abs() as usize % workers.len()];
+                tokio::select! {
+                    biased;
+                    _ = p.cancel.cancelled() => return,
+                    sent = worker.send(owned) => if sent.is_err() { return },
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "error while consuming");
+                tokio::select! {
+                    _ = p.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Collects up to `batch_size` messages or whatever arrived within `batch_max_wait` of the
+/// first one, processes them, repeats. On cancellation the batch being collected is still
+/// processed; queued messages are left for the next owner of the partition.
+pub async fn worker(p: Arc<Pipeline>, mut rx: mpsc::Receiver<OwnedMessage>) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = p.cancel.cancelled() => return,
+            m = rx.recv() => match m { Some(m) => m, None => return },
+        };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + p.batch_max_wait;
+        while batch.len() < p.batch_size {
+            tokio::select! {
+                biased;
+                _ = p.cancel.cancelled() => break,
+                m = rx.recv() => match m { Some(m) => batch.push(m), None => break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if process_batch(&p, &batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Why a message cannot be stored, before touching the database.
+pub fn decode(msg: &OwnedMessage) -> Result<Click, String> {
+    if let Some(headers) = msg.headers() {
+        let version = headers
+            .iter()
+            .find(|h| h.key == HEADER_SCHEMA_VERSION)
+            .and_then(|h| h.value);
+        if let Some(v) = version {
+            let expected = SCHEMA_VERSION.to_string();
+            if v != expected.as_bytes() {
+                return Err(format!(
+                    "unsupported {HEADER_SCHEMA_VERSION} header {:?} (this build reads {SCHEMA_VERSION})",
+                    String::from_utf8_lossy(v)
+                ));
+            }
+        }
+    }
+    let payload = msg.payload().ok_or("message has no payload")?;
+    Click::decode(payload).map_err(|e| e.to_string())
+}
+
+/// Decodes, enriches, stores and dead-letters one batch, then stores and commits its
+/// offsets. Errs only when cancelled while retrying.
+pub async fn process_batch(p: &Pipeline, batch: &[OwnedMessage]) -> Result<(), Cancelled> {
+    let started = Instant::now();
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut row_msg = Vec::with_capacity(batch.len());
+    let mut dead: Vec<(usize, String)> = Vec::new();
+    for (i, msg) in batch.iter().enumerate() {
+        match decode(msg) {
+            Ok(click) => {
+                let enrichment = p.enricher.enrich(&click);
+                rows.push(ClickRow { click, enrichment });
+                row_msg.push(i);
+            }
+            Err(e) => dead.push((i, e)),
+        }
+    }
+
+    let outcome = store_with_retry(p, &rows).await?;
+    let rejected_rows = outcome.rejected.len() as u64;
+    dead.extend(outcome.rejected.into_iter().map(|(r, e)| (row_msg[r], e)));
+    dead.sort_by_key(|(i, _)| *i);
+    for (i, error) in &dead {
+        let msg = &batch[*i];
+        tracing::warn!(
+            partition = msg.partition(),
+            offset = msg.offset(),
+            error = %error,
+            "sending message to the dead-letter topic"
+        );
+        dead_letter_with_retry(p, msg, error).await?;
+    }
+
+    p.metrics.stored.inc_by(outcome.inserted);
+    p.metrics
+        .duplicates
+        .inc_by((rows.len() as u64).saturating_sub(outcome.inserted + rejected_rows));
+    p.metrics.dead_lettered.inc_by(dead.len() as u64);
+    commit(p, batch);
+    p.metrics
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
+    tracing::debug!(
+        messages = batch.len(),
+        inserted = outcome.inserted,
+        dead_lettered = dead.len(),
+        "batch done"
+    );
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct StoreOutcome {
+    inserted: u64,
+    /// Row index and the database's reason, for rows that can never be inserted.
+    rejected: Vec<(usize, String)>,
+}
+
+/// Retries transient failures forever (until cancelled), with capped exponential backoff.
+async fn store_with_retry(p: &Pipeline, rows: &[ClickRow]) -> Result<StoreOutcome, Cancelled> {
+    let mut attempt = 0u32;
+    let mut stall = None;
+    loop {
+        match store_once(&p.pool, rows).await {
+            Ok(outcome) => {
+                if attempt > 0 {
+                    tracing::info!(
+                        attempts = attempt + 1,
+                        "database write succeeded after retries"
+                    );
+                }
+                return Ok(outcome);
+            }
+            Err(e) => {
+                attempt += 1;
+                stall.get_or_insert_with(|| StallGuard::new(&p.health));
+                p.metrics.db_retries.inc();
+                let delay = backoff_delay(attempt, p.retry_max_backoff);
+                tracing::warn!(error = %e, attempt, retry_in_ms = delay.as_millis() as u64,
+                    "transient database error; batch not committed, retrying");
+                sleep_or_cancel(&p.cancel, delay).await?;
+            }
+        }
+    }
+}
+
+/// One attempt. A batch the database rejects for its content is retried row by row so the
+/// bad rows can be told apart; transient errors end the attempt.
+async fn store_once(pool: &PgPool, rows: &[ClickRow]) -> Result<StoreOutcome, sqlx::Error> {
+    match insert_clicks(pool, rows).await {
+        Ok(inserted) => Ok(StoreOutcome {
+            inserted,
+            rejected: Vec::new(),
+        }),
+        Err(e) if is_transient(&e) => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, rows = rows.len(), "batch rejected; inserting row by row");
+            let mut outcome = StoreOutcome::default();
+            for (i, row) in rows.iter().enumerate() {
+                match insert_clicks(pool, std::slice::from_ref(row)).await {
+                    Ok(n) => outcome.inserted += n,
+                    Err(e) if is_transient(&e) => return Err(e),
+                    Err(e) => outcome
+                        .rejected
+                        .push((i, format!("database rejected the click: {e}"))),
+                }
+            }
+            Ok(outcome)
+        }
+    }
+}
+
+async fn dead_letter_with_retry(
+    p: &Pipeline,
+    msg: &OwnedMessage,
+    error: &str,
+) -> Result<(), Cancelled> {
+    let mut attempt = 0u32;
+    let mut stall = None;
+    loop {
+        match dlq::send(&p.producer, &p.dlq_topic, msg, error).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                attempt += 1;
+                stall.get_or_insert_with(|| StallGuard::new(&p.health));
+                p.metrics.dlq_retries.inc();
+                let delay = backoff_delay(attempt, p.retry_max_backoff);
+                tracing::warn!(error = %e, attempt, topic = %p.dlq_topic,
+                    "dead-letter publish failed; batch not committed, retrying");
+                sleep_or_cancel(&p.cancel, delay).await?;
+            }
+        }
+    }
+}
+
+async fn sleep_or_cancel(cancel: &CancellationToken, delay: Duration) -> Result<(), Cancelled> {
+    tokio::select! {
+        _ = cancel.cancelled() => Err(Cancelled),
+        _ = tokio::time::sleep(delay) => Ok(()),
+    }
+}
+
+/// Exponential backoff from 100 ms, capped at `max`, with "equal jitter": the delay is
+/// at least half the step so replicas retrying together spread out without hammering.
+pub fn backoff_delay(attempt: u32, max: Duration) -> Duration {
+    let step = Duration::from_millis(100)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(max);
+    let half = step / 2;
+    half + rand::rng().random_range(Duration::ZERO..=half)
+}
+
+/// Stores `next offset = last + 1` for each partition of the batch and commits
+/// asynchronously. A partition revoked meanwhile refuses the store: its new owner replays
+/// from the last commit, which the idempotent insert absorbs.
+fn commit(p: &Pipeline, batch: &[OwnedMessage]) {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for m in batch {
+        let e = next.entry((m.topic(), m.partition())).or_insert(0);
+        *e = (*e).max(m.offset() + 1);
+    }
+    let mut tpl = TopicPartitionList::with_capacity(next.len());
+    for ((topic, partition), offset) in next {
+        if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            tracing::error!(error = %e, "cannot build the offset list");
+            return;
+        }
+    }
+    if let Err(e) = p.consumer.store_offsets(&tpl) {
+        tracing::info!(error = %e, "offsets not stored (partition no longer assigned)");
+        return;
+    }
+    match p.consumer.commit_consumer_state(CommitMode::Async) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(error = %e, "offset commit request failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{Header, OwnedHeaders, Timestamp};
+
+    fn message(payload: Option<Vec<u8>>, headers: Option<OwnedHeaders>) -> OwnedMessage {
+        OwnedMessage::new(
+            payload,
+            Some(b"k".to_vec()),
+            "clicks".into(),
+            Timestamp::NotAvailable,
+            0,
+            7,
+            headers,
+        )
+    }
+
+    #[test]
+    fn decode_accepts_valid_events_and_explains_rejections() {
+        let click = Click::now("abc", None, None, None);
+        let ok = message(Some(click.encode()), None);
+        assert_eq!(decode(&ok).unwrap(), click);
+
+        assert_eq!(
+            decode(&message(None, None)).unwrap_err(),
+            "message has no payload"
+        );
+        let garbage = decode(&message(Some(vec![0xff, 0xff]), None)).unwrap_err();
+        assert!(garbage.contains("not a ClickEvent"), "{garbage}");
+
+        let v2 = OwnedHeaders::new().insert(Header {
+            key: HEADER_SCHEMA_VERSION,
+            value: Some("2"),
+        });
+        let err = decode(&message(Some(click.encode()), Some(v2))).unwrap_err();
+        assert!(
+            err.contains("unsupported schema-version header \"2\""),
+            "{err}"
+        );
+        let v1 = OwnedHeaders::new().insert(Header {
+            key: HEADER_SCHEMA_VERSION,
+            value: Some("1"),
+        });
+        assert!(decode(&message(Some(click.encode()), Some(v1))).is_ok());
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_is_capped() {
+        let max = Duration::from_secs(5);
+        for _ in 0..100 {
+            let d1 = backoff_delay(1, max);
+            assert!(
+                d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100),
+                "{d1:?}"
+            );
+            let d4 = backoff_delay(4, max);
+            assert!(
+                d4 >= Duration::from_millis(400) && d4 <= Duration::from_millis(800),
+                "{d4:?}"
+            );
+            let big = backoff_delay(40, max);
+            assert!(big >= max / 2 && big <= max, "{big:?}");
+        }
+    }
+}

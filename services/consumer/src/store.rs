@@ -1,0 +1,66 @@
+//! Writing enriched clicks to Postgres, idempotently by event_id.
+
+use sqlx::PgPool;
+
+use crate::enrich::Enrichment;
+use shortener_common::event::Click;
+
+/// A click ready to be stored.
+#[derive(Debug, Clone)]
+pub struct ClickRow {
+    pub click: Click,
+    pub enrichment: Enrichment,
+}
+
+/// One multi-row statement: arrays of columns unnested into rows. Rows whose event_id is
+/// already stored (a redelivery) are skipped, so the returned count is new rows only.
+const INSERT: &str = "\
+INSERT INTO clicks (event_id, short_code, occurred_at, ip, user_agent, referer,
+                    country_code, device_type, browser, traffic_source)
+SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[]::inet[],
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+ON CONFLICT (event_id) DO NOTHING";
+
+/// Inserts `rows` in one statement (its own transaction); returns how many were new.
+pub async fn insert_clicks(pool: &PgPool, rows: &[ClickRow]) -> Result<u64, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let n = rows.len();
+    let mut event_ids = Vec::with_capacity(n);
+    let mut codes = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    let mut ips = Vec::with_capacity(n);
+    let mut agents = Vec::with_capacity(n);
+    let mut referers = Vec::with_capacity(n);
+    let mut countries = Vec::with_capacity(n);
+    let mut devices = Vec::with_capacity(n);
+    let mut browsers = Vec::with_capacity(n);
+    let mut sources = Vec::with_capacity(n);
+    for ClickRow { click, enrichment } in rows {
+        event_ids.push(click.event_id);
+        codes.push(click.short_code.as_str());
+        times.push(click.occurred_at);
+        ips.push(click.ip.map(|ip| ip.to_string()));
+        agents.push(click.user_agent.as_deref());
+        referers.push(click.referer.as_deref());
+        countries.push(enrichment.country_code.as_str());
+        devices.push(enrichment.device_type.as_str());
+        browsers.push(enrichment.browser.as_str());
+        sources.push(enrichment.traffic_source.as_str());
+    }
+    let result = sqlx::query(INSERT)
+        .bind(&event_ids)
+        .bind(&codes)
+        .bind(&times)
+        .bind(&ips)
+        .bind(&agents)
+        .bind(&referers)
+        .bind(&countries)
+        .bind(&devices)
+        .bind(&browsers)
+        .bind(&sources)
+        .execute(pool)
+        .await?;
+    Ok(result.rows_affected())
+}
