@@ -120,6 +120,22 @@ impl MockBroker {
         produce_with(self.producer(), topic, key, payload, headers).await
     }
 
+    /// Produces every message concurrently and waits for all deliveries; returns their
+    /// (partition, offset) in input order.
+    pub async fn produce_batch(&self, topic: &str, messages: &[TestMessage]) -> Vec<(i32, i64)> {
+        let sends = messages.iter().map(|m| {
+            let headers: Vec<(&str, &[u8])> = m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            async move {
+                produce_with(self.producer(), topic, m.key.as_deref(), &m.payload, &headers).await
+            }
+        });
+        futures::future::join_all(sends).await
+    }
+
     /// Reads `n` messages of `topic` from the beginning (all partitions, no consumer group).
     pub async fn consume_all(&self, topic: &str, n: usize, timeout: Duration) -> Vec<Received> {
         consume_all(&self.bootstrap, topic, n, timeout).await
@@ -139,6 +155,29 @@ impl Drop for MockBroker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A message to produce with [`MockBroker::produce_batch`].
+#[derive(Debug, Clone, Default)]
+pub struct TestMessage {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl TestMessage {
+    pub fn new(key: impl Into<Vec<u8>>, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            key: Some(key.into()),
+            payload: payload.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
     }
 }
 
@@ -256,7 +295,7 @@ pub async fn consume_all(
     out
 }
 
-/// High watermark of each partition of `topic`, by partition.
+/// High watermark of each partition of `topic`, by partition. Blocking.
 pub fn high_watermarks(bootstrap: &str, topic: &str) -> Vec<i64> {
     let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

@@ -1,0 +1,209 @@
+//! Shared setup of the consumer's integration tests: a mock Kafka cluster, a fresh
+//! database, a consumer running in-process, and polling helpers.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use consumer::{ConsumerApp, ConsumerArgs};
+use shortener_common::db::DatabaseArgs;
+use shortener_common::event::{Click, SCHEMA_VERSION};
+use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
+use shortener_testkit::kafka::{MockBroker, TestMessage};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// Generous: the machine is small and shared; waits poll and return as soon as they can.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+pub const TOPIC: &str = "clicks";
+pub const PARTITIONS: i32 = 4;
+
+pub fn geoip_db() -> Option<PathBuf> {
+    std::env::var_os("SHORTENER_TEST_GEOIP_DB").map(PathBuf::from)
+}
+
+/// Settings for a consumer of `broker` writing to `db_url`, tuned for quick tests.
+pub fn args(broker: &MockBroker, db_url: &str, group: &str) -> ConsumerArgs {
+    let mut args = ConsumerArgs::new(
+        KafkaArgs::new(broker.bootstrap(), TOPIC),
+        DatabaseArgs::with_url(db_url),
+    );
+    args.group_id = group.to_string();
+    args.batch_size = 50;
+    args.batch_max_wait_ms = 50;
+    args.concurrency = 2;
+    args.geoip_db_path = geoip_db();
+    args.lag_refresh_interval_ms = 200;
+    args.retry_max_backoff_ms = 500;
+    args.database.database_acquire_timeout_ms = 500;
+    args
+}
+
+pub fn broker() -> MockBroker {
+    let broker = MockBroker::start();
+    broker.create_topic(TOPIC, PARTITIONS);
+    broker.create_topic(&format!("{TOPIC}.dlq"), 2);
+    broker
+}
+
+pub struct Running {
+    pub admin: std::net::SocketAddr,
+    pub metrics: consumer::Metrics,
+    pub stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<Result<(), consumer::Error>>,
+}
+
+impl Running {
+    /// Graceful shutdown; panics if `run` failed.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.take().expect("not stopped yet").send(());
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("consumer stops in time")
+            .expect("consumer task")
+            .expect("consumer run");
+    }
+
+    /// Simulated crash: the run future is dropped mid-flight; nothing graceful happens.
+    pub async fn kill(self) {
+        self.task.abort();
+        let err = self.task.await.expect_err("aborted");
+        assert!(err.is_cancelled());
+    }
+}
+
+pub async fn start(args: ConsumerArgs) -> Running {
+    let app = ConsumerApp::new(args).await.expect("consumer starts");
+    let admin = app.admin_addr();
+    let metrics = app.metrics();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        admin,
+        metrics,
+        stop: Some(tx),
+        task,
+    }
+}
+
+const USER_AGENTS: [&str; 4] = [
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+];
+const IPS: [&str; 4] = ["8.8.8.8", "194.25.0.60", "10.0.0.1", "2001:4860:4860::8888"];
+const REFERERS: [Option<&str>; 4] = [
+    Some("https://www.google.com/search?q=x"),
+    Some("https://news.bbc.co.uk/story"),
+    None,
+    Some("https://t.co/abc"),
+];
+
+/// The i-th synthetic click: user agent, IP and referer cycle through four known values,
+/// so the expected enrichment of click i is `expected(i)`.
+pub fn click(code: &str, i: usize) -> Click {
+    Click {
+        event_id: Uuid::now_v7(),
+        short_code: code.to_string(),
+        occurred_at: Utc::now(),
+        ip: Some(IPS[i % 4].parse::<IpAddr>().unwrap()),
+        user_agent: Some(USER_AGENTS[i % 4].to_string()),
+        referer: REFERERS[i % 4].map(str::to_string),
+    }
+}
+
+/// (country, device, browser, source) that `click(_, i)` must be stored with.
+pub fn expected(i: usize) -> (&'static str, &'static str, &'static str, &'static str) {
+    [
+        ("US", "mobile", "Safari", "google"),
+        ("DE", "desktop", "Firefox", "bbc.co.uk"),
+        ("Unknown", "bot", "Googlebot", "direct"),
+        ("US", "tablet", "Safari", "twitter"),
+    ][i % 4]
+}
+
+/// What url-api publishes: key = short code, header schema-version.
+pub fn message(click: &Click) -> TestMessage {
+    TestMessage::new(click.short_code.clone(), click.encode())
+        .header(HEADER_SCHEMA_VERSION, SCHEMA_VERSION.to_string())
+}
+
+pub async fn count(pool: &PgPool, code: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM clicks WHERE short_code = $1")
+        .bind(code)
+        .fetch_one(pool)
+        .await
+        .expect("count clicks")
+}
+
+/// Polls `check` until it returns true; panics with `what` after `WAIT`.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let resp = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("admin endpoint answers");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.expect("body"))
+}
+
+/// Sum of the samples of metric `name` (all label sets) in Prometheus text.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value: f64 = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("numeric sample");
+        *found.get_or_insert(0.0) += value;
+    }
+    found
+}
+
+/// Lag of every partition of the topic for `group`, measured by a separate client
+/// (not the consumer under test). Blocking calls run on a blocking thread.
+pub async fn group_lag(bootstrap: &str, group: &str) -> Vec<consumer::lag::PartitionLag> {
+    let bootstrap = bootstrap.to_string();
+    let group = group.to_string();
+    tokio::task::spawn_blocking(move || {
+        let c: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .create()
+            .expect("lag client");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(TOPIC, p);
+        }
+        consumer::lag::lag_of(&c, tpl, Duration::from_secs(10)).expect("measure lag")
+    })
+    .await
+    .expect("lag task")
+}
