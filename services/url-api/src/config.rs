@@ -1,0 +1,155 @@
+//! Settings of the url-api process: clap arguments backed by environment variables.
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use shortener_common::db::DatabaseArgs;
+use shortener_common::kafka::KafkaArgs;
+use shortener_common::telemetry::LogArgs;
+
+pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+pub const DEFAULT_PUBLIC_BASE_URL: &str = "http://localhost:8080";
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 10;
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 20;
+pub const DEFAULT_CACHE_MAX_ENTRIES: u64 = 100_000;
+pub const DEFAULT_CACHE_TTL_SECS: u64 = 60;
+pub const DEFAULT_MAX_URL_LENGTH: usize = 2048;
+pub const DEFAULT_ANALYTICS_RPC_URL: &str = "http://127.0.0.1:50051";
+pub const DEFAULT_ANALYTICS_RPC_TIMEOUT_MS: u64 = 300;
+pub const DEFAULT_BREAKER_FAILURE_THRESHOLD: u32 = 5;
+pub const DEFAULT_BREAKER_RESET_MS: u64 = 10_000;
+pub const DEFAULT_CLICK_QUEUE_CAPACITY: usize = 100_000;
+
+/// Everything `url-api serve` needs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = DEFAULT_LISTEN_ADDR)]
+    pub listen_addr: SocketAddr,
+    /// Base of the short URLs handed out (`<base>/<code>`).
+    #[arg(long, env = "PUBLIC_BASE_URL", default_value = DEFAULT_PUBLIC_BASE_URL)]
+    pub public_base_url: String,
+    /// Comma-separated `name:key` API keys; hashed at load, the plaintext is not kept.
+    #[arg(long, env = "API_KEYS", default_value = "", hide_env_values = true)]
+    pub api_keys: String,
+    /// Comma-separated `name:sha256hex` API key digests.
+    #[arg(
+        long,
+        env = "API_KEY_HASHES",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub api_key_hashes: String,
+    /// Sustained writes per second allowed per API key (or client IP without a valid key).
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = DEFAULT_RATE_LIMIT_PER_SECOND)]
+    pub rate_limit_per_second: u32,
+    /// Writes allowed in a burst before the per-second rate applies.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = DEFAULT_RATE_LIMIT_BURST)]
+    pub rate_limit_burst: u32,
+    /// Allow targets on loopback, private, link-local and similar addresses.
+    #[arg(long, env = "ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_private_targets: bool,
+    /// Comma-separated CIDRs (or single IPs) of proxies whose X-Forwarded-For is trusted;
+    /// empty means never trust it.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = parse_proxies)]
+    pub trusted_proxies: TrustedProxies,
+    /// Largest number of short codes kept in the redirect cache (0 disables it).
+    #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = DEFAULT_CACHE_MAX_ENTRIES)]
+    pub cache_max_entries: u64,
+    /// How long a cached short code lives, in seconds.
+    #[arg(long, env = "CACHE_TTL_SECS", default_value_t = DEFAULT_CACHE_TTL_SECS)]
+    pub cache_ttl_secs: u64,
+    /// Longest accepted long URL, in bytes.
+    #[arg(long, env = "MAX_URL_LENGTH", default_value_t = DEFAULT_MAX_URL_LENGTH)]
+    pub max_url_length: usize,
+    /// gRPC endpoint of analytics-rpc.
+    #[arg(long, env = "ANALYTICS_RPC_URL", default_value = DEFAULT_ANALYTICS_RPC_URL)]
+    pub analytics_rpc_url: String,
+    /// Deadline of each analytics call, in milliseconds.
+    #[arg(long, env = "ANALYTICS_RPC_TIMEOUT_MS", default_value_t = DEFAULT_ANALYTICS_RPC_TIMEOUT_MS)]
+    pub analytics_rpc_timeout_ms: u64,
+    /// Consecutive analytics failures that open the circuit breaker.
+    #[arg(long, env = "BREAKER_FAILURE_THRESHOLD", default_value_t = DEFAULT_BREAKER_FAILURE_THRESHOLD)]
+    pub breaker_failure_threshold: u32,
+    /// How long the breaker stays open before one trial call, in milliseconds.
+    #[arg(long, env = "BREAKER_RESET_MS", default_value_t = DEFAULT_BREAKER_RESET_MS)]
+    pub breaker_reset_ms: u64,
+    /// Click events buffered locally while the brokers are slow or down; beyond it
+    /// clicks are dropped and counted.
+    #[arg(long, env = "CLICK_QUEUE_CAPACITY", default_value_t = DEFAULT_CLICK_QUEUE_CAPACITY)]
+    pub click_queue_capacity: usize,
+    /// Publish a ClickEvent per redirect.
+    #[arg(long, env = "CLICKS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub clicks_enabled: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl Config {
+    /// Every setting at its documented default, with the given database and brokers.
+    /// Does not read the environment (for tests and embedding).
+    pub fn new(database: DatabaseArgs, kafka: KafkaArgs) -> Self {
+        Self {
+            listen_addr: DEFAULT_LISTEN_ADDR.parse().expect("valid default address"),
+            public_base_url: DEFAULT_PUBLIC_BASE_URL.into(),
+            api_keys: String::new(),
+            api_key_hashes: String::new(),
+            rate_limit_per_second: DEFAULT_RATE_LIMIT_PER_SECOND,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            allow_private_targets: false,
+            trusted_proxies: TrustedProxies::default(),
+            cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,
+            cache_ttl_secs: DEFAULT_CACHE_TTL_SECS,
+            max_url_length: DEFAULT_MAX_URL_LENGTH,
+            analytics_rpc_url: DEFAULT_ANALYTICS_RPC_URL.into(),
+            analytics_rpc_timeout_ms: DEFAULT_ANALYTICS_RPC_TIMEOUT_MS,
+            breaker_failure_threshold: DEFAULT_BREAKER_FAILURE_THRESHOLD,
+            breaker_reset_ms: DEFAULT_BREAKER_RESET_MS,
+            click_queue_capacity: DEFAULT_CLICK_QUEUE_CAPACITY,
+            clicks_enabled: true,
+            database,
+            kafka,
+            log: LogArgs {
+                log_format: shortener_common::telemetry::LogFormat::Json,
+                log_filter: "info".into(),
+            },
+        }
+    }
+}
+
+/// Networks whose X-Forwarded-For header is believed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrustedProxies(pub Vec<IpNet>);
+
+/// Parses comma-separated CIDRs; a bare IP means a single host.
+pub fn parse_proxies(text: &str) -> Result<TrustedProxies, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{s:?} is neither a CIDR nor an IP address"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(TrustedProxies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxies_accept_cidrs_and_single_ips() {
+        let p = parse_proxies(" 10.0.0.0/8, 192.0.2.1 ,fd00::/8,").unwrap();
+        assert_eq!(p.0.len(), 3);
+        assert_eq!(p.0[1].to_string(), "192.0.2.1/32");
+        assert_eq!(parse_proxies("").unwrap(), TrustedProxies::default());
+        assert!(parse_proxies("10.0.0.0/33").is_err());
+        assert!(parse_proxies("proxy.local").is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! The one error type of the HTTP API and its JSON form:
+//! `{"error": {"code": "invalid_url", "message": "..."}}`.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidUrl(String),
+    #[error("{0}")]
+    InvalidAlias(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("request body must be JSON with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    #[error("a valid API key is required (Authorization: Bearer <key> or X-API-Key)")]
+    Unauthorized,
+    #[error("no such link")]
+    NotFound,
+    #[error("this link has expired or was deleted")]
+    Gone,
+    #[error("alias {0:?} is already taken")]
+    AliasTaken(String),
+    #[error("too many requests, retry in {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("could not allocate a free short code, try again")]
+    CodeExhausted,
+    #[error("the database is unavailable, try again")]
+    DatabaseUnavailable,
+    #[error("click statistics are unavailable right now, try again")]
+    StatsUnavailable,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error")]
+    Internal,
+}
+
+/// JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_url`, `alias_taken`, `rate_limited`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidUrl(_)
+            | Self::InvalidAlias(_)
+            | Self::InvalidRequest(_)
+            | Self::InvalidJson(_)
+            | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Gone => StatusCode::GONE,
+            Self::AliasTaken(_) => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::CodeExhausted | Self::DatabaseUnavailable | Self::StatsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl(_) => "invalid_url",
+            Self::InvalidAlias(_) => "invalid_alias",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::Gone => "gone",
+            Self::AliasTaken(_) => "alias_taken",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::CodeExhausted => "code_generation_failed",
+            Self::DatabaseUnavailable => "database_unavailable",
+            Self::StatsUnavailable => "stats_unavailable",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Classifies a database error: outages become 503 so clients retry, anything else
+    /// is logged and answered with a bare 500.
+    pub fn from_db(err: sqlx::Error) -> Self {
+        if shortener_common::db::is_transient(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            Self::DatabaseUnavailable
+        } else {
+            tracing::error!(error = %err, "database error");
+            Self::Internal
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let retry_after = match &self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::CodeExhausted | Self::DatabaseUnavailable | Self::StatsUnavailable => Some(1),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        resp
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            _ => Self::InvalidJson(rejection.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::InvalidQuery(rejection.body_text())
+    }
+}
+
+/// `axum::Json` whose rejections are [`ApiError`]s (400/413/415 JSON, never 500).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// `axum::extract::Query` whose rejections are [`ApiError`]s.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_non_500_status_except_internal() {
+        let errors = [
+            ApiError::InvalidUrl("x".into()),
+            ApiError::AliasTaken("x".into()),
+            ApiError::RateLimited {
+                retry_after_secs: 0,
+            },
+            ApiError::DatabaseUnavailable,
+        ];
+        for e in errors {
+            assert!(e.status().as_u16() < 500 || e.status() == 503, "{e:?}");
+        }
+        let resp = ApiError::RateLimited {
+            retry_after_secs: 0,
+        }
+        .into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    }
+}

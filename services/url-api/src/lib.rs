@@ -1,0 +1,204 @@
+//! url-api: creates short links, redirects, and publishes a ClickEvent per redirect.
+//!
+//! Embedding (tests, end-to-end crates):
+//! ```text
+//! let state = url_api::AppState::new(&config, pool)?;          // inside a tokio runtime
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! tokio::spawn(url_api::serve(listener, state, shutdown_future));
+//! ```
+
+pub mod auth;
+pub mod cache;
+pub mod client_ip;
+pub mod codes;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod rate_limit;
+pub mod routes;
+pub mod store;
+pub mod validate;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use shortener_common::db::{self, DbError};
+use shortener_common::health::{self, Readiness};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+use auth::{ApiKeys, KeyConfigError};
+use cache::LinkCache;
+use client_ip::ClientIpResolver;
+use error::ApiError;
+use metrics::Metrics;
+use rate_limit::{RateLimitConfigError, WriteLimitConfig};
+use routes::{links, redirect};
+use validate::UrlPolicy;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
+/// Longest a readiness probe waits for the database.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid API key configuration: {0}")]
+    Keys(#[from] KeyConfigError),
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitConfigError),
+    #[error("PUBLIC_BASE_URL {0:?} is not an http(s) URL")]
+    PublicBaseUrl(String),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Shared state of every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) pool: PgPool,
+    pub(crate) keys: ApiKeys,
+    pub(crate) cache: LinkCache,
+    pub(crate) metrics: Metrics,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) client_ips: ClientIpResolver,
+    pub(crate) url_policy: UrlPolicy,
+    pub(crate) public_base_url: Arc<str>,
+    pub(crate) write_limit: Arc<WriteLimitConfig>,
+}
+
+impl AppState {
+    /// Builds everything the handlers need from `config`, using `pool` for the database.
+    /// Call inside a tokio runtime. Connects to nothing yet.
+    pub fn new(config: &Config, pool: PgPool) -> Result<Self, StartupError> {
+        let keys = ApiKeys::parse(&config.api_keys, &config.api_key_hashes)?;
+        if keys.is_empty() {
+            tracing::warn!(
+                "no API keys configured (API_KEYS, API_KEY_HASHES): every write will be refused"
+            );
+        }
+        let base = url::Url::parse(&config.public_base_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| StartupError::PublicBaseUrl(config.public_base_url.clone()))?;
+        let client_ips = ClientIpResolver::new(config.trusted_proxies.clone());
+        let write_limit = rate_limit::write_limit(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+            keys.clone(),
+            client_ips.clone(),
+        )?;
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        Ok(Self {
+            pool,
+            keys,
+            cache: LinkCache::new(
+                config.cache_max_entries,
+                Duration::from_secs(config.cache_ttl_secs),
+            ),
+            metrics,
+            registry: Arc::new(registry),
+            client_ips,
+            url_policy: UrlPolicy {
+                max_len: config.max_url_length,
+                allow_private: config.allow_private_targets,
+            },
+            public_base_url: base.as_str().trim_end_matches('/').into(),
+            write_limit,
+        })
+    }
+
+    /// The Prometheus registry served at `/metrics`.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+}
+
+/// The whole HTTP application: API, redirects, `/openapi.json`, `/healthz`, `/readyz`,
+/// `/metrics`.
+pub fn router(state: AppState) -> Router {
+    let pool = state.pool.clone();
+    let readiness = Readiness::new(move || {
+        let pool = pool.clone();
+        async move {
+            match tokio::time::timeout(READY_TIMEOUT, db::ping(&pool)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("database ping timed out".to_string()),
+            }
+        }
+    });
+    let api = Router::new()
+        .route("/api/v1/links", get(links::list).post(links::create))
+        .route(
+            "/api/v1/links/{code}",
+            get(links::details).delete(links::delete),
+        )
+        .layer(rate_limit::layer(state.write_limit.clone()));
+    Router::new()
+        .route("/openapi.json", get(openapi::serve))
+        .route("/{code}", get(redirect::redirect))
+        .merge(api)
+        .with_state(state.clone())
+        .merge(health::router(state.registry.clone(), readiness))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Serves the application on `listener` until `shutdown` resolves, then drains in-flight
+/// requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let janitor = rate_limit::spawn_janitor(state.write_limit.clone());
+    let app = router(state);
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    janitor.abort();
+    result
+}
+
+/// Runs the service as configured until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    let pool = config.database.lazy_pool()?;
+    let state = AppState::new(&config, pool)?;
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|source| StartupError::Listen {
+            addr: config.listen_addr,
+            source,
+        })?;
+    tracing::info!(addr = %config.listen_addr, "url-api listening");
+    serve(listener, state, shortener_common::shutdown::signal())
+        .await
+        .map_err(StartupError::Serve)
+}

@@ -1,0 +1,4 @@
+//! HTTP handlers.
+
+pub mod links;
+pub mod redirect;

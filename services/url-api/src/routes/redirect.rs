@@ -1,0 +1,86 @@
+//! `GET /{code}`: the hot path.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+
+use crate::cache::CachedLink;
+use crate::error::{ApiError, ErrorBody};
+use crate::validate::is_plausible_code;
+use crate::{store, AppState};
+
+/// Redirects to the link's target.
+#[utoipa::path(
+    get,
+    path = "/{code}",
+    tag = "redirect",
+    params(("code" = String, Path, description = "Short code or alias")),
+    responses(
+        (status = 302, description = "Redirect to the long URL (header Location)"),
+        (status = 404, description = "Unknown code", body = ErrorBody),
+        (status = 410, description = "Link expired or deleted", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn redirect(
+    State(state): State<AppState>,
+    code: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Path(code)) = code else {
+        return Err(ApiError::NotFound);
+    };
+    if !is_plausible_code(&code) {
+        return Err(ApiError::NotFound);
+    }
+    let (long_url, expires_at, deleted) = match lookup(&state, &code).await? {
+        CachedLink::Missing => return Err(ApiError::NotFound),
+        CachedLink::Found {
+            long_url,
+            expires_at,
+            deleted,
+        } => (long_url, expires_at, deleted),
+    };
+    if deleted || expires_at.is_some_and(|t| t <= Utc::now()) {
+        return Err(ApiError::Gone);
+    }
+    let location = HeaderValue::from_str(&long_url).map_err(|_| {
+        tracing::error!(code, "stored long_url is not a valid header value");
+        ApiError::Internal
+    })?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            // Browsers must come back each time, so every click is seen (and counted).
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=0"),
+            ),
+        ],
+    )
+        .into_response())
+}
+
+/// Cache first, then the database (caching the answer, including "missing").
+async fn lookup(state: &AppState, code: &str) -> Result<CachedLink, ApiError> {
+    if let Some(hit) = state.cache.get(code) {
+        state.metrics.cache_hits.inc();
+        return Ok(hit);
+    }
+    state.metrics.cache_misses.inc();
+    let entry = match store::find(&state.pool, code)
+        .await
+        .map_err(ApiError::from_db)?
+    {
+        Some(row) => CachedLink::Found {
+            long_url: row.long_url.into(),
+            expires_at: row.expires_at,
+            deleted: row.deleted_at.is_some(),
+        },
+        None => CachedLink::Missing,
+    };
+    state.cache.insert(code, entry.clone());
+    Ok(entry)
+}
