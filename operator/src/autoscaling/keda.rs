@@ -1,0 +1,390 @@
+//! `consumer.autoscaling.mode: keda`: KEDA scales the consumer.
+//!
+//! The operator emits a `ScaledObject` (keda.sh/v1alpha1) with a `kafka` trigger for the
+//! stack's topic and consumer group, plus a `TriggerAuthentication` pointing at the same
+//! Secrets the pods use when SASL or TLS client material is configured. KEDA's HPA then
+//! owns the Deployment's `spec.replicas`; the operator leaves that field out of its apply
+//! (see `scaling::desired_consumer_replicas`). The objects are applied as `DynamicObject`s,
+//! so the operator needs no KEDA types and runs on clusters without KEDA in builtin mode.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::core::ApiResource;
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+
+use super::ScalingParams;
+use crate::crd::{SaslMechanism, ShortenerStack};
+use crate::resources::hash::{desired_hash_of, with_desired_hash};
+use crate::resources::{labels, Component};
+
+pub const KEDA_GROUP: &str = "keda.sh";
+pub const KEDA_VERSION: &str = "v1alpha1";
+
+/// `keda.sh/v1alpha1` `ScaledObject`, plural `scaledobjects`.
+pub fn scaled_object_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(KEDA_GROUP, KEDA_VERSION, "ScaledObject"),
+        "scaledobjects",
+    )
+}
+
+/// `keda.sh/v1alpha1` `TriggerAuthentication`, plural `triggerauthentications`.
+pub fn trigger_authentication_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(KEDA_GROUP, KEDA_VERSION, "TriggerAuthentication"),
+        "triggerauthentications",
+    )
+}
+
+/// Name of the ScaledObject: the consumer Deployment's name (KEDA names its HPA
+/// `keda-hpa-<this>`).
+pub fn scaled_object_name(stack: &ShortenerStack) -> String {
+    Component::Consumer.object_name(stack)
+}
+
+/// Name of the TriggerAuthentication: `<stack>-consumer-kafka`.
+pub fn trigger_authentication_name(stack: &ShortenerStack) -> String {
+    format!("{}-kafka", Component::Consumer.object_name(stack))
+}
+
+/// KEDA's spelling of a SASL mechanism (`sasl` trigger parameter).
+pub fn keda_sasl_mode(mechanism: SaslMechanism) -> &'static str {
+    match mechanism {
+        SaslMechanism::Plain => "plaintext",
+        SaslMechanism::ScramSha256 => "scram_sha256",
+        SaslMechanism::ScramSha512 => "scram_sha512",
+    }
+}
+
+fn meta(stack: &ShortenerStack, name: String) -> ObjectMeta {
+    labels::child_meta(stack, name, labels::labels(stack, Component::Consumer))
+}
+
+fn dynamic(resource: &ApiResource, metadata: ObjectMeta, spec: Value) -> DynamicObject {
+    let name = metadata.name.clone().unwrap_or_default();
+    let mut object = DynamicObject::new(&name, resource).data(json!({ "spec": spec }));
+    object.metadata = metadata;
+    object
+}
+
+/// `secretTargetRef` entries for the Kafka credentials and TLS material, in the order
+/// KEDA documents them.
+fn secret_target_refs(stack: &ShortenerStack) -> Vec<Value> {
+    let kafka = &stack.spec.kafka;
+    let mut refs = Vec::new();
+    let mut add = |parameter: &str, name: &str, key: &str| {
+        refs.push(json!({"parameter": parameter, "name": name, "key": key}));
+    };
+    if let Some(sasl) = &kafka.sasl {
+        add("username", &sasl.secret_ref.name, "username");
+        add("password", &sasl.secret_ref.name, "password");
+    }
+    if let Some(tls) = &kafka.tls {
+        if let Some(ca) = &tls.ca_secret_ref {
+            add("ca", &ca.name, &ca.key);
+        }
+        if let Some(cert) = &tls.cert_secret_ref {
+            add("cert", &cert.name, "tls.crt");
+            add("key", &cert.name, "tls.key");
+        }
+    }
+    refs
+}
+
+/// The TriggerAuthentication, when the connection needs Secret material (SASL
+/// credentials, a CA bundle or a client certificate); `None` for plaintext or TLS with the
+/// system CAs.
+pub fn trigger_authentication(stack: &ShortenerStack) -> Option<DynamicObject> {
+    let refs = secret_target_refs(stack);
+    if refs.is_empty() {
+        return None;
+    }
+    Some(dynamic(
+        &trigger_authentication_resource(),
+        meta(stack, trigger_authentication_name(stack)),
+        json!({ "secretTargetRef": refs }),
+    ))
+}
+
+/// The ScaledObject for the consumer Deployment. `maxReplicaCount` is capped at the
+/// partition count and the HPA behaviour mirrors the builtin policy (scale-down window,
+/// scale-up step per interval).
+pub fn scaled_object(stack: &ShortenerStack) -> DynamicObject {
+    let spec = &stack.spec;
+    let autoscaling = &spec.consumer.autoscaling;
+    let params = ScalingParams::from_spec(stack, spec.kafka.partitions);
+
+    let mut metadata = serde_json::Map::new();
+    let mut set = |k: &str, v: String| {
+        metadata.insert(k.to_string(), Value::String(v));
+    };
+    set("bootstrapServers", spec.kafka.bootstrap_servers.clone());
+    set("consumerGroup", spec.consumer.group_id.clone());
+    set("topic", spec.kafka.topic.clone());
+    set("lagThreshold", autoscaling.target_lag_per_replica.to_string());
+    set("offsetResetPolicy", "earliest".into());
+    set("allowIdleConsumers", "false".into());
+    if let Some(sasl) = &spec.kafka.sasl {
+        set("sasl", keda_sasl_mode(sasl.mechanism).into());
+    }
+    if spec.kafka.tls.is_some() {
+        set("tls", "enable".into());
+    }
+
+    let mut trigger = json!({ "type": "kafka", "metadata": metadata });
+    if trigger_authentication(stack).is_some() {
+        trigger["authenticationRef"] = json!({ "name": trigger_authentication_name(stack) });
+    }
+
+    dynamic(
+        &scaled_object_resource(),
+        meta(stack, scaled_object_name(stack)),
+        json!({
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": Component::Consumer.object_name(stack),
+            },
+            "pollingInterval": autoscaling.interval_seconds,
+            // KEDA uses the cooldown only for the last pod (scaling to minReplicaCount 0).
+            "cooldownPeriod": autoscaling.scale_down_stabilization_seconds,
+            "minReplicaCount": params.lower(),
+            "maxReplicaCount": params.upper(),
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": autoscaling.scale_down_stabilization_seconds,
+                        },
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": 0,
+                            "policies": [{
+                                "type": "Pods",
+                                "value": autoscaling.max_scale_up_step.max(1),
+                                "periodSeconds": autoscaling.interval_seconds,
+                            }],
+                        },
+                    },
+                },
+            },
+            "triggers": [trigger],
+        }),
+    )
+}
+
+/// Server-side applies `object` unless the live copy already carries its desired-hash.
+/// Returns whether it wrote.
+async fn apply_one(
+    api: &Api<DynamicObject>,
+    object: DynamicObject,
+) -> Result<bool, kube::Error> {
+    let object = with_desired_hash(object);
+    let name = object.name_any();
+    if let Some(live) = api.get_opt(&name).await? {
+        if desired_hash_of(&live) == desired_hash_of(&object) {
+            return Ok(false);
+        }
+    }
+    let params = PatchParams::apply(labels::MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(&object)).await?;
+    Ok(true)
+}
+
+/// Deletes `name` if it exists; an object (or a KEDA installation) that does not exist
+/// counts as deleted. Looks first, so the common case (nothing to delete) is a read.
+async fn delete_one(api: &Api<DynamicObject>, name: &str) -> Result<bool, kube::Error> {
+    if api.get_opt(name).await?.is_none() {
+        return Ok(false);
+    }
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn apis(client: &Client, stack: &ShortenerStack) -> (Api<DynamicObject>, Api<DynamicObject>) {
+    let ns = stack.namespace().unwrap_or_default();
+    (
+        Api::namespaced_with(client.clone(), &ns, &trigger_authentication_resource()),
+        Api::namespaced_with(client.clone(), &ns, &scaled_object_resource()),
+    )
+}
+
+/// Applies the TriggerAuthentication (first, so the ScaledObject never references a
+/// missing one) and the ScaledObject; removes a TriggerAuthentication that is no longer
+/// needed. Returns whether anything was written.
+pub async fn apply(client: &Client, stack: &ShortenerStack) -> Result<bool, kube::Error> {
+    let (auths, scaled_objects) = apis(client, stack);
+    let mut wrote = false;
+    match trigger_authentication(stack) {
+        Some(auth) => wrote |= apply_one(&auths, auth).await?,
+        None => wrote |= delete_one(&auths, &trigger_authentication_name(stack)).await?,
+    }
+    wrote |= apply_one(&scaled_objects, scaled_object(stack)).await?;
+    Ok(wrote)
+}
+
+/// Removes the KEDA objects after a switch back to builtin mode, so KEDA's HPA stops
+/// competing with the operator. Missing objects (or no KEDA at all) are fine.
+pub async fn remove(client: &Client, stack: &ShortenerStack) -> Result<bool, kube::Error> {
+    let (auths, scaled_objects) = apis(client, stack);
+    let so = delete_one(&scaled_objects, &scaled_object_name(stack)).await?;
+    let ta = delete_one(&auths, &trigger_authentication_name(stack)).await?;
+    Ok(so || ta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{
+        AutoscalingMode, CredentialsSecretRef, KafkaSaslSpec, KafkaTlsSpec, SecretKeyRef,
+        SecretRef,
+    };
+    use crate::test_support::stack;
+
+    fn keda_stack() -> ShortenerStack {
+        let mut s = stack();
+        s.spec.consumer.autoscaling.mode = AutoscalingMode::Keda;
+        s
+    }
+
+    #[test]
+    fn scaled_object_identity_and_ownership() {
+        let so = scaled_object(&keda_stack());
+        let types = so.types.as_ref().unwrap();
+        assert_eq!(types.api_version, "keda.sh/v1alpha1");
+        assert_eq!(types.kind, "ScaledObject");
+        assert_eq!(so.metadata.name.as_deref(), Some("demo-consumer"));
+        assert_eq!(so.metadata.namespace.as_deref(), Some("shop"));
+        let owner = &so.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(owner.kind, "ShortenerStack");
+        assert_eq!(owner.controller, Some(true));
+        let l = so.metadata.labels.as_ref().unwrap();
+        assert_eq!(l[labels::NAME], "consumer");
+        assert_eq!(l[labels::INSTANCE], "demo");
+        assert_eq!(l[labels::MANAGED_BY], "shortener-operator");
+    }
+
+    #[test]
+    fn scaled_object_targets_the_consumer_deployment() {
+        let so = scaled_object(&keda_stack());
+        let spec = &so.data["spec"];
+        assert_eq!(spec["scaleTargetRef"]["apiVersion"], "apps/v1");
+        assert_eq!(spec["scaleTargetRef"]["kind"], "Deployment");
+        assert_eq!(spec["scaleTargetRef"]["name"], "demo-consumer");
+        assert_eq!(spec["pollingInterval"], 15);
+        assert_eq!(spec["cooldownPeriod"], 300);
+        assert_eq!(spec["minReplicaCount"], 1);
+        assert_eq!(spec["maxReplicaCount"], 4);
+        let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+        assert_eq!(behavior["scaleDown"]["stabilizationWindowSeconds"], 300);
+        assert_eq!(behavior["scaleUp"]["stabilizationWindowSeconds"], 0);
+        assert_eq!(
+            behavior["scaleUp"]["policies"],
+            json!([{"type": "Pods", "value": 2, "periodSeconds": 15}])
+        );
+    }
+
+    #[test]
+    fn max_replica_count_is_capped_at_partitions() {
+        let mut s = keda_stack();
+        s.spec.consumer.min_replicas = 0;
+        s.spec.consumer.max_replicas = 20;
+        s.spec.kafka.partitions = 6;
+        let spec = &scaled_object(&s).data["spec"];
+        assert_eq!(spec["minReplicaCount"], 0);
+        assert_eq!(spec["maxReplicaCount"], 6);
+    }
+
+    #[test]
+    fn kafka_trigger_metadata_is_all_strings() {
+        let mut s = keda_stack();
+        s.spec.consumer.group_id = "clicks-workers".into();
+        s.spec.kafka.topic = "clicks-v2".into();
+        s.spec.consumer.autoscaling.target_lag_per_replica = 250;
+        let spec = &scaled_object(&s).data["spec"];
+        let triggers = spec["triggers"].as_array().unwrap();
+        assert_eq!(triggers.len(), 1);
+        assert_eq!(triggers[0]["type"], "kafka");
+        assert_eq!(
+            triggers[0]["metadata"],
+            json!({
+                "bootstrapServers": "kafka:9092",
+                "consumerGroup": "clicks-workers",
+                "topic": "clicks-v2",
+                "lagThreshold": "250",
+                "offsetResetPolicy": "earliest",
+                "allowIdleConsumers": "false",
+            })
+        );
+        assert!(triggers[0].get("authenticationRef").is_none());
+        assert!(trigger_authentication(&s).is_none());
+    }
+
+    #[test]
+    fn sasl_and_tls_use_a_trigger_authentication_on_the_same_secrets() {
+        let mut s = keda_stack();
+        s.spec.kafka.sasl = Some(KafkaSaslSpec {
+            mechanism: SaslMechanism::ScramSha256,
+            secret_ref: CredentialsSecretRef {
+                name: "kafka-user".into(),
+            },
+        });
+        s.spec.kafka.tls = Some(KafkaTlsSpec {
+            ca_secret_ref: Some(SecretKeyRef {
+                name: "kafka-ca".into(),
+                key: "ca.crt".into(),
+            }),
+            cert_secret_ref: Some(SecretRef {
+                name: "kafka-client".into(),
+            }),
+        });
+        let so = scaled_object(&s);
+        let trigger = &so.data["spec"]["triggers"][0];
+        assert_eq!(trigger["metadata"]["sasl"], "scram_sha256");
+        assert_eq!(trigger["metadata"]["tls"], "enable");
+        assert_eq!(
+            trigger["authenticationRef"],
+            json!({"name": "demo-consumer-kafka"})
+        );
+
+        let ta = trigger_authentication(&s).unwrap();
+        let types = ta.types.as_ref().unwrap();
+        assert_eq!(types.api_version, "keda.sh/v1alpha1");
+        assert_eq!(types.kind, "TriggerAuthentication");
+        assert_eq!(ta.metadata.name.as_deref(), Some("demo-consumer-kafka"));
+        assert_eq!(ta.metadata.namespace.as_deref(), Some("shop"));
+        assert!(ta.metadata.owner_references.is_some());
+        assert_eq!(
+            ta.data["spec"]["secretTargetRef"],
+            json!([
+                {"parameter": "username", "name": "kafka-user", "key": "username"},
+                {"parameter": "password", "name": "kafka-user", "key": "password"},
+                {"parameter": "ca", "name": "kafka-ca", "key": "ca.crt"},
+                {"parameter": "cert", "name": "kafka-client", "key": "tls.crt"},
+                {"parameter": "key", "name": "kafka-client", "key": "tls.key"},
+            ])
+        );
+    }
+
+    #[test]
+    fn tls_with_system_cas_needs_no_trigger_authentication() {
+        let mut s = keda_stack();
+        s.spec.kafka.tls = Some(KafkaTlsSpec::default());
+        let so = scaled_object(&s);
+        assert_eq!(so.data["spec"]["triggers"][0]["metadata"]["tls"], "enable");
+        assert!(so.data["spec"]["triggers"][0]
+            .get("authenticationRef")
+            .is_none());
+        assert!(trigger_authentication(&s).is_none());
+    }
+
+    #[test]
+    fn sasl_modes_use_keda_names() {
+        assert_eq!(keda_sasl_mode(SaslMechanism::Plain), "plaintext");
+        assert_eq!(keda_sasl_mode(SaslMechanism::ScramSha256), "scram_sha256");
+        assert_eq!(keda_sasl_mode(SaslMechanism::ScramSha512), "scram_sha512");
+    }
+}

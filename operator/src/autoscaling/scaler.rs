@@ -1,0 +1,276 @@
+//! The builtin autoscaler: measure, decide, and write only when something changed.
+//!
+//! It is driven by the stack's reconcile (see `docs/autoscaling.md`): the reconciler calls
+//! [`Autoscaler::reconcile`] after applying the children and requeues the stack after the
+//! returned interval. kube-runtime never runs two reconciles of one object at once, so the
+//! per-stack history needs no further coordination, and a deleted or changed stack needs
+//! no task bookkeeping.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::lag::{LagError, LagReport, LagSource};
+use super::metrics::{AutoscalingMetrics, ScaleLabels, StackLabels};
+use super::policy::{self, Decision, History};
+use super::{keda, ScalingParams};
+use crate::crd::{AutoscalingMode, ShortenerStack};
+use crate::resources::{labels, Component};
+use crate::topic::KafkaConnection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AutoscalingError {
+    #[error("cannot measure the consumer lag: {0}")]
+    Lag(#[from] LagError),
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// What one builtin pass did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScaleOutcome {
+    pub report: LagReport,
+    pub decision: Decision,
+    /// The Deployment's scale was patched.
+    pub scaled: bool,
+    /// The stack's status was patched.
+    pub status_written: bool,
+}
+
+#[derive(Default)]
+struct StackState {
+    history: History,
+    /// Mode seen at the last reconcile; `None` until the first one after a start.
+    mode: Option<AutoscalingMode>,
+}
+
+/// Per-stack autoscaling state and the clients to act on it. One per operator process.
+pub struct Autoscaler {
+    client: Client,
+    lag: Arc<dyn LagSource>,
+    recorder: Recorder,
+    metrics: AutoscalingMetrics,
+    stacks: Mutex<HashMap<String, StackState>>,
+}
+
+fn key(stack: &ShortenerStack) -> String {
+    format!(
+        "{}/{}",
+        stack.namespace().unwrap_or_default(),
+        stack.name_any()
+    )
+}
+
+fn stack_labels(stack: &ShortenerStack) -> StackLabels {
+    StackLabels {
+        namespace: stack.namespace().unwrap_or_default(),
+        name: stack.name_any(),
+    }
+}
+
+impl Autoscaler {
+    pub fn new(client: Client, lag: Arc<dyn LagSource>, metrics: AutoscalingMetrics) -> Self {
+        let recorder = Recorder::new(client.clone(), labels::MANAGER.into());
+        Self {
+            client,
+            lag,
+            recorder,
+            metrics,
+            stacks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One autoscaling step for `stack`, called from its reconcile after the children are
+    /// applied. Builtin mode: removes KEDA objects left from an earlier keda mode (checked
+    /// once per stack and operator start, and on every switch), then runs
+    /// [`scale_once`](Self::scale_once); returns the interval after which to reconcile
+    /// again. Keda mode: applies the ScaledObject (and TriggerAuthentication) and returns
+    /// `None`, since KEDA does the periodic work.
+    pub async fn reconcile(
+        &self,
+        stack: &ShortenerStack,
+        connection: &KafkaConnection,
+    ) -> Result<Option<Duration>, AutoscalingError> {
+        let autoscaling = &stack.spec.consumer.autoscaling;
+        let previous_mode = self.with_state(stack, |s| s.mode);
+        match autoscaling.mode {
+            AutoscalingMode::Keda => {
+                keda::apply(&self.client, stack).await?;
+                self.with_state(stack, |s| {
+                    // A later switch back to builtin starts from a fresh window.
+                    *s = StackState {
+                        history: History::default(),
+                        mode: Some(AutoscalingMode::Keda),
+                    }
+                });
+                Ok(None)
+            }
+            AutoscalingMode::Builtin => {
+                if previous_mode != Some(AutoscalingMode::Builtin) {
+                    keda::remove(&self.client, stack).await?;
+                    self.with_state(stack, |s| s.mode = Some(AutoscalingMode::Builtin));
+                }
+                self.scale_once(stack, connection, Utc::now()).await?;
+                let seconds = u64::try_from(autoscaling.interval_seconds.max(1)).unwrap_or(15);
+                Ok(Some(Duration::from_secs(seconds)))
+            }
+        }
+    }
+
+    /// Measures the lag, runs the policy and, only when the replica count must change,
+    /// patches the consumer Deployment's `scale` subresource once and records an Event.
+    /// The status is patched (once) only when what it shows changes.
+    pub async fn scale_once(
+        &self,
+        stack: &ShortenerStack,
+        connection: &KafkaConnection,
+        now: DateTime<Utc>,
+    ) -> Result<ScaleOutcome, AutoscalingError> {
+        let spec = &stack.spec;
+        let report = self
+            .lag
+            .measure(connection, &spec.consumer.group_id, &spec.kafka.topic)
+            .await?;
+        let ns = stack.namespace().unwrap_or_default();
+        let deployment = Component::Consumer.object_name(stack);
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+        let scale = deployments.get_scale(&deployment).await?;
+        let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let running = scale.status.as_ref().map_or(0, |s| s.replicas);
+
+        let partitions = if report.partitions.is_empty() {
+            spec.kafka.partitions
+        } else {
+            report.partition_count()
+        };
+        let params = ScalingParams::from_spec(stack, partitions);
+        let decision = self.with_state(stack, |s| {
+            policy::decide(&mut s.history, &params, now, report.total, current)
+        });
+
+        let series = stack_labels(stack);
+        self.metrics.lag.get_or_create(&series).set(report.total);
+        self.metrics
+            .desired_replicas
+            .get_or_create(&series)
+            .set(i64::from(decision.desired));
+
+        let direction = decision.direction();
+        if let Some(direction) = direction {
+            let patch = json!({ "spec": { "replicas": decision.desired } });
+            let params = PatchParams {
+                field_manager: Some(labels::MANAGER.into()),
+                ..PatchParams::default()
+            };
+            deployments
+                .patch_scale(&deployment, &params, &Patch::Merge(&patch))
+                .await?;
+            self.metrics
+                .scale_events
+                .get_or_create(&ScaleLabels {
+                    namespace: series.namespace.clone(),
+                    name: series.name.clone(),
+                    direction: direction.as_str(),
+                })
+                .inc();
+            tracing::info!(
+                stack = %key(stack),
+                from = decision.current,
+                to = decision.desired,
+                lag = report.total,
+                reason = %decision.reason,
+                "scaled the consumer"
+            );
+        }
+
+        let status_written = self
+            .write_status(stack, &decision, running, direction.is_some(), now)
+            .await?;
+
+        if direction.is_some() {
+            let event = Event {
+                type_: EventType::Normal,
+                reason: decision.reason.name().into(),
+                note: Some(decision.reason.to_string()),
+                action: "ScaleConsumer".into(),
+                secondary: None,
+            };
+            // The scale already happened; a lost Event must not fail the reconcile.
+            if let Err(e) = self.recorder.publish(&event, &stack.object_ref(&())).await {
+                tracing::warn!(stack = %key(stack), error = %e, "cannot record the scaling Event");
+            }
+        }
+
+        Ok(ScaleOutcome {
+            report,
+            decision,
+            scaled: direction.is_some(),
+            status_written,
+        })
+    }
+
+    /// Patches `status.lastMeasuredLag` and `status.consumer.{desired,current}Replicas`
+    /// (plus `lastScaleTime`/`lastScaleReason` after a scale) when they differ from what the
+    /// stack shows. A merge patch, so the reconciler's other status fields stay untouched.
+    async fn write_status(
+        &self,
+        stack: &ShortenerStack,
+        decision: &Decision,
+        running: i32,
+        scaled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, kube::Error> {
+        let status = stack.status.clone().unwrap_or_default();
+        let unchanged = status.last_measured_lag == Some(decision.lag)
+            && status.consumer.desired_replicas == decision.desired
+            && status.consumer.current_replicas == running;
+        if unchanged && !scaled {
+            return Ok(false);
+        }
+        let mut consumer = json!({
+            "desiredReplicas": decision.desired,
+            "currentReplicas": running,
+        });
+        if scaled {
+            consumer["lastScaleTime"] = json!(now.to_rfc3339_opts(SecondsFormat::Secs, true));
+            consumer["lastScaleReason"] = json!(decision.reason.to_string());
+        }
+        let patch = json!({
+            "status": {
+                "lastMeasuredLag": decision.lag,
+                "consumer": consumer,
+            }
+        });
+        let api: Api<ShortenerStack> =
+            Api::namespaced(self.client.clone(), &stack.namespace().unwrap_or_default());
+        api.patch_status(&stack.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(true)
+    }
+
+    /// Drops the state and metric series of a deleted stack.
+    pub fn forget(&self, stack: &ShortenerStack) {
+        self.stacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key(stack));
+        self.metrics.forget(&stack_labels(stack));
+    }
+
+    /// The recommendation history kept for `stack` (for inspection and tests).
+    pub fn history(&self, stack: &ShortenerStack) -> History {
+        self.with_state(stack, |s| s.history.clone())
+    }
+
+    fn with_state<T>(&self, stack: &ShortenerStack, f: impl FnOnce(&mut StackState) -> T) -> T {
+        let mut stacks = self.stacks.lock().unwrap_or_else(|e| e.into_inner());
+        f(stacks.entry(key(stack)).or_default())
+    }
+}
