@@ -1,0 +1,188 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, so only one of several operator
+//! replicas reconciles. (kube-runtime 2 has no leader election of its own.)
+//!
+//! Every write is a `replace` carrying the `resourceVersion` that was read, so two
+//! candidates racing for an expired lease cannot both win: the loser gets 409 Conflict.
+//! Expiry is judged by the local clock from the moment this process last saw the lease
+//! record change (as client-go does), so clock skew between nodes does not matter.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use tracing::{info, warn};
+
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    pub name: String,
+    pub namespace: String,
+    /// This candidate's id (the pod name).
+    pub identity: String,
+    /// How long a lease holds without renewal.
+    pub lease_duration: Duration,
+    /// How often the leader renews.
+    pub renew_period: Duration,
+    /// How often a candidate retries.
+    pub retry_period: Duration,
+}
+
+impl LeaseSettings {
+    pub fn new(name: String, namespace: String, identity: String) -> Self {
+        Self {
+            name,
+            namespace,
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew_period: Duration::from_secs(5),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The last lease record seen and when (local monotonic clock) it last changed.
+#[derive(Debug)]
+struct Observed {
+    record: (Option<String>, Option<MicroTime>),
+    since: Instant,
+}
+
+pub struct LeaderElector {
+    api: Api<Lease>,
+    settings: LeaseSettings,
+    observed: Mutex<Option<Observed>>,
+}
+
+impl LeaderElector {
+    pub fn new(client: Client, settings: LeaseSettings) -> Self {
+        Self {
+            api: Api::namespaced(client, &settings.namespace),
+            settings,
+            observed: Mutex::new(None),
+        }
+    }
+
+    fn spec(&self, acquire_time: Option<MicroTime>, transitions: i32) -> LeaseSpec {
+        let now = MicroTime(Utc::now());
+        LeaseSpec {
+            holder_identity: Some(self.settings.identity.clone()),
+            lease_duration_seconds: Some(self.settings.lease_duration.as_secs() as i32),
+            acquire_time: Some(acquire_time.unwrap_or_else(|| now.clone())),
+            renew_time: Some(now),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+
+    /// Whether the holder's record has been unchanged for longer than the lease duration.
+    fn expired(&self, spec: &LeaseSpec) -> bool {
+        let record = (spec.holder_identity.clone(), spec.renew_time.clone());
+        let mut observed = self.observed.lock().expect("observed lock");
+        match observed.as_ref() {
+            Some(o) if o.record == record => {
+                let duration = spec
+                    .lease_duration_seconds
+                    .map(|s| Duration::from_secs(s.max(0) as u64))
+                    .unwrap_or(self.settings.lease_duration);
+                o.since.elapsed() > duration
+            }
+            _ => {
+                *observed = Some(Observed {
+                    record,
+                    since: Instant::now(),
+                });
+                false
+            }
+        }
+    }
+
+    /// One acquire-or-renew attempt. `Ok(true)`: this candidate holds the lease now.
+    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        let name = &self.settings.name;
+        let Some(lease) = self.api.get_opt(name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(self.settings.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(self.spec(None, 0)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let mine = spec.holder_identity.as_deref() == Some(self.settings.identity.as_str());
+        let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+        if !mine && !free && !self.expired(&spec) {
+            return Ok(false);
+        }
+        let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!mine);
+        let renewed = Lease {
+            metadata: lease.metadata.clone(),
+            spec: Some(self.spec(
+                if mine {
+                    spec.acquire_time.clone()
+                } else {
+                    None
+                },
+                transitions,
+            )),
+        };
+        match self
+            .api
+            .replace(name, &PostParams::default(), &renewed)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until this candidate is the leader.
+    pub async fn acquire(&self) {
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => {
+                    info!(lease = %self.settings.name, identity = %self.settings.identity, "became leader");
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "leader election request failed"),
+            }
+            tokio::time::sleep(self.settings.retry_period).await;
+        }
+    }
+
+    /// Renews the lease; returns once leadership is lost (another holder took it, or no
+    /// renewal succeeded within the lease duration). The caller must stop reconciling.
+    pub async fn hold(&self) {
+        let mut last_renewal = Instant::now();
+        loop {
+            tokio::time::sleep(self.settings.renew_period).await;
+            match self.try_acquire_or_renew().await {
+                Ok(true) => last_renewal = Instant::now(),
+                Ok(false) => {
+                    warn!("lease taken by another candidate");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "lease renewal failed");
+                    // Give up before another candidate may legitimately take over.
+                    if last_renewal.elapsed() + self.settings.renew_period
+                        >= self.settings.lease_duration
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

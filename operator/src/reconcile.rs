@@ -1,0 +1,545 @@
+//! One reconciliation of a ShortenerStack.
+//!
+//! Order: finalizer → topics → ConfigMaps → Services → migration Job → Deployments (only
+//! once the Job succeeded) → status.
+//!
+//! Zero writes when nothing changed: every child is built by a pure function and stamped
+//! with a hash of itself (`DESIRED_HASH_ANNOTATION`). The reconciler reads the live child
+//! and applies only when the live hash differs or the child is missing; the status is
+//! patched only when the recomputed status differs from the stored one. A settled stack
+//! therefore costs one GET per child. The trade-off: a hand edit of a field the operator
+//! manages is not reverted until the desired object changes (or the child is deleted,
+//! which a GET notices at once). Every apply is a forced server-side apply under the fixed
+//! field manager `shortener-operator`, so fields that others own (e.g. KEDA's replicas)
+//! are left alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shortener_common::kafka::KafkaArgs;
+use tracing::{info, warn};
+
+use crate::conditions;
+use crate::crd::ShortenerStack;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::resources::configmap::config_map_for;
+use crate::resources::deployment::deployment_for;
+use crate::resources::hash::{desired_hash_of, with_desired_hash};
+use crate::resources::migration_job::{
+    job_outcome, migration_job_for, migration_job_name, migration_version, JobOutcome,
+};
+use crate::resources::service::service_for;
+use crate::resources::Component;
+use crate::status::{self, DeploymentObservation, MigrationObservation, TopicObservation};
+use crate::topic::{KafkaConnection, TopicManager, TopicOutcome, TopicRequest};
+
+/// Finalizer that holds a deleted stack until its Kafka topics are dealt with.
+pub const FINALIZER: &str = "shortener.example.io/kafka-topics";
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "shortener-operator";
+
+/// Requeue of a settled stack: catches changes made behind the operator's back on the
+/// brokers (topic deleted, partitions changed).
+const SETTLED_REQUEUE: Duration = Duration::from_secs(300);
+/// Requeue while something is pending that no watch reports (a broker coming back).
+const PENDING_REQUEUE: Duration = Duration::from_secs(30);
+const MIN_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Shared state of the controller.
+pub struct Context {
+    pub client: Client,
+    pub topics: Arc<dyn TopicManager>,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// Consecutive failures per stack, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, topics: Arc<dyn TopicManager>, metrics: Metrics) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            topics,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn key(stack: &ShortenerStack) -> String {
+        format!(
+            "{}/{}",
+            stack.namespace().unwrap_or_default(),
+            stack.name_any()
+        )
+    }
+
+    /// Backoff for the next retry after a failure: 5 s, 10 s, 20 s … capped at 5 min.
+    fn next_backoff(&self, stack: &ShortenerStack) -> Duration {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let n = failures.entry(Self::key(stack)).or_insert(0);
+        *n = n.saturating_add(1);
+        let exp = (*n - 1).min(16);
+        MIN_BACKOFF.saturating_mul(1u32 << exp).min(MAX_BACKOFF)
+    }
+
+    fn reset_backoff(&self, stack: &ShortenerStack) {
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .remove(&Self::key(stack));
+    }
+
+    /// Publishes an event on the stack. Events are informational: a failure is logged,
+    /// never fails the reconcile.
+    async fn event(
+        &self,
+        stack: &ShortenerStack,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &stack.object_ref(&())).await {
+            warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}
+
+/// Entry point for the controller.
+#[tracing::instrument(skip_all, fields(name = %stack.name_any(), namespace = %stack.namespace().unwrap_or_default()))]
+pub async fn reconcile(stack: Arc<ShortenerStack>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(stack.clone(), &ctx).await;
+    ctx.metrics
+        .observe(started.elapsed(), result.as_ref().err().map(Error::kind));
+    if result.is_ok() {
+        ctx.reset_backoff(&stack);
+    }
+    result
+}
+
+async fn reconcile_inner(stack: Arc<ShortenerStack>, ctx: &Context) -> Result<Action, Error> {
+    let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<ShortenerStack> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, stack, |event| async move {
+        match event {
+            FinalizerEvent::Apply(stack) => apply(&stack, ctx).await,
+            FinalizerEvent::Cleanup(stack) => cleanup(&stack, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    })
+}
+
+/// Retry after an error, with per-stack exponential backoff.
+pub fn error_policy(stack: Arc<ShortenerStack>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.next_backoff(&stack);
+    warn!(name = %stack.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// Reads the live child and server-side applies `desired` unless the live one already
+/// carries `desired`'s hash. Returns the live object after the call.
+async fn apply_child<K>(api: &Api<K>, desired: K) -> Result<(K, Applied), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let desired = with_desired_hash(desired);
+    let name = desired.name_any();
+    let live = api.get_opt(&name).await?;
+    if let Some(live) = live {
+        if desired_hash_of(&live) == desired_hash_of(&desired) {
+            return Ok((live, Applied::Unchanged));
+        }
+        let applied = api
+            .patch(&name, &apply_params(), &Patch::Apply(&desired))
+            .await?;
+        return Ok((applied, Applied::Updated));
+    }
+    let applied = api
+        .patch(&name, &apply_params(), &Patch::Apply(&desired))
+        .await?;
+    Ok((applied, Applied::Created))
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
+    let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
+    let client = &ctx.client;
+    let previous = stack.status.clone().unwrap_or_default();
+
+    let topic = ensure_topics(stack, ctx).await;
+
+    let mut created = Vec::new();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for component in Component::ALL {
+        let (_, applied) = apply_child(&config_maps, config_map_for(stack, component)).await?;
+        if applied == Applied::Created {
+            created.push(format!("ConfigMap {}", component.config_map_name(stack)));
+        }
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for component in Component::ALL {
+        if let Some(service) = service_for(stack, component) {
+            let (_, applied) = apply_child(&services, service).await?;
+            if applied == Applied::Created {
+                created.push(format!("Service {}", component.object_name(stack)));
+            }
+        }
+    }
+    if !created.is_empty() {
+        ctx.event(
+            stack,
+            EventType::Normal,
+            "Created",
+            "ApplyConfig",
+            format!("created {}", created.join(", ")),
+        )
+        .await;
+    }
+
+    let migration = ensure_migration(stack, ctx).await?;
+
+    let deployments_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let mut deployments: DeploymentObservation = BTreeMap::new();
+    let mut rolled = Vec::new();
+    for component in Component::ALL {
+        let live = if migration.outcome == JobOutcome::Succeeded {
+            let (live, applied) =
+                apply_child(&deployments_api, deployment_for(stack, component)).await?;
+            match applied {
+                Applied::Created => rolled.push(format!("created Deployment {}", live.name_any())),
+                Applied::Updated => rolled.push(format!("updated Deployment {}", live.name_any())),
+                Applied::Unchanged => {}
+            }
+            Some(live)
+        } else {
+            // Not migrated yet (or the migration failed): keep whatever runs now.
+            deployments_api
+                .get_opt(&component.object_name(stack))
+                .await?
+        };
+        deployments.insert(component, live);
+    }
+    if !rolled.is_empty() {
+        info!(changes = %rolled.join(", "), "applied Deployments");
+        ctx.event(
+            stack,
+            EventType::Normal,
+            "RolloutStarted",
+            "ApplyWorkloads",
+            rolled.join(", "),
+        )
+        .await;
+    }
+
+    let status = status::compute(stack, &topic, &migration, &deployments, Utc::now());
+    publish_transitions(stack, ctx, &previous.conditions, &status.conditions).await;
+    if stack.status.as_ref() != Some(&status) {
+        let api: Api<ShortenerStack> = Api::namespaced(client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": ShortenerStack::api_version(&()),
+            "kind": ShortenerStack::kind(&()),
+            "status": status,
+        });
+        api.patch_status(&stack.name_any(), &apply_params(), &Patch::Apply(&patch))
+            .await?;
+    }
+
+    let settled = conditions::is_true(&status.conditions, conditions::READY);
+    Ok(Action::requeue(if settled {
+        SETTLED_REQUEUE
+    } else {
+        PENDING_REQUEUE
+    }))
+}
+
+/// Events for condition changes worth a human's attention.
+async fn publish_transitions(
+    stack: &ShortenerStack,
+    ctx: &Context,
+    before: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    after: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) {
+    let find = |list: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], t: &str| {
+        list.iter()
+            .find(|c| c.type_ == t)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let changed =
+        |t: &str| find(before, t).map(|c| (c.0, c.1)) != find(after, t).map(|c| (c.0, c.1));
+    if changed(conditions::MIGRATIONS_APPLIED) {
+        if let Some((status, reason, message)) = find(after, conditions::MIGRATIONS_APPLIED) {
+            match (status.as_str(), reason.as_str()) {
+                ("True", _) => {
+                    ctx.event(
+                        stack,
+                        EventType::Normal,
+                        "MigrationSucceeded",
+                        "Migrate",
+                        message,
+                    )
+                    .await
+                }
+                (_, "MigrationFailed") => {
+                    ctx.event(
+                        stack,
+                        EventType::Warning,
+                        "MigrationFailed",
+                        "Migrate",
+                        message,
+                    )
+                    .await
+                }
+                _ => {}
+            }
+        }
+    }
+    if changed(conditions::DEGRADED) {
+        if let Some((status, reason, message)) = find(after, conditions::DEGRADED) {
+            if status == "True" {
+                warn!(%reason, %message, "stack degraded");
+                ctx.event(stack, EventType::Warning, "Degraded", "Reconcile", message)
+                    .await;
+            }
+        }
+    }
+    if changed(conditions::READY) {
+        if let Some((status, _, _)) = find(after, conditions::READY) {
+            if status == "True" {
+                ctx.event(
+                    stack,
+                    EventType::Normal,
+                    "Ready",
+                    "Reconcile",
+                    "all components are ready".into(),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Finds the migration Job of this version and database, or creates it.
+async fn ensure_migration(
+    stack: &ShortenerStack,
+    ctx: &Context,
+) -> Result<MigrationObservation, Error> {
+    let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let job_name = migration_job_name(stack);
+    let outcome = match jobs.get_opt(&job_name).await? {
+        Some(job) => job_outcome(&job),
+        None => {
+            // A Job's pod template is immutable: the name changes with every input, so the
+            // Job is only ever created, never updated.
+            jobs.patch(
+                &job_name,
+                &apply_params(),
+                &Patch::Apply(&migration_job_for(stack)),
+            )
+            .await?;
+            info!(job = %job_name, version = migration_version(), "migration Job created");
+            ctx.event(
+                stack,
+                EventType::Normal,
+                "MigrationStarted",
+                "Migrate",
+                format!("Job {job_name} applies migration {}", migration_version()),
+            )
+            .await;
+            JobOutcome::Running
+        }
+    };
+    Ok(MigrationObservation { job_name, outcome })
+}
+
+/// Creates or grows the clicks topic and its DLQ. Failures become the TopicReady
+/// condition (the rest of the stack is still reconciled).
+async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> TopicObservation {
+    let connection = match kafka_connection(stack, ctx).await {
+        Ok(c) => c,
+        Err(e) => {
+            return TopicObservation::Failed {
+                reason: "KafkaCredentialsUnavailable",
+                message: e.to_string(),
+            }
+        }
+    };
+    let kafka = &stack.spec.kafka;
+    let mut changes = Vec::new();
+    let mut partitions = 0;
+    for (i, name) in [kafka.topic.clone(), kafka.dlq_topic()]
+        .into_iter()
+        .enumerate()
+    {
+        let request = TopicRequest {
+            name: name.clone(),
+            partitions: kafka.partitions,
+            replication_factor: kafka.replication_factor,
+            retention_ms: kafka.retention_ms,
+        };
+        match ctx.topics.ensure(&connection, &request).await {
+            Ok(outcome) => {
+                if i == 0 {
+                    partitions = outcome.partitions();
+                }
+                match outcome {
+                    TopicOutcome::Created { partitions } => changes.push((
+                        "TopicCreated",
+                        format!("created topic {name} with {partitions} partitions"),
+                    )),
+                    TopicOutcome::PartitionsIncreased { from, to } => changes.push((
+                        "PartitionsIncreased",
+                        format!("topic {name}: partitions {from} -> {to}"),
+                    )),
+                    TopicOutcome::Unchanged { .. } => {}
+                }
+            }
+            Err(e) => {
+                warn!(topic = %name, error = %e, "topic not ready");
+                return TopicObservation::Failed {
+                    reason: e.reason(),
+                    message: e.to_string(),
+                };
+            }
+        }
+    }
+    for reason in ["TopicCreated", "PartitionsIncreased"] {
+        let notes: Vec<&str> = changes
+            .iter()
+            .filter(|(r, _)| *r == reason)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        if !notes.is_empty() {
+            info!(changes = %notes.join("; "), "topics changed");
+            ctx.event(
+                stack,
+                EventType::Normal,
+                reason,
+                "EnsureTopic",
+                notes.join("; "),
+            )
+            .await;
+        }
+    }
+    TopicObservation::Ready { partitions }
+}
+
+fn secret_string(secret: &Secret, key: &str) -> Result<String, Error> {
+    let missing = || Error::MissingSecretKey {
+        secret: secret.name_any(),
+        key: key.to_string(),
+    };
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or_else(missing)?;
+    String::from_utf8(bytes.0.clone()).map_err(|_| missing())
+}
+
+/// Admin-client settings for the stack's brokers, with SASL credentials and TLS material
+/// read from the referenced Secrets (only when the spec uses them).
+pub async fn kafka_connection(
+    stack: &ShortenerStack,
+    ctx: &Context,
+) -> Result<KafkaConnection, Error> {
+    let kafka = &stack.spec.kafka;
+    let mut args = KafkaArgs::new(&kafka.bootstrap_servers, &kafka.topic);
+    args.kafka_dlq_topic = Some(kafka.dlq_topic());
+    args.kafka_security_protocol = kafka.security_protocol().into();
+    let mut connection = KafkaConnection {
+        args,
+        ca_pem: None,
+        certificate_pem: None,
+        key_pem: None,
+    };
+    if kafka.sasl.is_none() && kafka.tls.is_none() {
+        return Ok(connection);
+    }
+    let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(sasl) = &kafka.sasl {
+        let secret = secrets.get(&sasl.secret_ref.name).await?;
+        connection.args.kafka_sasl_mechanism = Some(sasl.mechanism.as_str().into());
+        connection.args.kafka_sasl_username = Some(secret_string(&secret, "username")?);
+        connection.args.kafka_sasl_password = Some(secret_string(&secret, "password")?);
+    }
+    if let Some(tls) = &kafka.tls {
+        if let Some(ca) = &tls.ca_secret_ref {
+            let secret = secrets.get(&ca.name).await?;
+            connection.ca_pem = Some(secret_string(&secret, &ca.key)?);
+        }
+        if let Some(cert) = &tls.cert_secret_ref {
+            let secret = secrets.get(&cert.name).await?;
+            connection.certificate_pem = Some(secret_string(&secret, "tls.crt")?);
+            connection.key_pem = Some(secret_string(&secret, "tls.key")?);
+        }
+    }
+    Ok(connection)
+}
+
+/// Deletion: the children go with the owner references; the topics only when asked.
+async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
+    let kafka = &stack.spec.kafka;
+    if !kafka.delete_topic_on_delete {
+        info!(topic = %kafka.topic, "stack deleted; keeping its topics (deleteTopicOnDelete is false)");
+        return Ok(Action::await_change());
+    }
+    let connection = kafka_connection(stack, ctx).await?;
+    for topic in [kafka.topic.clone(), kafka.dlq_topic()] {
+        ctx.topics.delete(&connection, &topic).await?;
+    }
+    info!(topic = %kafka.topic, "topics deleted with the stack");
+    ctx.event(
+        stack,
+        EventType::Normal,
+        "TopicDeleted",
+        "DeleteTopic",
+        format!("deleted topics {} and {}", kafka.topic, kafka.dlq_topic()),
+    )
+    .await;
+    Ok(Action::await_change())
+}

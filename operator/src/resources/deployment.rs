@@ -1,0 +1,316 @@
+//! The Deployment of each component.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, PodSpec, PodTemplateSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use std::collections::BTreeMap;
+
+use super::hash::{sha256_json, CONFIG_CHECKSUM_ANNOTATION};
+use super::{env, labels, pod, Component};
+use crate::crd::ShortenerStack;
+use crate::scaling;
+
+/// SHA-256 of what the container reads from outside its image: the ConfigMap data and the
+/// names of the Secrets (and keys) it references. Stamped on the pod template so a config
+/// change rolls the pods.
+pub fn config_checksum(stack: &ShortenerStack, component: Component) -> String {
+    sha256_json(&(
+        env::config_data(stack, component),
+        env::referenced_secrets(stack, component),
+    ))
+}
+
+fn replicas(stack: &ShortenerStack, component: Component) -> Option<i32> {
+    match component {
+        Component::UrlApi => Some(stack.spec.url_api.replicas),
+        Component::AnalyticsRpc => Some(stack.spec.analytics_rpc.replicas),
+        Component::Consumer => scaling::desired_consumer_replicas(stack),
+    }
+}
+
+fn ports(stack: &ShortenerStack, component: Component) -> Vec<ContainerPort> {
+    let port = |name: &str, port: i32| ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    };
+    match component {
+        Component::UrlApi => vec![port("http", component.admin_port())],
+        Component::AnalyticsRpc => vec![
+            port("grpc", stack.spec.analytics_rpc.port),
+            port("admin", component.admin_port()),
+        ],
+        Component::Consumer => vec![port("admin", component.admin_port())],
+    }
+}
+
+fn probe_port(component: Component) -> &'static str {
+    match component {
+        Component::UrlApi => "http",
+        Component::AnalyticsRpc | Component::Consumer => "admin",
+    }
+}
+
+fn subcommand(component: Component) -> Option<&'static str> {
+    match component {
+        Component::UrlApi => Some("serve"),
+        Component::Consumer => Some("run"),
+        Component::AnalyticsRpc => None,
+    }
+}
+
+fn resources(
+    stack: &ShortenerStack,
+    component: Component,
+) -> Option<k8s_openapi::api::core::v1::ResourceRequirements> {
+    match component {
+        Component::UrlApi => stack.spec.url_api.resources.clone(),
+        Component::AnalyticsRpc => stack.spec.analytics_rpc.resources.clone(),
+        Component::Consumer => stack.spec.consumer.resources.clone(),
+    }
+}
+
+/// The container of a component.
+pub fn container_for(stack: &ShortenerStack, component: Component) -> Container {
+    let (_, tmp_mount) = pod::tmp_volume();
+    let mut mounts = vec![tmp_mount];
+    mounts.extend(env::volume_mounts(stack, component));
+    Container {
+        name: component.name().into(),
+        image: Some(component.image(stack)),
+        image_pull_policy: component.pull_policy(stack).map(|p| p.as_str().to_string()),
+        command: Some(vec![format!("/usr/local/bin/{}", component.name())]),
+        args: subcommand(component).map(|s| vec![s.to_string()]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: component.config_map_name(stack),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        env: Some(env::secret_env_vars(stack, component)).filter(|e| !e.is_empty()),
+        ports: Some(ports(stack, component)),
+        liveness_probe: Some(pod::http_probe("/healthz", probe_port(component), 10)),
+        readiness_probe: Some(pod::http_probe("/readyz", probe_port(component), 5)),
+        resources: resources(stack, component),
+        security_context: Some(pod::container_security_context()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    }
+}
+
+pub fn deployment_for(stack: &ShortenerStack, component: Component) -> Deployment {
+    let labels = labels::labels(stack, component);
+    let (tmp, _) = pod::tmp_volume();
+    let mut volumes = vec![tmp];
+    volumes.extend(env::volumes(stack, component));
+    Deployment {
+        metadata: labels::child_meta(stack, component.object_name(stack), labels.clone()),
+        spec: Some(DeploymentSpec {
+            replicas: replicas(stack, component),
+            selector: LabelSelector {
+                match_labels: Some(labels::selector(stack, component)),
+                ..LabelSelector::default()
+            },
+            revision_history_limit: Some(5),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_CHECKSUM_ANNOTATION.to_string(),
+                        config_checksum(stack, component),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container_for(stack, component)],
+                    security_context: Some(pod::pod_security_context()),
+                    volumes: Some(volumes),
+                    // The services never call the Kubernetes API.
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    // The consumer finishes and commits its in-flight batch on SIGTERM.
+                    termination_grace_period_seconds: Some(match component {
+                        Component::Consumer => 60,
+                        _ => 30,
+                    }),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{PullPolicy, SecretKeyRef};
+    use crate::test_support::stack;
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn pod_spec(d: &Deployment) -> &PodSpec {
+        d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    fn checksum(d: &Deployment) -> String {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[CONFIG_CHECKSUM_ANNOTATION]
+            .clone()
+    }
+
+    #[test]
+    fn url_api_deployment_fields() {
+        let mut s = stack();
+        s.spec.url_api.replicas = 3;
+        s.spec.url_api.resources = Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([("cpu".into(), Quantity("100m".into()))])),
+            ..ResourceRequirements::default()
+        });
+        s.spec.image.url_api.pull_policy = Some(PullPolicy::Always);
+        let d = deployment_for(&s, Component::UrlApi);
+        assert_eq!(d.metadata.name.as_deref(), Some("demo-url-api"));
+        let spec = d.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(
+            spec.selector.match_labels.as_ref().unwrap(),
+            &labels::selector(&s, Component::UrlApi)
+        );
+        let p = pod_spec(&d);
+        assert_eq!(p.automount_service_account_token, Some(false));
+        let c = &p.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("ghcr.io/shortener-stack/url-api:0.1.0")
+        );
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(c.command.as_ref().unwrap(), &["/usr/local/bin/url-api"]);
+        assert_eq!(c.args.as_ref().unwrap(), &["serve"]);
+        assert_eq!(
+            c.env_from.as_ref().unwrap()[0]
+                .config_map_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "demo-url-api-config"
+        );
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(ready.path.as_deref(), Some("/readyz"));
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(live.path.as_deref(), Some("/healthz"));
+        assert_eq!(
+            live.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into())
+        );
+        assert_eq!(
+            c.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"],
+            Quantity("100m".into())
+        );
+    }
+
+    #[test]
+    fn containers_are_locked_down() {
+        let s = stack();
+        for component in Component::ALL {
+            let d = deployment_for(&s, component);
+            let p = pod_spec(&d);
+            let psc = p.security_context.as_ref().unwrap();
+            assert_eq!(psc.run_as_non_root, Some(true));
+            assert_eq!(psc.run_as_user, Some(65532));
+            let sc = p.containers[0].security_context.as_ref().unwrap();
+            assert_eq!(sc.run_as_non_root, Some(true), "{component}");
+            assert_eq!(sc.run_as_user, Some(65532));
+            assert_eq!(sc.read_only_root_filesystem, Some(true));
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            assert_eq!(
+                sc.capabilities.as_ref().unwrap().drop.as_ref().unwrap(),
+                &["ALL"]
+            );
+            assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        }
+    }
+
+    #[test]
+    fn rpc_and_consumer_probe_their_admin_ports() {
+        let s = stack();
+        let rpc = deployment_for(&s, Component::AnalyticsRpc);
+        let c = &pod_spec(&rpc).containers[0];
+        let ports: Vec<_> = c
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect();
+        assert_eq!(ports, [("grpc".into(), 50051), ("admin".into(), 9091)]);
+        assert_eq!(c.args, None);
+        let consumer = deployment_for(&s, Component::Consumer);
+        let c = &pod_spec(&consumer).containers[0];
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 9090);
+        assert_eq!(c.args.as_ref().unwrap(), &["run"]);
+        assert_eq!(consumer.spec.as_ref().unwrap().replicas, Some(1));
+    }
+
+    #[test]
+    fn config_change_or_new_secret_ref_rolls_the_pods() {
+        let mut s = stack();
+        let before = checksum(&deployment_for(&s, Component::UrlApi));
+        assert_eq!(before, checksum(&deployment_for(&s, Component::UrlApi)));
+        s.spec.url_api.rate_limit.burst = 99;
+        let after_config = checksum(&deployment_for(&s, Component::UrlApi));
+        assert_ne!(before, after_config);
+        s.spec.url_api.api_key_secret_ref = Some(SecretKeyRef {
+            name: "keys-v2".into(),
+            key: "keys".into(),
+        });
+        assert_ne!(
+            after_config,
+            checksum(&deployment_for(&s, Component::UrlApi))
+        );
+        // A url-api setting does not roll the consumer.
+        let mut t = stack();
+        let consumer_before = checksum(&deployment_for(&t, Component::Consumer));
+        t.spec.url_api.rate_limit.burst = 99;
+        assert_eq!(
+            consumer_before,
+            checksum(&deployment_for(&t, Component::Consumer))
+        );
+    }
+
+    #[test]
+    fn snapshot_of_every_deployment() {
+        let s = stack();
+        for component in Component::ALL {
+            insta::assert_yaml_snapshot!(
+                format!("deployment_{}", component.name().replace('-', "_")),
+                deployment_for(&s, component)
+            );
+        }
+    }
+}

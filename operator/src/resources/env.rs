@@ -1,0 +1,529 @@
+//! What each container is told: plain settings (for its ConfigMap), Secret-backed env vars
+//! (`secretKeyRef`, never values), and the volumes that carry files (Kafka TLS, GeoIP).
+//!
+//! Variable names are the services' configuration contract (their clap `env = ...`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource,
+    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
+};
+use kube::ResourceExt;
+
+use super::Component;
+use crate::crd::{DatabaseSpec, ShortenerStack};
+
+pub const KAFKA_CA_DIR: &str = "/etc/shortener/kafka/ca";
+pub const KAFKA_CLIENT_CERT_DIR: &str = "/etc/shortener/kafka/client";
+pub const GEOIP_DIR: &str = "/var/lib/shortener/geoip";
+
+/// Plain (non-secret) settings of a component, served through its ConfigMap and `envFrom`.
+pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<String, String> {
+    let spec = &stack.spec;
+    let mut data = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        data.insert(k.to_string(), v);
+    };
+    set("LOG_FORMAT", "json".into());
+    match component {
+        Component::UrlApi => {
+            let api = &spec.url_api;
+            set("LISTEN_ADDR", format!("0.0.0.0:{}", component.admin_port()));
+            if let Some(base) = &api.base_url {
+                set("PUBLIC_BASE_URL", base.clone());
+            }
+            set(
+                "RATE_LIMIT_PER_SECOND",
+                api.rate_limit.per_second.to_string(),
+            );
+            set("RATE_LIMIT_BURST", api.rate_limit.burst.to_string());
+            set(
+                "ALLOW_PRIVATE_TARGETS",
+                api.allow_private_targets.to_string(),
+            );
+            set("TRUSTED_PROXIES", api.trusted_proxies.join(","));
+            set("ANALYTICS_RPC_URL", analytics_rpc_url(stack));
+            let rpc = &spec.analytics_rpc;
+            set("ANALYTICS_RPC_TIMEOUT_MS", rpc.rpc_timeout_ms.to_string());
+            set(
+                "BREAKER_FAILURE_THRESHOLD",
+                rpc.breaker.failure_threshold.to_string(),
+            );
+            set("BREAKER_RESET_MS", rpc.breaker.reset_ms.to_string());
+        }
+        Component::AnalyticsRpc => {
+            set("GRPC_ADDR", format!("0.0.0.0:{}", spec.analytics_rpc.port));
+            set("ADMIN_ADDR", format!("0.0.0.0:{}", component.admin_port()));
+        }
+        Component::Consumer => {
+            let c = &spec.consumer;
+            set("ADMIN_ADDR", format!("0.0.0.0:{}", component.admin_port()));
+            set("KAFKA_GROUP_ID", c.group_id.clone());
+            set("BATCH_SIZE", c.batch_size.to_string());
+            set("BATCH_MAX_WAIT_MS", c.batch_max_wait_ms.to_string());
+            set("CONCURRENCY", c.concurrency.to_string());
+            if let Some(geoip) = &spec.geoip {
+                set("GEOIP_DB_PATH", format!("{GEOIP_DIR}/{}", geoip.path));
+            }
+        }
+    }
+    if uses_kafka(component) {
+        let kafka = &spec.kafka;
+        set("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers.clone());
+        set("KAFKA_TOPIC", kafka.topic.clone());
+        set("KAFKA_DLQ_TOPIC", kafka.dlq_topic());
+        set("KAFKA_SECURITY_PROTOCOL", kafka.security_protocol().into());
+        if let Some(sasl) = &kafka.sasl {
+            set("KAFKA_SASL_MECHANISM", sasl.mechanism.as_str().into());
+        }
+        if let Some(tls) = &kafka.tls {
+            if tls.ca_secret_ref.is_some() {
+                set("KAFKA_SSL_CA_LOCATION", format!("{KAFKA_CA_DIR}/ca.crt"));
+            }
+            if tls.cert_secret_ref.is_some() {
+                set(
+                    "KAFKA_SSL_CERTIFICATE_LOCATION",
+                    format!("{KAFKA_CLIENT_CERT_DIR}/tls.crt"),
+                );
+                set(
+                    "KAFKA_SSL_KEY_LOCATION",
+                    format!("{KAFKA_CLIENT_CERT_DIR}/tls.key"),
+                );
+            }
+        }
+    }
+    let telemetry = &spec.telemetry;
+    set("OTEL_SERVICE_NAME", component.name().into());
+    set("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into());
+    set(
+        "OTEL_TRACES_SAMPLER_ARG",
+        telemetry.sampling_ratio.to_string(),
+    );
+    if let Some(endpoint) = &telemetry.otlp_endpoint {
+        set("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone());
+    }
+    let mut attributes: Vec<String> = telemetry
+        .resource_attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if let Some(ns) = stack.namespace() {
+        if !telemetry
+            .resource_attributes
+            .contains_key("k8s.namespace.name")
+        {
+            attributes.push(format!("k8s.namespace.name={ns}"));
+        }
+    }
+    if !attributes.is_empty() {
+        set("OTEL_RESOURCE_ATTRIBUTES", attributes.join(","));
+    }
+    data
+}
+
+/// In-cluster URL of the analytics-rpc Service, for url-api.
+pub fn analytics_rpc_url(stack: &ShortenerStack) -> String {
+    format!(
+        "http://{}:{}",
+        Component::AnalyticsRpc.object_name(stack),
+        stack.spec.analytics_rpc.port
+    )
+}
+
+fn uses_kafka(component: Component) -> bool {
+    matches!(component, Component::UrlApi | Component::Consumer)
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_string(),
+                key: key.to_string(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn plain_env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
+}
+
+/// `DATABASE_URL`, from a Secret key or assembled in the pod from credential variables
+/// (Kubernetes expands `$(DB_USER)` from the variables defined before it).
+pub fn database_env(db: &DatabaseSpec) -> Vec<EnvVar> {
+    if let Some(url) = &db.url_secret_ref {
+        return vec![secret_env("DATABASE_URL", &url.name, &url.key)];
+    }
+    let host = db.host.clone().unwrap_or_default();
+    let mut url = format!(
+        "postgres://$(DB_USER):$(DB_PASSWORD)@{host}:{}/{}",
+        db.port, db.name
+    );
+    if let Some(mode) = &db.ssl_mode {
+        url.push_str(&format!("?sslmode={mode}"));
+    }
+    let mut env = Vec::new();
+    if let Some(creds) = &db.credentials_secret_ref {
+        env.push(secret_env("DB_USER", &creds.name, "username"));
+        env.push(secret_env("DB_PASSWORD", &creds.name, "password"));
+    }
+    env.push(plain_env("DATABASE_URL", url));
+    env
+}
+
+/// Secret-backed variables of a component, in the order Kubernetes must define them.
+pub fn secret_env_vars(stack: &ShortenerStack, component: Component) -> Vec<EnvVar> {
+    let spec = &stack.spec;
+    let mut env = Vec::new();
+    if component == Component::UrlApi {
+        if let Some(keys) = &spec.url_api.api_key_secret_ref {
+            env.push(secret_env("API_KEYS", &keys.name, &keys.key));
+        }
+    }
+    // url-api resolves links, analytics-rpc reads clicks, the consumer stores them: all
+    // three talk to Postgres.
+    env.extend(database_env(&spec.database));
+    if uses_kafka(component) {
+        if let Some(sasl) = &spec.kafka.sasl {
+            env.push(secret_env(
+                "KAFKA_SASL_USERNAME",
+                &sasl.secret_ref.name,
+                "username",
+            ));
+            env.push(secret_env(
+                "KAFKA_SASL_PASSWORD",
+                &sasl.secret_ref.name,
+                "password",
+            ));
+        }
+    }
+    env
+}
+
+/// `secret/key` pairs a component reads (env and mounted files), for the config checksum.
+/// Only names: reading Secret contents would need broader RBAC. Rotating a Secret's value
+/// in place therefore needs `kubectl rollout restart`, or a new Secret name.
+pub fn referenced_secrets(stack: &ShortenerStack, component: Component) -> BTreeSet<String> {
+    let mut refs: BTreeSet<String> = secret_env_vars(stack, component)
+        .iter()
+        .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+        .map(|s| format!("{}/{}", s.name, s.key))
+        .collect();
+    for volume in volumes(stack, component) {
+        if let Some(secret) = volume.secret.and_then(|s| s.secret_name) {
+            refs.insert(format!("{secret}/*"));
+        }
+    }
+    refs
+}
+
+/// Volumes (and their mounts) that carry files: Kafka TLS material and the GeoIP database.
+pub fn volumes(stack: &ShortenerStack, component: Component) -> Vec<Volume> {
+    volumes_and_mounts(stack, component)
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect()
+}
+
+pub fn volume_mounts(stack: &ShortenerStack, component: Component) -> Vec<VolumeMount> {
+    volumes_and_mounts(stack, component)
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect()
+}
+
+fn volumes_and_mounts(stack: &ShortenerStack, component: Component) -> Vec<(Volume, VolumeMount)> {
+    let mut out = Vec::new();
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    if uses_kafka(component) {
+        if let Some(tls) = &stack.spec.kafka.tls {
+            if let Some(ca) = &tls.ca_secret_ref {
+                out.push((
+                    secret_volume("kafka-ca", &ca.name, &[(&ca.key, "ca.crt")]),
+                    mount("kafka-ca", KAFKA_CA_DIR),
+                ));
+            }
+            if let Some(cert) = &tls.cert_secret_ref {
+                out.push((
+                    secret_volume(
+                        "kafka-client-cert",
+                        &cert.name,
+                        &[("tls.crt", "tls.crt"), ("tls.key", "tls.key")],
+                    ),
+                    mount("kafka-client-cert", KAFKA_CLIENT_CERT_DIR),
+                ));
+            }
+        }
+    }
+    if component == Component::Consumer {
+        if let Some(geoip) = &stack.spec.geoip {
+            let mut volume = Volume {
+                name: "geoip".into(),
+                ..Volume::default()
+            };
+            if let Some(cm) = &geoip.config_map {
+                volume.config_map = Some(ConfigMapVolumeSource {
+                    name: cm.clone(),
+                    ..ConfigMapVolumeSource::default()
+                });
+            } else if let Some(claim) = &geoip.persistent_volume_claim {
+                volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: Some(true),
+                });
+            }
+            out.push((volume, mount("geoip", GEOIP_DIR)));
+        }
+    }
+    out
+}
+
+fn secret_volume(name: &str, secret: &str, items: &[(&str, &str)]) -> Volume {
+    Volume {
+        name: name.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            // Readable by the pod's group (fsGroup 65532) only.
+            default_mode: Some(0o440),
+            items: Some(
+                items
+                    .iter()
+                    .map(|(key, path)| KeyToPath {
+                        key: key.to_string(),
+                        path: path.to_string(),
+                        mode: None,
+                    })
+                    .collect(),
+            ),
+            optional: Some(false),
+        }),
+        ..Volume::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{
+        CredentialsSecretRef, GeoIpSpec, KafkaSaslSpec, KafkaTlsSpec, SaslMechanism, SecretKeyRef,
+        SecretRef,
+    };
+    use crate::test_support::stack;
+
+    fn names(env: &[EnvVar]) -> Vec<&str> {
+        env.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    #[test]
+    fn url_api_config_carries_the_contract_variables() {
+        let mut s = stack();
+        s.spec.url_api.base_url = Some("https://sho.rt".into());
+        s.spec.url_api.trusted_proxies = vec!["10.0.0.0/8".into(), "192.168.0.0/16".into()];
+        s.spec.url_api.rate_limit.per_second = 50;
+        s.spec.analytics_rpc.breaker.failure_threshold = 7;
+        let d = config_data(&s, Component::UrlApi);
+        assert_eq!(d["LISTEN_ADDR"], "0.0.0.0:8080");
+        assert_eq!(d["PUBLIC_BASE_URL"], "https://sho.rt");
+        assert_eq!(d["RATE_LIMIT_PER_SECOND"], "50");
+        assert_eq!(d["RATE_LIMIT_BURST"], "20");
+        assert_eq!(d["ALLOW_PRIVATE_TARGETS"], "false");
+        assert_eq!(d["TRUSTED_PROXIES"], "10.0.0.0/8,192.168.0.0/16");
+        assert_eq!(d["ANALYTICS_RPC_URL"], "http://demo-analytics-rpc:50051");
+        assert_eq!(d["ANALYTICS_RPC_TIMEOUT_MS"], "300");
+        assert_eq!(d["BREAKER_FAILURE_THRESHOLD"], "7");
+        assert_eq!(d["BREAKER_RESET_MS"], "10000");
+        assert_eq!(d["KAFKA_BOOTSTRAP_SERVERS"], "kafka:9092");
+        assert_eq!(d["KAFKA_TOPIC"], "clicks");
+        assert_eq!(d["KAFKA_DLQ_TOPIC"], "clicks.dlq");
+        assert_eq!(d["KAFKA_SECURITY_PROTOCOL"], "plaintext");
+        assert_eq!(d["OTEL_SERVICE_NAME"], "url-api");
+        assert_eq!(d["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
+        assert_eq!(d["OTEL_TRACES_SAMPLER_ARG"], "1");
+        assert_eq!(d["OTEL_RESOURCE_ATTRIBUTES"], "k8s.namespace.name=shop");
+        assert!(!d.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        assert!(
+            !d.contains_key("DATABASE_URL"),
+            "secrets never go to ConfigMaps"
+        );
+    }
+
+    #[test]
+    fn consumer_and_rpc_config() {
+        let mut s = stack();
+        s.spec.geoip = Some(GeoIpSpec {
+            config_map: Some("geo".into()),
+            persistent_volume_claim: None,
+            path: "country.mmdb".into(),
+        });
+        s.spec.telemetry.otlp_endpoint = Some("http://otel:4317".into());
+        s.spec.telemetry.sampling_ratio = 0.25;
+        s.spec.telemetry.resource_attributes =
+            BTreeMap::from([("deployment.environment".into(), "prod".into())]);
+        let c = config_data(&s, Component::Consumer);
+        assert_eq!(c["ADMIN_ADDR"], "0.0.0.0:9090");
+        assert_eq!(c["KAFKA_GROUP_ID"], "shortener-consumer");
+        assert_eq!(c["BATCH_SIZE"], "500");
+        assert_eq!(c["BATCH_MAX_WAIT_MS"], "200");
+        assert_eq!(c["CONCURRENCY"], "4");
+        assert_eq!(c["GEOIP_DB_PATH"], "/var/lib/shortener/geoip/country.mmdb");
+        assert_eq!(c["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel:4317");
+        assert_eq!(c["OTEL_TRACES_SAMPLER_ARG"], "0.25");
+        assert_eq!(
+            c["OTEL_RESOURCE_ATTRIBUTES"],
+            "deployment.environment=prod,k8s.namespace.name=shop"
+        );
+        let r = config_data(&s, Component::AnalyticsRpc);
+        assert_eq!(r["GRPC_ADDR"], "0.0.0.0:50051");
+        assert_eq!(r["ADMIN_ADDR"], "0.0.0.0:9091");
+        assert!(!r.contains_key("KAFKA_BOOTSTRAP_SERVERS"));
+        assert!(!r.contains_key("GEOIP_DB_PATH"));
+    }
+
+    #[test]
+    fn database_url_from_secret_or_assembled_from_credentials() {
+        let mut s = stack();
+        let env = database_env(&s.spec.database);
+        assert_eq!(names(&env), ["DATABASE_URL"]);
+        let sel = env[0]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (sel.name.as_str(), sel.key.as_str()),
+            ("shortener-db", "url")
+        );
+        assert!(env[0].value.is_none());
+
+        s.spec.database.url_secret_ref = None;
+        s.spec.database.host = Some("pg.db.svc".into());
+        s.spec.database.credentials_secret_ref = Some(CredentialsSecretRef {
+            name: "pg-creds".into(),
+        });
+        s.spec.database.ssl_mode = Some("require".into());
+        let env = database_env(&s.spec.database);
+        assert_eq!(names(&env), ["DB_USER", "DB_PASSWORD", "DATABASE_URL"]);
+        assert_eq!(
+            env[2].value.as_deref(),
+            Some("postgres://$(DB_USER):$(DB_PASSWORD)@pg.db.svc:5432/shortener?sslmode=require")
+        );
+        let pw = env[1]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (pw.name.as_str(), pw.key.as_str()),
+            ("pg-creds", "password")
+        );
+    }
+
+    #[test]
+    fn kafka_security_comes_from_secrets_and_mounted_files() {
+        let mut s = stack();
+        s.spec.url_api.api_key_secret_ref = Some(SecretKeyRef {
+            name: "api-keys".into(),
+            key: "keys".into(),
+        });
+        s.spec.kafka.sasl = Some(KafkaSaslSpec {
+            mechanism: SaslMechanism::ScramSha512,
+            secret_ref: CredentialsSecretRef {
+                name: "kafka-user".into(),
+            },
+        });
+        s.spec.kafka.tls = Some(KafkaTlsSpec {
+            ca_secret_ref: Some(SecretKeyRef {
+                name: "kafka-ca".into(),
+                key: "ca.crt".into(),
+            }),
+            cert_secret_ref: Some(SecretRef {
+                name: "kafka-client".into(),
+            }),
+        });
+        let env = secret_env_vars(&s, Component::UrlApi);
+        assert_eq!(
+            names(&env),
+            [
+                "API_KEYS",
+                "DATABASE_URL",
+                "KAFKA_SASL_USERNAME",
+                "KAFKA_SASL_PASSWORD"
+            ]
+        );
+        assert_eq!(
+            names(&secret_env_vars(&s, Component::AnalyticsRpc)),
+            ["DATABASE_URL"]
+        );
+        let d = config_data(&s, Component::Consumer);
+        assert_eq!(d["KAFKA_SECURITY_PROTOCOL"], "sasl_ssl");
+        assert_eq!(d["KAFKA_SASL_MECHANISM"], "SCRAM-SHA-512");
+        assert_eq!(d["KAFKA_SSL_CA_LOCATION"], "/etc/shortener/kafka/ca/ca.crt");
+        assert_eq!(
+            d["KAFKA_SSL_CERTIFICATE_LOCATION"],
+            "/etc/shortener/kafka/client/tls.crt"
+        );
+        assert_eq!(
+            d["KAFKA_SSL_KEY_LOCATION"],
+            "/etc/shortener/kafka/client/tls.key"
+        );
+        let vols = volumes(&s, Component::Consumer);
+        assert_eq!(vols.len(), 2);
+        assert_eq!(
+            vols[0].secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("kafka-ca")
+        );
+        assert!(volumes(&s, Component::AnalyticsRpc).is_empty());
+        assert!(volume_mounts(&s, Component::UrlApi)
+            .iter()
+            .all(|m| m.read_only == Some(true)));
+        let refs = referenced_secrets(&s, Component::UrlApi);
+        assert_eq!(
+            refs.into_iter().collect::<Vec<_>>(),
+            [
+                "api-keys/keys",
+                "kafka-ca/*",
+                "kafka-client/*",
+                "kafka-user/password",
+                "kafka-user/username",
+                "shortener-db/url"
+            ]
+        );
+    }
+
+    #[test]
+    fn geoip_from_a_claim_is_mounted_read_only() {
+        let mut s = stack();
+        s.spec.geoip = Some(GeoIpSpec {
+            config_map: None,
+            persistent_volume_claim: Some("geoip-pvc".into()),
+            path: "GeoLite2-Country.mmdb".into(),
+        });
+        let vols = volumes(&s, Component::Consumer);
+        let claim = vols[0].persistent_volume_claim.as_ref().unwrap();
+        assert_eq!(claim.claim_name, "geoip-pvc");
+        assert_eq!(claim.read_only, Some(true));
+        let mounts = volume_mounts(&s, Component::Consumer);
+        assert_eq!(mounts[0].mount_path, GEOIP_DIR);
+        assert_eq!(mounts[0].read_only, Some(true));
+        assert!(volumes(&s, Component::UrlApi).is_empty());
+    }
+}

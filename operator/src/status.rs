@@ -1,0 +1,456 @@
+//! The stack's status, computed from what the reconciler observed: the topic, the
+//! migration Job and the Deployments. Pure, so every branch is unit-tested.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::Deployment;
+
+use crate::conditions::{self, Observed};
+use crate::crd::{ComponentStatus, ConsumerStatus, ShortenerStack, ShortenerStackStatus};
+use crate::resources::migration_job::{migration_version, JobOutcome};
+use crate::resources::Component;
+use crate::scaling;
+
+/// The topics as the last `TopicManager::ensure` left them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicObservation {
+    Ready {
+        partitions: i32,
+    },
+    Failed {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// The migration Job for this operator's migration version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationObservation {
+    pub job_name: String,
+    pub outcome: JobOutcome,
+}
+
+/// Live Deployments by component (`None`: not created yet).
+pub type DeploymentObservation = BTreeMap<Component, Option<Deployment>>;
+
+/// Whether a Deployment has rolled out its current spec and all its pods are ready.
+fn rolled_out(deployment: &Deployment) -> bool {
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let Some(status) = deployment.status.as_ref() else {
+        return false;
+    };
+    let observed_current_spec = status.observed_generation >= deployment.metadata.generation;
+    observed_current_spec
+        && status.updated_replicas.unwrap_or(0) >= desired
+        && status.ready_replicas.unwrap_or(0) >= desired
+        && status.replicas.unwrap_or(0) == desired
+}
+
+fn ready_replicas(deployment: Option<&Deployment>) -> i32 {
+    deployment
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+}
+
+pub fn compute(
+    stack: &ShortenerStack,
+    topic: &TopicObservation,
+    migration: &MigrationObservation,
+    deployments: &DeploymentObservation,
+    now: DateTime<Utc>,
+) -> ShortenerStackStatus {
+    let previous = stack.status.clone().unwrap_or_default();
+    let generation = stack.metadata.generation;
+    let version = migration_version();
+
+    let topic_condition = match topic {
+        TopicObservation::Ready { partitions } => Observed::new(
+            conditions::TOPIC_READY,
+            true,
+            "TopicReady",
+            format!(
+                "topic {} has {partitions} partitions",
+                stack.spec.kafka.topic
+            ),
+        ),
+        TopicObservation::Failed { reason, message } => {
+            Observed::new(conditions::TOPIC_READY, false, *reason, message.clone())
+        }
+    };
+
+    let migration_condition = match &migration.outcome {
+        JobOutcome::Succeeded => Observed::new(
+            conditions::MIGRATIONS_APPLIED,
+            true,
+            "MigrationSucceeded",
+            format!(
+                "database is at migration {version} (Job {})",
+                migration.job_name
+            ),
+        ),
+        JobOutcome::Running => Observed::new(
+            conditions::MIGRATIONS_APPLIED,
+            false,
+            "MigrationRunning",
+            format!("Job {} is applying migration {version}", migration.job_name),
+        ),
+        JobOutcome::Failed { reason, message } => Observed::new(
+            conditions::MIGRATIONS_APPLIED,
+            false,
+            "MigrationFailed",
+            format!("Job {} failed ({reason}): {message}", migration.job_name),
+        ),
+    };
+
+    let mut degraded = Vec::new();
+    if let JobOutcome::Failed { reason, message } = &migration.outcome {
+        degraded.push((
+            "MigrationFailed",
+            format!(
+                "migration Job {} failed ({reason}): {message}; Deployments are not rolled out until it succeeds",
+                migration.job_name
+            ),
+        ));
+    }
+    if let TopicObservation::Failed { reason, message } = topic {
+        degraded.push((*reason, message.clone()));
+    }
+    let degraded_condition = match degraded.first() {
+        Some((reason, _)) => Observed::new(
+            conditions::DEGRADED,
+            true,
+            *reason,
+            degraded
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        None => Observed::new(conditions::DEGRADED, false, "AsExpected", "no failures"),
+    };
+
+    let waiting: Vec<String> = Component::ALL
+        .iter()
+        .filter(|c| {
+            !deployments
+                .get(c)
+                .and_then(|d| d.as_ref())
+                .is_some_and(rolled_out)
+        })
+        .map(|c| c.object_name(stack))
+        .collect();
+    let migration_running = migration.outcome == JobOutcome::Running;
+    let progressing_condition = if migration_running {
+        Observed::new(
+            conditions::PROGRESSING,
+            true,
+            "MigrationRunning",
+            format!("waiting for Job {}", migration.job_name),
+        )
+    } else if migration.outcome == JobOutcome::Succeeded && !waiting.is_empty() {
+        Observed::new(
+            conditions::PROGRESSING,
+            true,
+            "RollingOut",
+            format!("waiting for {}", waiting.join(", ")),
+        )
+    } else {
+        Observed::new(
+            conditions::PROGRESSING,
+            false,
+            "Settled",
+            "nothing in progress",
+        )
+    };
+
+    let ready = degraded.is_empty()
+        && migration.outcome == JobOutcome::Succeeded
+        && matches!(topic, TopicObservation::Ready { .. })
+        && waiting.is_empty();
+    let ready_condition = if ready {
+        Observed::new(
+            conditions::READY,
+            true,
+            "AllComponentsReady",
+            "all components are ready",
+        )
+    } else {
+        let reason = if !degraded.is_empty() {
+            "Degraded"
+        } else if migration_running {
+            "MigrationRunning"
+        } else {
+            "ComponentsNotReady"
+        };
+        let mut missing = waiting.clone();
+        if !matches!(topic, TopicObservation::Ready { .. }) {
+            missing.push(format!("topic {}", stack.spec.kafka.topic));
+        }
+        if migration.outcome != JobOutcome::Succeeded {
+            missing.push(format!("migration Job {}", migration.job_name));
+        }
+        Observed::new(
+            conditions::READY,
+            false,
+            reason,
+            format!("not ready: {}", missing.join(", ")),
+        )
+    };
+
+    let consumer = deployments
+        .get(&Component::Consumer)
+        .and_then(|d| d.as_ref());
+    let current_consumers = consumer
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(0);
+    ShortenerStackStatus {
+        conditions: conditions::merge(
+            &previous.conditions,
+            &[
+                ready_condition,
+                progressing_condition,
+                degraded_condition,
+                migration_condition,
+                topic_condition,
+            ],
+            generation,
+            now,
+        ),
+        observed_generation: generation,
+        url_api: ComponentStatus {
+            ready_replicas: ready_replicas(
+                deployments.get(&Component::UrlApi).and_then(|d| d.as_ref()),
+            ),
+        },
+        analytics_rpc: ComponentStatus {
+            ready_replicas: ready_replicas(
+                deployments
+                    .get(&Component::AnalyticsRpc)
+                    .and_then(|d| d.as_ref()),
+            ),
+        },
+        consumer: ConsumerStatus {
+            ready_replicas: ready_replicas(consumer),
+            current_replicas: current_consumers,
+            desired_replicas: scaling::desired_consumer_replicas(stack)
+                .unwrap_or(current_consumers),
+        },
+        last_measured_lag: previous.last_measured_lag,
+        applied_migration_version: if migration.outcome == JobOutcome::Succeeded {
+            Some(version)
+        } else {
+            previous.applied_migration_version
+        },
+        topic_partitions: match topic {
+            TopicObservation::Ready { partitions } => Some(*partitions),
+            TopicObservation::Failed { .. } => previous.topic_partitions,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::deployment::deployment_for;
+    use crate::test_support::stack;
+    use chrono::TimeZone;
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+    }
+
+    fn ready_deployment(s: &ShortenerStack, c: Component) -> Deployment {
+        let mut d = deployment_for(s, c);
+        d.metadata.generation = Some(2);
+        let replicas = d.spec.as_ref().unwrap().replicas.unwrap();
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(replicas),
+            updated_replicas: Some(replicas),
+            ready_replicas: Some(replicas),
+            available_replicas: Some(replicas),
+            ..DeploymentStatus::default()
+        });
+        d
+    }
+
+    fn all_ready(s: &ShortenerStack) -> DeploymentObservation {
+        Component::ALL
+            .iter()
+            .map(|c| (*c, Some(ready_deployment(s, *c))))
+            .collect()
+    }
+
+    fn condition<'a>(
+        status: &'a ShortenerStackStatus,
+        type_: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    fn migration(outcome: JobOutcome) -> MigrationObservation {
+        MigrationObservation {
+            job_name: "demo-migrate-1-abcdef12".into(),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn everything_ready() {
+        let s = stack();
+        let status = compute(
+            &s,
+            &TopicObservation::Ready { partitions: 4 },
+            &migration(JobOutcome::Succeeded),
+            &all_ready(&s),
+            now(),
+        );
+        assert_eq!(condition(&status, "Ready").status, "True");
+        assert_eq!(condition(&status, "Progressing").status, "False");
+        assert_eq!(condition(&status, "Degraded").status, "False");
+        assert_eq!(condition(&status, "MigrationsApplied").status, "True");
+        assert_eq!(condition(&status, "TopicReady").status, "True");
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(status.url_api.ready_replicas, 2);
+        assert_eq!(status.analytics_rpc.ready_replicas, 2);
+        assert_eq!(status.consumer.current_replicas, 1);
+        assert_eq!(status.consumer.desired_replicas, 1);
+        assert_eq!(status.applied_migration_version, Some(migration_version()));
+        assert_eq!(status.topic_partitions, Some(4));
+        assert!(status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(1)));
+    }
+
+    #[test]
+    fn running_migration_is_progressing_not_degraded() {
+        let s = stack();
+        let none: DeploymentObservation = Component::ALL.iter().map(|c| (*c, None)).collect();
+        let status = compute(
+            &s,
+            &TopicObservation::Ready { partitions: 4 },
+            &migration(JobOutcome::Running),
+            &none,
+            now(),
+        );
+        assert_eq!(condition(&status, "Ready").status, "False");
+        assert_eq!(condition(&status, "Ready").reason, "MigrationRunning");
+        let p = condition(&status, "Progressing");
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "MigrationRunning")
+        );
+        assert_eq!(condition(&status, "Degraded").status, "False");
+        assert_eq!(
+            condition(&status, "MigrationsApplied").reason,
+            "MigrationRunning"
+        );
+        assert_eq!(status.applied_migration_version, None);
+    }
+
+    #[test]
+    fn failed_migration_is_degraded_with_the_job_message() {
+        let s = stack();
+        let status = compute(
+            &s,
+            &TopicObservation::Ready { partitions: 4 },
+            &migration(JobOutcome::Failed {
+                reason: "BackoffLimitExceeded".into(),
+                message: "Job has reached the specified backoff limit".into(),
+            }),
+            &all_ready(&s),
+            now(),
+        );
+        let d = condition(&status, "Degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "MigrationFailed")
+        );
+        assert!(d.message.contains("BackoffLimitExceeded"), "{}", d.message);
+        assert!(d.message.contains("backoff limit"));
+        assert_eq!(condition(&status, "Ready").status, "False");
+        assert_eq!(condition(&status, "Progressing").status, "False");
+    }
+
+    #[test]
+    fn topic_failure_is_degraded_and_keeps_last_partitions() {
+        let mut s = stack();
+        s.status = Some(ShortenerStackStatus {
+            topic_partitions: Some(8),
+            ..ShortenerStackStatus::default()
+        });
+        let status = compute(
+            &s,
+            &TopicObservation::Failed {
+                reason: "PartitionDecreaseRefused",
+                message: "topic clicks has 8 partitions".into(),
+            },
+            &migration(JobOutcome::Succeeded),
+            &all_ready(&s),
+            now(),
+        );
+        assert_eq!(condition(&status, "TopicReady").status, "False");
+        assert_eq!(
+            condition(&status, "Degraded").reason,
+            "PartitionDecreaseRefused"
+        );
+        assert_eq!(status.topic_partitions, Some(8));
+    }
+
+    #[test]
+    fn unrolled_deployment_is_progressing() {
+        let s = stack();
+        let mut deployments = all_ready(&s);
+        let d = deployments
+            .get_mut(&Component::UrlApi)
+            .unwrap()
+            .as_mut()
+            .unwrap();
+        d.metadata.generation = Some(3);
+        let status = compute(
+            &s,
+            &TopicObservation::Ready { partitions: 4 },
+            &migration(JobOutcome::Succeeded),
+            &deployments,
+            now(),
+        );
+        let p = condition(&status, "Progressing");
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "RollingOut")
+        );
+        assert!(p.message.contains("demo-url-api"));
+        assert_eq!(condition(&status, "Ready").reason, "ComponentsNotReady");
+    }
+
+    #[test]
+    fn recomputing_a_settled_status_gives_the_same_status() {
+        let mut s = stack();
+        let first = compute(
+            &s,
+            &TopicObservation::Ready { partitions: 4 },
+            &migration(JobOutcome::Succeeded),
+            &all_ready(&s),
+            now(),
+        );
+        s.status = Some(first.clone());
+        let later = now() + chrono::Duration::minutes(5);
+        let second = compute(
+            &s,
+            &TopicObservation::Ready { partitions: 4 },
+            &migration(JobOutcome::Succeeded),
+            &all_ready(&s),
+            later,
+        );
+        assert_eq!(first, second);
+    }
+}

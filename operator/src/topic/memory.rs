@@ -1,0 +1,81 @@
+//! An in-process `TopicManager`: topics are a map from name to partition count. It keeps
+//! the same rules as the real one (create, grow, never shrink), for reconcile tests.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::{KafkaConnection, TopicError, TopicManager, TopicOutcome, TopicRequest};
+
+#[derive(Debug, Default)]
+pub struct MemoryTopicManager {
+    topics: Mutex<BTreeMap<String, i32>>,
+    deleted: Mutex<Vec<String>>,
+}
+
+impl MemoryTopicManager {
+    /// Starts with these topics and partition counts.
+    pub fn with_topics<'a>(topics: impl IntoIterator<Item = (&'a str, i32)>) -> Self {
+        let me = Self::default();
+        me.topics
+            .lock()
+            .unwrap()
+            .extend(topics.into_iter().map(|(n, p)| (n.to_string(), p)));
+        me
+    }
+
+    pub fn partitions(&self, topic: &str) -> Option<i32> {
+        self.topics.lock().unwrap().get(topic).copied()
+    }
+
+    /// Topics deleted so far, in order.
+    pub fn deleted(&self) -> Vec<String> {
+        self.deleted.lock().unwrap().clone()
+    }
+}
+
+impl TopicManager for MemoryTopicManager {
+    fn ensure<'a>(
+        &'a self,
+        _connection: &'a KafkaConnection,
+        request: &'a TopicRequest,
+    ) -> BoxFuture<'a, Result<TopicOutcome, TopicError>> {
+        let mut topics = self.topics.lock().unwrap();
+        let outcome = match topics.get(&request.name).copied() {
+            None => {
+                topics.insert(request.name.clone(), request.partitions);
+                Ok(TopicOutcome::Created {
+                    partitions: request.partitions,
+                })
+            }
+            Some(current) if current == request.partitions => Ok(TopicOutcome::Unchanged {
+                partitions: current,
+            }),
+            Some(current) if current > request.partitions => Err(TopicError::CannotDecrease {
+                topic: request.name.clone(),
+                current,
+                requested: request.partitions,
+            }),
+            Some(current) => {
+                topics.insert(request.name.clone(), request.partitions);
+                Ok(TopicOutcome::PartitionsIncreased {
+                    from: current,
+                    to: request.partitions,
+                })
+            }
+        };
+        futures::future::ready(outcome).boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        _connection: &'a KafkaConnection,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<(), TopicError>> {
+        self.topics.lock().unwrap().remove(topic);
+        self.deleted.lock().unwrap().push(topic.to_string());
+        futures::future::ready(Ok(())).boxed()
+    }
+}
