@@ -18,14 +18,32 @@ pub type Links = Arc<HashMap<String, String>>;
 pub fn router(links: Links) -> Router {
     Router::new()
         .route("/{code}", get(redirect))
+        .route("/healthz", get(|| async { "ok" }))
         .with_state(links)
 }
 
 async fn redirect(State(links): State<Links>, Path(code): Path<String>) -> Response {
     match links.get(&code) {
-        Some(url) => (StatusCode::FOUND, [(header::LOCATION, url.as_str())]).into_response(),
+        Some(url) => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, url.as_str()),
+                (header::CACHE_CONTROL, "private, max-age=0"),
+            ],
+        )
+            .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// Reads `code<TAB>url` lines.
+pub fn parse_links(text: &str) -> Links {
+    Arc::new(
+        text.lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(c, u)| (c.to_string(), u.to_string()))
+            .collect(),
+    )
 }
 
 /// Serves the baseline on an ephemeral loopback port of the current runtime.
@@ -76,6 +94,9 @@ mod tests {
             expect: StatusCode::FOUND,
         })
         .await;
-        assert!(matches!(report, Err(loadgen::LoadError::NothingSucceeded(_))));
+        assert!(matches!(
+            report,
+            Err(loadgen::LoadError::NothingSucceeded(_))
+        ));
     }
 }

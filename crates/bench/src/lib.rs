@@ -2,6 +2,10 @@
 //! the baselines the services are compared against, and the servers/processes they run on.
 
 pub mod baseline;
+pub mod benches;
 pub mod clicks;
 pub mod loadgen;
+pub mod procs;
 pub mod results;
+pub mod stack;
+pub mod tansu;

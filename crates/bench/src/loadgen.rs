@@ -80,7 +80,9 @@ pub async fn run(spec: LoadSpec) -> Result<LoadReport, LoadError> {
         .map(|_| {
             let spec = spec.clone();
             let counter = counter.clone();
-            tokio::spawn(async move { connection_loop(&spec, &counter, record_from, stop_at).await })
+            tokio::spawn(
+                async move { connection_loop(&spec, &counter, record_from, stop_at).await },
+            )
         })
         .collect();
     let mut hist = new_histogram();

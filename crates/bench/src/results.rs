@@ -158,7 +158,9 @@ pub fn table(rows: &[Row]) -> String {
                 r.metric.clone(),
                 format!("{} {}", fmt_num(r.value), r.unit),
                 r.baseline.map(fmt_num).unwrap_or_else(|| "-".into()),
-                r.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()),
+                r.ratio
+                    .map(|x| format!("{x:.2}"))
+                    .unwrap_or_else(|| "-".into()),
                 r.target.clone().unwrap_or_else(|| "-".into()),
                 match r.pass {
                     Some(true) => "ok".into(),

@@ -15,7 +15,9 @@ async fn ceiling_inserts_each_event_exactly_once() {
         .unwrap();
     assert_eq!(stored, 1_000);
     // A second pass is all redeliveries: nothing new.
-    let (again, _) = clicks::insert_ceiling(&db.pool, rows, 300, 2).await.unwrap();
+    let (again, _) = clicks::insert_ceiling(&db.pool, rows, 300, 2)
+        .await
+        .unwrap();
     assert_eq!(again, 0);
     assert_eq!(clicks::count_clicks(&db.pool).await.unwrap(), 1_000);
 }
@@ -23,7 +25,9 @@ async fn ceiling_inserts_each_event_exactly_once() {
 #[tokio::test]
 async fn analytics_dataset_is_skewed_and_varied() {
     let db = fresh_database().await;
-    let hot = clicks::seed_analytics_dataset(&db.pool, 20_000).await.unwrap();
+    let hot = clicks::seed_analytics_dataset(&db.pool, 20_000)
+        .await
+        .unwrap();
     assert_eq!(clicks::count_clicks(&db.pool).await.unwrap(), 20_000);
     // 20 % on the hot code, give or take sampling noise.
     assert!((3_400..=4_600).contains(&hot), "hot code has {hot} clicks");

@@ -1,0 +1,209 @@
+//! Consumer throughput: the consumer library in-process against librdkafka's mock cluster
+//! and the private Postgres, K pre-produced events, enrichment on (GeoIP when a database
+//! is given, woothee, referer), timed until every event is stored; against the ceiling of
+//! inserting the same rows with the same batch size and concurrency, without Kafka and
+//! without enrichment. Each configuration gets fresh databases and a fresh cluster.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use consumer::{ConsumerApp, ConsumerArgs};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use serde_json::json;
+use shortener_common::event::{Click, SCHEMA_VERSION};
+use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
+use shortener_testkit::kafka::MockBroker;
+use shortener_testkit::postgres::fresh_database;
+
+use super::BenchEnv;
+use crate::clicks;
+use crate::results::Row;
+
+pub struct ConsumerOpts {
+    pub events: usize,
+    pub partitions: i32,
+    pub batch_sizes: Vec<usize>,
+    pub concurrencies: Vec<usize>,
+    pub geoip_db: Option<PathBuf>,
+}
+
+/// One configuration's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Point {
+    pub batch_size: usize,
+    pub concurrency: usize,
+    pub events: usize,
+    /// From the first stored row to the last (the consumer group join is excluded).
+    pub consumer_events_per_s: f64,
+    /// Same, including start-up and the group join.
+    pub consumer_events_per_s_from_start: f64,
+    pub group_join_s: f64,
+    pub ceiling_events_per_s: f64,
+    pub ratio: f64,
+}
+
+pub async fn run(env: &BenchEnv, opts: &ConsumerOpts) -> anyhow::Result<Vec<Row>> {
+    let codes: Vec<String> = (0..1000).map(|i| format!("c{i:04}")).collect();
+    let events = Arc::new(clicks::synthetic(opts.events, &codes, 42));
+    let mut points = Vec::new();
+    let mut configs: Vec<(usize, usize)> = opts.batch_sizes.iter().map(|&b| (b, 4)).collect();
+    configs.extend(
+        opts.concurrencies
+            .iter()
+            .filter(|&&c| c != 4)
+            .map(|&c| (500, c)),
+    );
+    for (batch, conc) in configs {
+        let point = one(&events, batch, conc, opts).await?;
+        eprintln!(
+            "consumer batch={batch} concurrency={conc}: {:.0} ev/s (ceiling {:.0}, ratio {:.2})",
+            point.consumer_events_per_s, point.ceiling_events_per_s, point.ratio
+        );
+        points.push(point);
+    }
+    let mut rows = Vec::new();
+    for p in &points {
+        rows.push(
+            Row::new(
+                "consumer",
+                &format!("ev/s batch={} conc={}", p.batch_size, p.concurrency),
+                p.consumer_events_per_s,
+                "ev/s",
+            )
+            .vs(p.ceiling_events_per_s, Some(0.5)),
+        );
+    }
+    if let Some(p) = points.first() {
+        rows.push(Row::new(
+            "consumer",
+            "group join (excluded above)",
+            p.group_join_s,
+            "s",
+        ));
+    }
+    crate::results::write_json(
+        &env.results_dir,
+        "consumer",
+        &rows,
+        json!({
+            "broker": "librdkafka mock cluster (in-process, loopback TCP), 1 broker",
+            "partitions": opts.partitions,
+            "events": opts.events,
+            "geoip": opts.geoip_db.as_ref().map(|p| p.display().to_string()),
+            "points": points,
+        }),
+    )?;
+    Ok(rows)
+}
+
+async fn one(
+    events: &Arc<Vec<Click>>,
+    batch: usize,
+    conc: usize,
+    opts: &ConsumerOpts,
+) -> anyhow::Result<Point> {
+    // Ceiling: the same rows, plain batched INSERT .. ON CONFLICT DO NOTHING.
+    let db = fresh_database().await;
+    let (stored, took) = clicks::insert_ceiling(&db.pool, events.clone(), batch, conc).await?;
+    anyhow::ensure!(
+        stored as usize == events.len(),
+        "ceiling stored {stored} of {}",
+        events.len()
+    );
+    let ceiling = stored as f64 / took.as_secs_f64();
+    db.pool.close().await;
+
+    let db = fresh_database().await;
+    let broker = MockBroker::start();
+    broker.create_topic("clicks", opts.partitions);
+    broker.create_topic("clicks.dlq", 1);
+    produce_all(&broker, events).await?;
+
+    let mut args = ConsumerArgs::new(KafkaArgs::new(broker.bootstrap(), "clicks"), db.args());
+    args.batch_size = batch as u32;
+    args.concurrency = conc as u32;
+    args.geoip_db_path = opts.geoip_db.clone();
+    args.database.database_max_connections = conc as u32 + 2;
+    let start = Instant::now();
+    let app = ConsumerApp::new(args).await?;
+    let metrics = app.metrics();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run(async {
+        let _ = stop_rx.await;
+    }));
+    let total = events.len() as u64;
+    let mut first = None;
+    let deadline = start + Duration::from_secs(300);
+    loop {
+        let stored = metrics.stored.get();
+        if stored > 0 && first.is_none() {
+            first = Some((Instant::now(), stored));
+        }
+        if stored >= total {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "consumer stored {stored} of {total} in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let done = Instant::now();
+    let _ = stop_tx.send(());
+    running.await??;
+    let rows = clicks::count_clicks(&db.pool).await?;
+    anyhow::ensure!(
+        rows as u64 == total,
+        "{rows} rows stored for {total} events"
+    );
+    db.pool.close().await;
+    drop(broker);
+
+    let (first, first_stored) = first.expect("set when stored > 0");
+    // Steady state: the events stored after the first batch landed, over the time they
+    // took; the group join (librdkafka mock: ~3 s) is reported on its own.
+    let steady = done.duration_since(first).as_secs_f64().max(1e-3);
+    let consumer_eps = (total - first_stored) as f64 / steady;
+    Ok(Point {
+        batch_size: batch,
+        concurrency: conc,
+        events: events.len(),
+        consumer_events_per_s: consumer_eps,
+        consumer_events_per_s_from_start: total as f64 / done.duration_since(start).as_secs_f64(),
+        group_join_s: first.duration_since(start).as_secs_f64(),
+        ceiling_events_per_s: ceiling,
+        ratio: consumer_eps / ceiling,
+    })
+}
+
+/// Produces every event (key = short code, schema-version header) and waits for all acks.
+async fn produce_all(broker: &MockBroker, events: &[Click]) -> anyhow::Result<()> {
+    let producer = broker.producer();
+    let version = SCHEMA_VERSION.to_string();
+    for chunk in events.chunks(10_000) {
+        let payloads: Vec<Vec<u8>> = chunk.iter().map(Click::encode).collect();
+        let mut pending = Vec::with_capacity(chunk.len());
+        for (click, payload) in chunk.iter().zip(&payloads) {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: HEADER_SCHEMA_VERSION,
+                value: Some(version.as_bytes()),
+            });
+            let record = FutureRecord::to("clicks")
+                .key(click.short_code.as_bytes())
+                .payload(payload.as_slice())
+                .headers(headers);
+            pending.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?,
+            );
+        }
+        for p in pending {
+            p.await?
+                .map_err(|(e, _)| anyhow::anyhow!("delivery: {e}"))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Redirect throughput and latency: url-api (release, events published to a tansu broker
+//! process, cache warm) against the bare axum baseline, same load generator, same
+//! connections, same run. Then link creation on the same url-api.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use super::BenchEnv;
+use crate::loadgen::{self, LoadReport, LoadSpec};
+use crate::procs::{free_port, ServiceSpec};
+use crate::results::Row;
+use crate::stack::{UrlApi, API_KEY};
+use crate::tansu::Tansu;
+
+pub struct RedirectOpts {
+    pub connections: usize,
+    pub links: usize,
+    pub create_connections: usize,
+    /// `taskset -c` CPU list for the servers (url-api, baseline), or None.
+    pub server_cpus: Option<String>,
+}
+
+fn long_url(i: usize) -> String {
+    format!("https://example.com/articles/{i}?ref=bench")
+}
+
+fn redirect_spec(
+    target: SocketAddr,
+    codes: Arc<Vec<String>>,
+    connections: usize,
+    env: &BenchEnv,
+) -> LoadSpec {
+    LoadSpec {
+        target,
+        connections,
+        warmup: env.warmup,
+        duration: env.duration,
+        request: Arc::new(move |n| loadgen::get(&format!("/{}", codes[n as usize % codes.len()]))),
+        expect: StatusCode::FOUND,
+    }
+}
+
+pub async fn run(
+    env: &BenchEnv,
+    database_url: &str,
+    opts: &RedirectOpts,
+) -> anyhow::Result<Vec<Row>> {
+    let mut broker = Tansu::start(&env.log_dir).await?;
+    broker.create_topic("clicks", 4).await?;
+    let mut spec = UrlApi::spec(
+        &env.bin_dir,
+        &env.log_dir,
+        database_url,
+        &broker.bootstrap(),
+        "http://127.0.0.1:9",
+    )
+    // Long enough that no entry expires during the run: the bench measures the warm path.
+    .env("CACHE_TTL_SECS", "600");
+    spec.cpus = opts.server_cpus.clone();
+    let api = UrlApi::start(spec).await?;
+
+    // Links, created through the API, then requested once each so the cache is warm.
+    let mut codes = Vec::with_capacity(opts.links);
+    for chunk in (0..opts.links).collect::<Vec<_>>().chunks(32) {
+        let urls: Vec<String> = chunk.iter().map(|i| long_url(*i)).collect();
+        let created =
+            futures::future::try_join_all(urls.iter().map(|u| api.create_link(u, None))).await?;
+        codes.extend(created);
+    }
+    for code in &codes {
+        let resp = api
+            .client()
+            .get(api.url(&format!("/{code}")))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status() == reqwest::StatusCode::FOUND,
+            "warm-up GET /{code}: {}",
+            resp.status()
+        );
+    }
+    let codes = Arc::new(codes);
+
+    // The baseline serves the same codes and URLs, as its own process like url-api.
+    let links_file = env.log_dir.join("baseline-links.tsv");
+    let lines: String = codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c}\t{}\n", long_url(i)))
+        .collect();
+    std::fs::write(&links_file, lines)?;
+    let port = free_port();
+    let mut bspec = ServiceSpec::new("baseline", std::env::current_exe()?, &env.log_dir)
+        .arg("serve-baseline")
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--links")
+        .arg(links_file.display().to_string());
+    bspec.cpus = opts.server_cpus.clone();
+    let mut baseline = bspec.spawn()?;
+    baseline
+        .wait_ready(
+            &format!("http://127.0.0.1:{port}/{}", "healthz"),
+            Duration::from_secs(30),
+        )
+        .await?;
+
+    let published_before = api.metric("clicks_published_total").await?;
+    let base = loadgen::run(redirect_spec(
+        format!("127.0.0.1:{port}").parse()?,
+        codes.clone(),
+        opts.connections,
+        env,
+    ))
+    .await?;
+    baseline.terminate(Duration::from_secs(5)).await;
+    let svc = loadgen::run(redirect_spec(
+        api.addr,
+        codes.clone(),
+        opts.connections,
+        env,
+    ))
+    .await?;
+
+    // Events: every redirect is published; wait for the queue to drain.
+    let mut published = 0.0;
+    let (mut dropped, mut failed) = (0.0, 0.0);
+    for _ in 0..300 {
+        published = api.metric("clicks_published_total").await? - published_before;
+        dropped = api.metric("clicks_dropped_total").await?;
+        failed = api.metric("clicks_delivery_failed_total").await?;
+        if published + dropped + failed >= (svc.requests + svc.errors) as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let create = create_links(api.addr, opts.create_connections, env).await?;
+
+    let mut rows = redirect_rows(&svc, &base, opts.connections);
+    rows.push(Row::new(
+        "redirect",
+        "events published during load",
+        published,
+        "events",
+    ));
+    rows.push(Row::new(
+        "redirect",
+        "events dropped (queue full)",
+        dropped,
+        "events",
+    ));
+    rows.push(Row::new(
+        "link-create",
+        &format!("rps @{} conns", opts.create_connections),
+        create.rps,
+        "req/s",
+    ));
+    rows.push(Row::new("link-create", "p50", create.p50_ms, "ms"));
+    rows.push(Row::new("link-create", "p99", create.p99_ms, "ms"));
+    rows.push(Row::new(
+        "link-create",
+        "errors",
+        create.errors as f64,
+        "req",
+    ));
+    crate::results::write_json(
+        &env.results_dir,
+        "redirect",
+        &rows,
+        json!({
+            "broker": "tansu 0.6 as a separate process (memory storage), topic clicks with 4 partitions",
+            "server_cpus": opts.server_cpus,
+            "links": opts.links,
+            "url_api": svc,
+            "baseline": base,
+            "events": { "published": published, "dropped": dropped, "delivery_failed": failed },
+            "link_create": create,
+        }),
+    )?;
+    drop(api);
+    broker.kill().await;
+    Ok(rows)
+}
+
+fn redirect_rows(svc: &LoadReport, base: &LoadReport, conns: usize) -> Vec<Row> {
+    vec![
+        Row::new("redirect", &format!("rps @{conns} conns"), svc.rps, "req/s")
+            .vs(base.rps, Some(0.8)),
+        Row::new("redirect", "p50", svc.p50_ms, "ms"),
+        Row::new("redirect", "p90", svc.p90_ms, "ms"),
+        Row::new("redirect", "p99", svc.p99_ms, "ms").below(5.0),
+        Row::new("redirect", "p99 (baseline)", base.p99_ms, "ms"),
+        Row::new("redirect", "max", svc.max_ms, "ms"),
+        Row::new("redirect", "errors", svc.errors as f64, "req").equals(0.0),
+    ]
+}
+
+async fn create_links(
+    target: SocketAddr,
+    connections: usize,
+    env: &BenchEnv,
+) -> anyhow::Result<LoadReport> {
+    let auth = format!("Bearer {API_KEY}");
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    Ok(loadgen::run(LoadSpec {
+        target,
+        connections,
+        warmup: Duration::from_secs(1),
+        duration: env.duration,
+        request: Arc::new(move |n| {
+            let body = format!(r#"{{"long_url":"https://example.org/{run_id}/page/{n}"}}"#);
+            Request::post("/api/v1/links")
+                .header(http::header::HOST, "127.0.0.1")
+                .header(http::header::AUTHORIZATION, auth.as_str())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .expect("valid request")
+        }),
+        expect: StatusCode::CREATED,
+    })
+    .await?)
+}
