@@ -8,7 +8,7 @@
 //! so the operator needs no KEDA types and runs on clusters without KEDA in builtin mode.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
@@ -191,19 +191,6 @@ async fn apply_one(
     Ok(true)
 }
 
-/// Deletes `name` if it exists; an object (or a KEDA installation) that does not exist
-/// counts as deleted. Looks first, so the common case (nothing to delete) is a read.
-async fn delete_one(api: &Api<DynamicObject>, name: &str) -> Result<bool, kube::Error> {
-    if api.get_opt(name).await?.is_none() {
-        return Ok(false);
-    }
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 fn apis(client: &Client, stack: &ShortenerStack) -> (Api<DynamicObject>, Api<DynamicObject>) {
     let ns = stack.namespace().unwrap_or_default();
     (
@@ -213,26 +200,31 @@ fn apis(client: &Client, stack: &ShortenerStack) -> (Api<DynamicObject>, Api<Dyn
 }
 
 /// Applies the TriggerAuthentication (first, so the ScaledObject never references a
-/// missing one) and the ScaledObject; removes a TriggerAuthentication that is no longer
-/// needed. Returns whether anything was written.
+/// missing one) and the ScaledObject. Returns whether anything was written. A
+/// TriggerAuthentication that is no longer referenced is left in place (the operator
+/// deletes nothing; the owner reference removes it with the stack).
 pub async fn apply(client: &Client, stack: &ShortenerStack) -> Result<bool, kube::Error> {
     let (auths, scaled_objects) = apis(client, stack);
     let mut wrote = false;
-    match trigger_authentication(stack) {
-        Some(auth) => wrote |= apply_one(&auths, auth).await?,
-        None => wrote |= delete_one(&auths, &trigger_authentication_name(stack)).await?,
+    if let Some(auth) = trigger_authentication(stack) {
+        wrote |= apply_one(&auths, auth).await?;
     }
     wrote |= apply_one(&scaled_objects, scaled_object(stack)).await?;
     Ok(wrote)
 }
 
-/// Removes the KEDA objects after a switch back to builtin mode, so KEDA's HPA stops
-/// competing with the operator. Missing objects (or no KEDA at all) are fine.
-pub async fn remove(client: &Client, stack: &ShortenerStack) -> Result<bool, kube::Error> {
-    let (auths, scaled_objects) = apis(client, stack);
-    let so = delete_one(&scaled_objects, &scaled_object_name(stack)).await?;
-    let ta = delete_one(&auths, &trigger_authentication_name(stack)).await?;
-    Ok(so || ta)
+/// Whether a ScaledObject for the stack exists (e.g. left from keda mode). While one does,
+/// KEDA's HPA owns the replica count and the builtin autoscaler must not compete with it.
+/// A cluster without KEDA answers 404, which counts as "none".
+pub async fn scaled_object_exists(
+    client: &Client,
+    stack: &ShortenerStack,
+) -> Result<bool, kube::Error> {
+    let (_, scaled_objects) = apis(client, stack);
+    Ok(scaled_objects
+        .get_opt(&scaled_object_name(stack))
+        .await?
+        .is_some())
 }
 
 #[cfg(test)]

@@ -7,13 +7,15 @@
 //! no task bookkeeping.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::time::Instant;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -29,6 +31,8 @@ use crate::topic::KafkaConnection;
 pub enum AutoscalingError {
     #[error("cannot measure the consumer lag: {0}")]
     Lag(#[from] LagError),
+    #[error("cannot reach the stack's Kafka settings: {0}")]
+    Connection(String),
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
 }
@@ -49,6 +53,12 @@ struct StackState {
     history: History,
     /// Mode seen at the last reconcile; `None` until the first one after a start.
     mode: Option<AutoscalingMode>,
+    /// No ScaledObject competes with the builtin autoscaler (checked on the first builtin
+    /// reconcile after a start or a switch from keda mode, and until none is found).
+    keda_clear: bool,
+    /// When the lag was last measured: reconciles in between (e.g. caused by the status
+    /// write itself) do not measure again.
+    last_pass: Option<Instant>,
 }
 
 /// Per-stack autoscaling state and the clients to act on it. One per operator process.
@@ -77,50 +87,102 @@ fn stack_labels(stack: &ShortenerStack) -> StackLabels {
 
 impl Autoscaler {
     pub fn new(client: Client, lag: Arc<dyn LagSource>, metrics: AutoscalingMetrics) -> Self {
-        let recorder = Recorder::new(client.clone(), labels::MANAGER.into());
+        let reporter = Reporter {
+            controller: labels::MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Self {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             lag,
-            recorder,
             metrics,
             stacks: Mutex::new(HashMap::new()),
         }
     }
 
-    /// One autoscaling step for `stack`, called from its reconcile after the children are
-    /// applied. Builtin mode: removes KEDA objects left from an earlier keda mode (checked
-    /// once per stack and operator start, and on every switch), then runs
-    /// [`scale_once`](Self::scale_once); returns the interval after which to reconcile
-    /// again. Keda mode: applies the ScaledObject (and TriggerAuthentication) and returns
-    /// `None`, since KEDA does the periodic work.
-    pub async fn reconcile(
+    /// One autoscaling step for `stack`, called from its reconcile once the consumer
+    /// Deployment exists. Returns when the stack should be reconciled again for the next
+    /// measurement (`None`: nothing periodic to do).
+    ///
+    /// - keda mode: applies the ScaledObject (and TriggerAuthentication); KEDA measures.
+    /// - builtin mode: at most once per `intervalSeconds` (reconciles in between return
+    ///   the time left), obtains the Kafka connection from `connect`, and runs
+    ///   [`scale_once`](Self::scale_once). While a ScaledObject for the stack exists (left
+    ///   from keda mode), it does not scale and says so in a Warning Event.
+    pub async fn reconcile<F, Fut, E>(
         &self,
         stack: &ShortenerStack,
-        connection: &KafkaConnection,
-    ) -> Result<Option<Duration>, AutoscalingError> {
+        connect: F,
+    ) -> Result<Option<Duration>, AutoscalingError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<KafkaConnection, E>>,
+        E: std::fmt::Display,
+    {
         let autoscaling = &stack.spec.consumer.autoscaling;
-        let previous_mode = self.with_state(stack, |s| s.mode);
+        let interval =
+            Duration::from_secs(u64::try_from(autoscaling.interval_seconds.max(1)).unwrap_or(15));
         match autoscaling.mode {
             AutoscalingMode::Keda => {
                 keda::apply(&self.client, stack).await?;
                 self.with_state(stack, |s| {
-                    // A later switch back to builtin starts from a fresh window.
+                    // A later switch back to builtin starts afresh.
                     *s = StackState {
-                        history: History::default(),
                         mode: Some(AutoscalingMode::Keda),
+                        ..StackState::default()
                     }
                 });
                 Ok(None)
             }
             AutoscalingMode::Builtin => {
-                if previous_mode != Some(AutoscalingMode::Builtin) {
-                    keda::remove(&self.client, stack).await?;
-                    self.with_state(stack, |s| s.mode = Some(AutoscalingMode::Builtin));
+                let now = Instant::now();
+                let (keda_clear, last_pass) = self.with_state(stack, |s| {
+                    if s.mode != Some(AutoscalingMode::Builtin) {
+                        s.keda_clear = false;
+                        s.mode = Some(AutoscalingMode::Builtin);
+                    }
+                    (s.keda_clear, s.last_pass)
+                });
+                if let Some(last) = last_pass {
+                    let next = last + interval;
+                    if next > now {
+                        return Ok(Some(next - now));
+                    }
                 }
-                self.scale_once(stack, connection, Utc::now()).await?;
-                let seconds = u64::try_from(autoscaling.interval_seconds.max(1)).unwrap_or(15);
-                Ok(Some(Duration::from_secs(seconds)))
+                self.with_state(stack, |s| s.last_pass = Some(now));
+                if !keda_clear {
+                    if keda::scaled_object_exists(&self.client, stack).await? {
+                        self.warn_keda_leftover(stack).await;
+                        return Ok(Some(interval));
+                    }
+                    self.with_state(stack, |s| s.keda_clear = true);
+                }
+                let connection = connect()
+                    .await
+                    .map_err(|e| AutoscalingError::Connection(e.to_string()))?;
+                self.scale_once(stack, &connection, Utc::now()).await?;
+                Ok(Some(interval))
             }
+        }
+    }
+
+    async fn warn_keda_leftover(&self, stack: &ShortenerStack) {
+        let note = format!(
+            "ScaledObject {} still exists, so KEDA scales the consumer; the builtin autoscaler waits until it is deleted (kubectl delete scaledobject {} -n {})",
+            keda::scaled_object_name(stack),
+            keda::scaled_object_name(stack),
+            stack.namespace().unwrap_or_default(),
+        );
+        tracing::warn!(stack = %key(stack), "{note}");
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "KedaScaledObjectPresent".into(),
+            note: Some(note),
+            action: "ScaleConsumer".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &stack.object_ref(&())).await {
+            tracing::warn!(stack = %key(stack), error = %e, "cannot record an Event");
         }
     }
 
