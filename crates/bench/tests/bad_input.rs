@@ -1,0 +1,674 @@
+//! The bad-input corpus, end to end: url-api and the consumer in-process on loopback, a
+//! librdkafka mock cluster, a fresh Postgres database. Every malformed HTTP request gets
+//! its documented 4xx with a JSON `code` (never a 500), every malformed topic message goes
+//! to the DLQ, and afterwards the links and clicks tables hold exactly what the valid
+//! requests and events put there.
+
+use std::time::Duration;
+
+use consumer::{ConsumerApp, ConsumerArgs};
+use shortener_common::event::{Click, ClickEvent, SCHEMA_VERSION};
+use shortener_common::kafka::{KafkaArgs, HEADER_DLQ_ERROR, HEADER_SCHEMA_VERSION};
+use shortener_testkit::kafka::MockBroker;
+use shortener_testkit::postgres::fresh_database;
+use url_api::{AppState, Config};
+
+const KEY: &str = "corpus-key-0123456789";
+
+/// One HTTP request and what it must get.
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: u16,
+    /// `error.code` of the JSON body; None for success answers.
+    code: Option<&'static str>,
+}
+
+fn case(
+    name: &'static str,
+    method: &'static str,
+    path: &str,
+    status: u16,
+    code: &'static str,
+) -> Case {
+    Case {
+        name,
+        method,
+        path: path.to_string(),
+        headers: vec![("authorization", format!("Bearer {KEY}"))],
+        body: Vec::new(),
+        status,
+        code: Some(code),
+    }
+}
+
+/// POST /api/v1/links with a JSON content type and `body`.
+fn create(name: &'static str, body: impl Into<Vec<u8>>, status: u16, code: &'static str) -> Case {
+    let mut c = case(name, "POST", "/api/v1/links", status, code);
+    c.headers.push(("content-type", "application/json".into()));
+    c.body = body.into();
+    c
+}
+
+fn create_url(name: &'static str, long_url: &str, status: u16, code: &'static str) -> Case {
+    create(
+        name,
+        serde_json::json!({ "long_url": long_url }).to_string(),
+        status,
+        code,
+    )
+}
+
+fn create_alias(name: &'static str, alias: &str, status: u16, code: &'static str) -> Case {
+    create(
+        name,
+        serde_json::json!({ "long_url": "https://example.com/a", "alias": alias }).to_string(),
+        status,
+        code,
+    )
+}
+
+fn with_auth(mut c: Case, value: Option<String>) -> Case {
+    c.headers.retain(|(k, _)| *k != "authorization");
+    if let Some(v) = value {
+        c.headers.push(("authorization", v));
+    }
+    c
+}
+
+fn http_corpus() -> Vec<Case> {
+    let ok_body = r#"{"long_url":"https://example.com/ok"}"#;
+    let mut nested = "[".repeat(5000);
+    nested.push_str(&"]".repeat(5000));
+    let mut cases = vec![
+        // API keys.
+        with_auth(create("no API key", ok_body, 401, "unauthorized"), None),
+        with_auth(
+            create("wrong bearer key", ok_body, 401, "unauthorized"),
+            Some("Bearer nope".into()),
+        ),
+        with_auth(
+            create("empty bearer", ok_body, 401, "unauthorized"),
+            Some("Bearer ".into()),
+        ),
+        with_auth(
+            create("basic auth scheme", ok_body, 401, "unauthorized"),
+            Some("Basic YWxpY2U6cHc=".into()),
+        ),
+        with_auth(
+            create("8 KiB bearer key", ok_body, 401, "unauthorized"),
+            Some(format!("Bearer {}", "k".repeat(8192))),
+        ),
+        with_auth(
+            create("key with SQL", ok_body, 401, "unauthorized"),
+            Some("Bearer ' OR '1'='1".into()),
+        ),
+        {
+            let mut c = with_auth(
+                create("wrong X-API-Key", ok_body, 401, "unauthorized"),
+                None,
+            );
+            c.headers.push(("x-api-key", "nope".into()));
+            c
+        },
+        with_auth(
+            case(
+                "list without key",
+                "GET",
+                "/api/v1/links",
+                401,
+                "unauthorized",
+            ),
+            None,
+        ),
+        with_auth(
+            case(
+                "delete without key",
+                "DELETE",
+                "/api/v1/links/taken-alias",
+                401,
+                "unauthorized",
+            ),
+            None,
+        ),
+        // Malformed JSON.
+        create("truncated JSON", "{", 400, "invalid_json"),
+        create("JSON array", "[]", 400, "invalid_json"),
+        create("JSON null", "null", 400, "invalid_json"),
+        create(
+            "JSON string",
+            "\"https://example.com\"",
+            400,
+            "invalid_json",
+        ),
+        create(
+            "long_url is a number",
+            r#"{"long_url":42}"#,
+            400,
+            "invalid_json",
+        ),
+        create("missing long_url", "{}", 400, "invalid_json"),
+        create(
+            "unknown field",
+            r#"{"long_url":"https://example.com","admin":true}"#,
+            400,
+            "invalid_json",
+        ),
+        create("empty body", "", 400, "invalid_json"),
+        create(
+            "invalid UTF-8",
+            b"{\"long_url\":\"https://ex\xff\xfe.com\"}".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        create(
+            "trailing garbage",
+            format!("{ok_body} xyz"),
+            400,
+            "invalid_json",
+        ),
+        create("5000-deep nesting", nested, 400, "invalid_json"),
+        create(
+            "expires_at not a date",
+            r#"{"long_url":"https://example.com","expires_at":"tomorrow"}"#,
+            400,
+            "invalid_json",
+        ),
+        // Content types.
+        {
+            let mut c = create("text/plain body", ok_body, 415, "unsupported_media_type");
+            c.headers.retain(|(k, _)| *k != "content-type");
+            c.headers.push(("content-type", "text/plain".into()));
+            c
+        },
+        {
+            let mut c = create("no content type", ok_body, 415, "unsupported_media_type");
+            c.headers.retain(|(k, _)| *k != "content-type");
+            c
+        },
+        {
+            let mut c = create(
+                "form body",
+                "long_url=https%3A%2F%2Fexample.com",
+                415,
+                "unsupported_media_type",
+            );
+            c.headers.retain(|(k, _)| *k != "content-type");
+            c.headers
+                .push(("content-type", "application/x-www-form-urlencoded".into()));
+            c
+        },
+        // Sizes.
+        create(
+            "1 MiB body",
+            format!(
+                r#"{{"long_url":"https://example.com/{}"}}"#,
+                "a".repeat(1 << 20)
+            ),
+            413,
+            "payload_too_large",
+        ),
+        create_url(
+            "3000-char URL",
+            &format!("https://example.com/{}", "a".repeat(3000)),
+            400,
+            "invalid_url",
+        ),
+        // Invalid URLs.
+        create_url("empty URL", "", 400, "invalid_url"),
+        create_url("not a URL", "not a url", 400, "invalid_url"),
+        create_url("ftp scheme", "ftp://example.com/file", 400, "invalid_url"),
+        create_url(
+            "javascript scheme",
+            "javascript:alert(1)",
+            400,
+            "invalid_url",
+        ),
+        create_url(
+            "data scheme",
+            "data:text/html,<script>alert(1)</script>",
+            400,
+            "invalid_url",
+        ),
+        create_url("file scheme", "file:///etc/passwd", 400, "invalid_url"),
+        create_url("localhost", "http://localhost/admin", 400, "invalid_url"),
+        create_url("loopback IP", "http://127.0.0.1:8080/", 400, "invalid_url"),
+        create_url("hex loopback", "http://0x7f.1/", 400, "invalid_url"),
+        create_url("private IP", "http://10.1.2.3/", 400, "invalid_url"),
+        create_url("IPv6 loopback", "http://[::1]/", 400, "invalid_url"),
+        create_url(
+            "cloud metadata",
+            "http://169.254.169.254/latest/meta-data/",
+            400,
+            "invalid_url",
+        ),
+        create_url("space in host", "https://exa mple.com/", 400, "invalid_url"),
+        create_url(
+            "port out of range",
+            "https://example.com:99999/",
+            400,
+            "invalid_url",
+        ),
+        create_url("empty host", "https://", 400, "invalid_url"),
+        // Aliases.
+        create_alias("alias too short", "ab", 400, "invalid_alias"),
+        create_alias("alias too long", &"a".repeat(65), 400, "invalid_alias"),
+        create_alias("alias with slash", "a/b/c", 400, "invalid_alias"),
+        create_alias("unicode alias", "café-link", 400, "invalid_alias"),
+        create_alias("emoji alias", "🔥🔥🔥", 400, "invalid_alias"),
+        create_alias("reserved alias", "api", 400, "invalid_alias"),
+        create_alias(
+            "reserved alias, other case",
+            "HealthZ",
+            400,
+            "invalid_alias",
+        ),
+        create_alias(
+            "SQL in alias",
+            "x'; DROP TABLE links;--",
+            400,
+            "invalid_alias",
+        ),
+        create_alias("alias collision", "taken-alias", 409, "alias_taken"),
+        // Expiry.
+        create(
+            "negative expiry",
+            r#"{"long_url":"https://example.com","expires_in_secs":-5}"#,
+            400,
+            "invalid_request",
+        ),
+        create(
+            "both expiries",
+            r#"{"long_url":"https://example.com","expires_in_secs":60,"expires_at":"2030-01-01T00:00:00Z"}"#,
+            400,
+            "invalid_request",
+        ),
+        // Paths, queries and methods.
+        case("unknown code", "GET", "/nope-not-here", 404, "not_found"),
+        case("code with dot", "GET", "/a.b", 404, "not_found"),
+        case(
+            "65-char code",
+            "GET",
+            &format!("/{}", "a".repeat(65)),
+            404,
+            "not_found",
+        ),
+        case(
+            "SQL in code",
+            "GET",
+            "/%27%3B%20DROP%20TABLE%20links%3B--",
+            404,
+            "not_found",
+        ),
+        case(
+            "SQL in details path",
+            "GET",
+            "/api/v1/links/%27%20OR%201%3D1",
+            404,
+            "not_found",
+        ),
+        case(
+            "details of unknown code",
+            "GET",
+            "/api/v1/links/unknown-code",
+            404,
+            "not_found",
+        ),
+        case(
+            "delete unknown code",
+            "DELETE",
+            "/api/v1/links/unknown-code",
+            404,
+            "not_found",
+        ),
+        case(
+            "garbage cursor",
+            "GET",
+            "/api/v1/links?cursor=%00%01garbage",
+            400,
+            "invalid_query",
+        ),
+        case(
+            "negative page size",
+            "GET",
+            "/api/v1/links?limit=-1",
+            400,
+            "invalid_query",
+        ),
+        case(
+            "stats with bad from",
+            "GET",
+            "/api/v1/links/taken-alias/stats?from=yesterday",
+            400,
+            "invalid_query",
+        ),
+        case(
+            "PUT on links",
+            "PUT",
+            "/api/v1/links",
+            405,
+            "method_not_allowed",
+        ),
+        case(
+            "PATCH on a link",
+            "PATCH",
+            "/api/v1/links/taken-alias",
+            405,
+            "method_not_allowed",
+        ),
+        case(
+            "POST on a redirect",
+            "POST",
+            "/taken-alias",
+            405,
+            "method_not_allowed",
+        ),
+        case(
+            "DELETE on a redirect",
+            "DELETE",
+            "/taken-alias",
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    // Valid but unusual input is accepted and stored normalized.
+    for (name, url) in [
+        ("IDN host", "https://bücher.example.com/straße"),
+        (
+            "SQL-ish query string",
+            "https://example.com/search?q=%27%20OR%201%3D1%3B--",
+        ),
+    ] {
+        let mut c = create_url(name, url, 201, "");
+        c.code = None;
+        cases.push(c);
+    }
+    cases
+}
+
+/// Malformed topic messages: (name, payload, schema-version header).
+fn topic_corpus(valid: &Click) -> Vec<(&'static str, Option<Vec<u8>>, Option<&'static str>)> {
+    let good = valid.to_event();
+    let with = |f: &dyn Fn(&mut ClickEvent)| {
+        let mut e = good.clone();
+        f(&mut e);
+        Some(prost::Message::encode_to_vec(&e))
+    };
+    let encoded = valid.encode();
+    vec![
+        (
+            "garbage bytes",
+            Some(b"\xff\xff\xff\xff garbage".to_vec()),
+            Some("1"),
+        ),
+        (
+            "truncated protobuf",
+            Some(encoded[..encoded.len() / 2].to_vec()),
+            Some("1"),
+        ),
+        ("empty payload", Some(Vec::new()), Some("1")),
+        ("no payload (tombstone)", None, Some("1")),
+        (
+            "JSON instead of protobuf",
+            Some(br#"{"short_code":"taken-alias"}"#.to_vec()),
+            Some("1"),
+        ),
+        (
+            "schema version 2 in header",
+            Some(encoded.clone()),
+            Some("2"),
+        ),
+        (
+            "non-numeric schema header",
+            Some(encoded.clone()),
+            Some("one"),
+        ),
+        (
+            "schema version 2 in payload",
+            with(&|e| e.schema_version = 2),
+            Some("1"),
+        ),
+        (
+            "schema version 0 in payload",
+            with(&|e| e.schema_version = 0),
+            None,
+        ),
+        (
+            "event_id not a UUID",
+            with(&|e| e.event_id = "'; DROP TABLE clicks;--".into()),
+            Some("1"),
+        ),
+        (
+            "empty short code",
+            with(&|e| e.short_code.clear()),
+            Some("1"),
+        ),
+        (
+            "65-char short code",
+            with(&|e| e.short_code = "a".repeat(65)),
+            Some("1"),
+        ),
+        (
+            "missing timestamp",
+            with(&|e| e.occurred_at = None),
+            Some("1"),
+        ),
+        (
+            "negative nanos",
+            with(&|e| e.occurred_at.as_mut().unwrap().nanos = -1),
+            Some("1"),
+        ),
+        ("bad IP", with(&|e| e.ip = "999.1.1.1".into()), Some("1")),
+        (
+            "3 KiB user agent",
+            with(&|e| e.user_agent = "u".repeat(3000)),
+            Some("1"),
+        ),
+    ]
+}
+
+async fn send(client: &reqwest::Client, base: &str, c: &Case) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(c.method.as_bytes()).unwrap();
+    let mut req = client
+        .request(method, format!("{base}{}", c.path))
+        .body(c.body.clone());
+    for (k, v) in &c.headers {
+        req = req.header(*k, v);
+    }
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("{}: request failed: {e}", c.name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_documented_errors_and_stores_nothing_wrong() {
+    let db = fresh_database().await;
+    let broker = MockBroker::start();
+    broker.create_topic("clicks", 2);
+    broker.create_topic("clicks.dlq", 1);
+
+    // url-api publishing clicks to the mock cluster.
+    let mut config = Config::new(db.args(), KafkaArgs::new(broker.bootstrap(), "clicks"));
+    config.api_keys = format!("corpus:{KEY}");
+    config.rate_limit_per_second = 100_000;
+    config.rate_limit_burst = 100_000;
+    config.public_base_url = "https://sho.rt".into();
+    let state = AppState::new(&config, db.pool.clone()).expect("url-api state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(url_api::serve(listener, state, async {
+        let _ = api_stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+
+    // The one link the collision case collides with, and one redirect through it.
+    let resp = send(
+        &client,
+        &base,
+        &create_alias("setup", "taken-alias", 201, ""),
+    )
+    .await;
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    let resp = client
+        .get(format!("{base}/taken-alias"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+
+    let corpus = http_corpus();
+    let mut failures = Vec::new();
+    for c in &corpus {
+        let resp = send(&client, &base, c).await;
+        let status = resp.status().as_u16();
+        let json = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v == "application/json");
+        let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        let code = body["error"]["code"].as_str().map(str::to_string);
+        let ok = status == c.status
+            && json
+            && match c.code {
+                Some(want) => code.as_deref() == Some(want) && body["error"]["message"].is_string(),
+                None => body["code"].is_string(),
+            };
+        if !ok {
+            failures.push(format!(
+                "{}: want {} {:?}, got {status} {:?} (json: {json})",
+                c.name, c.status, c.code, code
+            ));
+        }
+        assert_ne!(status, 500, "{}: 500", c.name);
+    }
+
+    // Malformed messages on the topic, plus valid events (one delivered twice).
+    let valid: Vec<Click> = (0..3)
+        .map(|i| {
+            Click::now(
+                "taken-alias",
+                Some(format!("198.51.100.{i}").parse().unwrap()),
+                Some("Mozilla/5.0".into()),
+                None,
+            )
+        })
+        .collect();
+    let bad = topic_corpus(&valid[0]);
+    let version = SCHEMA_VERSION.to_string();
+    for click in valid.iter().chain(std::iter::once(&valid[0])) {
+        broker
+            .produce(
+                "clicks",
+                Some(b"taken-alias"),
+                &click.encode(),
+                &[(HEADER_SCHEMA_VERSION, version.as_bytes())],
+            )
+            .await;
+    }
+    for (name, payload, header) in &bad {
+        let headers: Vec<(&str, &[u8])> = header
+            .iter()
+            .map(|h| (HEADER_SCHEMA_VERSION, h.as_bytes()))
+            .collect();
+        let record =
+            rdkafka::producer::FutureRecord::<[u8], [u8]>::to("clicks").key(name.as_bytes());
+        let record = match payload {
+            Some(p) => record.payload(p.as_slice()),
+            None => record,
+        };
+        let mut owned = rdkafka::message::OwnedHeaders::new();
+        for (k, v) in headers {
+            owned = owned.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        broker
+            .producer()
+            .send(record.headers(owned), Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce {name}: {e}"));
+    }
+
+    let mut args = ConsumerArgs::new(KafkaArgs::new(broker.bootstrap(), "clicks"), db.args());
+    args.batch_max_wait_ms = 50;
+    let app = ConsumerApp::new(args).await.expect("consumer");
+    let metrics = app.metrics();
+    let (stop_consumer, consumer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer = tokio::spawn(app.run(async {
+        let _ = consumer_stopped.await;
+    }));
+
+    // The DLQ gets exactly the malformed messages, each with a reason.
+    let dead = broker
+        .consume_all("clicks.dlq", bad.len(), Duration::from_secs(60))
+        .await;
+    let mut dead_keys: Vec<String> = dead
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.key.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    dead_keys.sort();
+    let mut want_keys: Vec<String> = bad.iter().map(|(n, _, _)| n.to_string()).collect();
+    want_keys.sort();
+    assert_eq!(dead_keys, want_keys);
+    assert!(dead
+        .iter()
+        .all(|m| m.header(HEADER_DLQ_ERROR).is_some_and(|e| !e.is_empty())));
+
+    // 1 redirect + 3 produced valid events (one redelivered) = 4 clicks, nothing else.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics.stored.get() < 4 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_consumer.send(());
+    consumer.await.unwrap().unwrap();
+    let _ = stop_api.send(());
+    api.await.unwrap().unwrap();
+
+    let clicks: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT event_id, short_code FROM clicks ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(clicks.len(), 4, "{clicks:?}");
+    assert!(clicks.iter().all(|(_, code)| code == "taken-alias"));
+    for v in &valid {
+        assert_eq!(clicks.iter().filter(|(id, _)| *id == v.event_id).count(), 1);
+    }
+    let links: Vec<(String, String)> =
+        sqlx::query_as("SELECT short_code, long_url FROM links ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let urls: Vec<&str> = links.iter().map(|(_, u)| u.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://example.com/a",
+            "https://xn--bcher-kva.example.com/stra%C3%9Fe",
+            "https://example.com/search?q=%27%20OR%201%3D1%3B--",
+        ],
+        "only the valid creations are stored, normalized"
+    );
+
+    assert!(
+        corpus.len() + bad.len() >= 50,
+        "corpus has {} cases",
+        corpus.len() + bad.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} HTTP cases answered wrongly:\n{}",
+        failures.len(),
+        corpus.len(),
+        failures.join("\n")
+    );
+}
