@@ -130,7 +130,14 @@ impl MockBroker {
                 .map(|(k, v)| (k.as_str(), v.as_slice()))
                 .collect();
             async move {
-                produce_with(self.producer(), topic, m.key.as_deref(), &m.payload, &headers).await
+                produce_with(
+                    self.producer(),
+                    topic,
+                    m.key.as_deref(),
+                    &m.payload,
+                    &headers,
+                )
+                .await
             }
         });
         futures::future::join_all(sends).await

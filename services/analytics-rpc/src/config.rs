@@ -1,0 +1,73 @@
+//! Command line and environment settings of the `analytics-rpc` binary.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shortener_common::db::DatabaseArgs;
+use shortener_common::telemetry::LogArgs;
+
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "analytics-rpc",
+    version,
+    about = "gRPC click analytics (counts, breakdowns, time series) over the stored clicks"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address of the gRPC server (AnalyticsService, grpc.health.v1, reflection v1).
+    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9091")]
+    pub admin_addr: SocketAddr,
+    /// How often the gRPC health status is re-derived from a database ping, in milliseconds.
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL_MS", default_value_t = 5_000)]
+    pub health_check_interval_ms: u64,
+    /// Longest a request may take before it fails with DEADLINE_EXCEEDED, in milliseconds.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+}
+
+impl ServerArgs {
+    /// Both servers on ephemeral loopback ports, everything else at its default.
+    pub fn new(database: DatabaseArgs) -> Self {
+        Self {
+            database,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            health_check_interval_ms: 5_000,
+            request_timeout_ms: 10_000,
+        }
+    }
+
+    pub fn health_check_interval(&self) -> Duration {
+        Duration::from_millis(self.health_check_interval_ms.max(100))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults_parse() {
+        let cli = Cli::try_parse_from(["analytics-rpc"]).unwrap();
+        assert_eq!(cli.server.grpc_addr.to_string(), "0.0.0.0:50051");
+        assert_eq!(cli.server.admin_addr.to_string(), "0.0.0.0:9091");
+        assert!(Cli::try_parse_from(["analytics-rpc", "--grpc-addr", "nope"]).is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! analytics-rpc: the gRPC API over the stored clicks.
+//!
+//! One process serves, on GRPC_ADDR, `shortener.analytics.v1.AnalyticsService`, the
+//! standard `grpc.health.v1.Health` (SERVING while the database answers, re-checked every
+//! HEALTH_CHECK_INTERVAL_MS) and server reflection v1; on ADMIN_ADDR, /healthz, /readyz and
+//! /metrics.
+
+pub mod config;
+pub mod metrics;
+pub mod queries;
+pub mod request;
+pub mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use shortener_common::db::{self, DbError};
+use shortener_common::health::{self, Readiness};
+use shortener_common::proto::analytics::analytics_service_server::{
+    AnalyticsServiceServer, SERVICE_NAME,
+};
+use shortener_common::proto::FILE_DESCRIPTOR_SET;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+pub use config::{Cli, ServerArgs};
+pub use metrics::RpcMetrics;
+pub use service::AnalyticsApi;
+
+/// Longest a health or readiness ping waits for the database.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("admin server failed: {0}")]
+    Admin(std::io::Error),
+}
+
+/// The service with both ports bound, ready to [`run`](AnalyticsServer::run).
+pub struct AnalyticsServer {
+    args: ServerArgs,
+    pool: PgPool,
+    grpc: TcpListener,
+    admin: TcpListener,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+impl AnalyticsServer {
+    /// Binds both addresses. The database pool connects lazily: the server starts (and
+    /// reports NOT_SERVING) while Postgres is still down.
+    pub async fn bind(args: ServerArgs) -> Result<Self, Error> {
+        let pool = args.database.lazy_pool()?;
+        Ok(Self {
+            grpc: bind(args.grpc_addr).await?,
+            admin: bind(args.admin_addr).await?,
+            args,
+            pool,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Self {
+            args,
+            pool,
+            grpc,
+            admin,
+        } = self;
+        let mut registry = Registry::default();
+        let metrics = RpcMetrics::register(&mut registry);
+        let cancel = CancellationToken::new();
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // Known (and NOT_SERVING) from the first request on, until the first ping answers.
+        for service in ["", SERVICE_NAME] {
+            health_reporter
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let api = AnalyticsServiceServer::new(AnalyticsApi::new(pool.clone(), metrics));
+
+        let health_task = tokio::spawn(health_loop(
+            pool.clone(),
+            health_reporter,
+            args.health_check_interval(),
+            cancel.clone(),
+        ));
+
+        let readiness = {
+            let pool = pool.clone();
+            Readiness::new(move || {
+                let pool = pool.clone();
+                async move { ping(&pool).await }
+            })
+        };
+        let admin_router = health::router(Arc::new(registry), readiness);
+        let admin_stop = cancel.clone().cancelled_owned();
+        let admin_task = tokio::spawn(async move {
+            axum::serve(admin, admin_router)
+                .with_graceful_shutdown(admin_stop)
+                .await
+        });
+
+        tracing::info!(grpc = %grpc.local_addr().map_err(Error::Admin)?, "analytics-rpc serving");
+        let grpc_stop = cancel.clone();
+        let served = tonic::transport::Server::builder()
+            .timeout(args.request_timeout())
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(api)
+            .serve_with_incoming_shutdown(TcpIncoming::from(grpc), async move {
+                tokio::select! {
+                    _ = shutdown => tracing::info!("shutdown requested: draining requests"),
+                    _ = grpc_stop.cancelled() => {}
+                }
+            })
+            .await;
+        cancel.cancel();
+        let _ = health_task.await;
+        let admin_result = admin_task.await;
+        served?;
+        match admin_result {
+            Ok(r) => r.map_err(Error::Admin),
+            Err(e) => {
+                tracing::error!(error = %e, "admin server task failed");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn ping(pool: &PgPool) -> Result<(), String> {
+    match tokio::time::timeout(PING_TIMEOUT, db::ping(pool)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("database unreachable: {e}")),
+        Err(_) => Err("database ping timed out".into()),
+    }
+}
+
+/// Keeps the gRPC health status (overall and of the analytics service) in step with the
+/// database: a client or a Kubernetes gRPC probe sees NOT_SERVING during an outage.
+async fn health_loop(
+    pool: PgPool,
+    reporter: tonic_health::server::HealthReporter,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
+    let mut last = Some(ServingStatus::NotServing);
+    loop {
+        let status = match ping(&pool).await {
+            Ok(()) => ServingStatus::Serving,
+            Err(reason) => {
+                tracing::warn!(%reason, "reporting NOT_SERVING");
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(SERVICE_NAME, status).await;
+            last = Some(status);
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
