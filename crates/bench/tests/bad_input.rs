@@ -389,8 +389,10 @@ fn http_corpus() -> Vec<Case> {
     cases
 }
 
-/// Malformed topic messages: (name, payload, schema-version header).
-fn topic_corpus(valid: &Click) -> Vec<(&'static str, Option<Vec<u8>>, Option<&'static str>)> {
+/// A malformed topic message: (name, payload, schema-version header).
+type BadMessage = (&'static str, Option<Vec<u8>>, Option<&'static str>);
+
+fn topic_corpus(valid: &Click) -> Vec<BadMessage> {
     let good = valid.to_event();
     let with = |f: &dyn Fn(&mut ClickEvent)| {
         let mut e = good.clone();
