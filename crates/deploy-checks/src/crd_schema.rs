@@ -85,7 +85,14 @@ pub struct CrdValidator {
 
 impl CrdValidator {
     pub fn new(crd: &Value, version: &str) -> Result<Self> {
-        let schema = to_json_schema(version_schema(crd, version)?);
+        let mut schema = to_json_schema(version_schema(crd, version)?);
+        // The API server always accepts (and itself validates) the object's envelope, even
+        // where the generated schema lists only spec and status.
+        if let Some(props) = schema["properties"].as_object_mut() {
+            props.entry("apiVersion").or_insert(serde_json::json!({"type": "string"}));
+            props.entry("kind").or_insert(serde_json::json!({"type": "string"}));
+            props.entry("metadata").or_insert(serde_json::json!({"type": "object"}));
+        }
         let validator = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft7)
             .build(&schema)

@@ -196,6 +196,21 @@ fn values_schema_rejects_bad_values() {
 }
 
 #[test]
+fn leader_election_is_configured_and_required_for_several_replicas() {
+    let env = operator_container(&render_ok(json!({})))["env"].clone();
+    let var = |name: &str| env.as_array().unwrap().iter().find(|e| e["name"] == name).cloned()
+        .unwrap_or_else(|| panic!("{name} missing"));
+    assert_eq!(var("LEADER_ELECTION")["value"], "true");
+    assert_eq!(var("LEASE_NAME")["value"], RELEASE);
+    assert_eq!(var("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert_eq!(var("POD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
+
+    let r = render(json!({"replicaCount": 2, "leaderElection": {"enabled": false}}));
+    let err = r.render_error.expect("two replicas without leader election must be refused");
+    assert!(err.contains("replicaCount > 1 needs leaderElection.enabled"), "{err}");
+}
+
+#[test]
 fn service_monitor_without_the_service_is_refused() {
     let r = render(json!({"serviceMonitor": {"enabled": true}, "service": {"enabled": false}}));
     let err = r.render_error.expect("render must fail");
