@@ -7,8 +7,11 @@
 //! tokio::spawn(url_api::serve(listener, state, shutdown_future));
 //! ```
 
+pub mod analytics_client;
 pub mod auth;
+pub mod breaker;
 pub mod cache;
+pub mod clicks;
 pub mod client_ip;
 pub mod codes;
 pub mod config;
@@ -36,13 +39,15 @@ use tokio::net::TcpListener;
 
 pub use config::Config;
 
+use analytics_client::AnalyticsClient;
 use auth::{ApiKeys, KeyConfigError};
 use cache::LinkCache;
+use clicks::ClickPublisher;
 use client_ip::ClientIpResolver;
 use error::ApiError;
 use metrics::Metrics;
 use rate_limit::{RateLimitConfigError, WriteLimitConfig};
-use routes::{links, redirect};
+use routes::{links, redirect, stats};
 use validate::UrlPolicy;
 
 /// Largest accepted request body.
@@ -60,6 +65,10 @@ pub enum StartupError {
     PublicBaseUrl(String),
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error("cannot create the Kafka producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("invalid ANALYTICS_RPC_URL: {0}")]
+    AnalyticsUrl(#[from] tonic::transport::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -81,6 +90,9 @@ pub struct AppState {
     pub(crate) url_policy: UrlPolicy,
     pub(crate) public_base_url: Arc<str>,
     pub(crate) write_limit: Arc<WriteLimitConfig>,
+    /// None when CLICKS_ENABLED=false.
+    pub(crate) clicks: Option<Arc<ClickPublisher>>,
+    pub(crate) analytics: AnalyticsClient,
 }
 
 impl AppState {
@@ -106,6 +118,23 @@ impl AppState {
         )?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
+        let clicks = if config.clicks_enabled {
+            Some(Arc::new(ClickPublisher::new(
+                &config.kafka,
+                config.click_queue_capacity,
+                metrics.clone(),
+            )?))
+        } else {
+            tracing::info!("CLICKS_ENABLED=false: redirects publish no click events");
+            None
+        };
+        let analytics = AnalyticsClient::new(
+            &config.analytics_rpc_url,
+            Duration::from_millis(config.analytics_rpc_timeout_ms),
+            config.breaker_failure_threshold,
+            Duration::from_millis(config.breaker_reset_ms),
+            metrics.clone(),
+        )?;
         Ok(Self {
             pool,
             keys,
@@ -122,6 +151,8 @@ impl AppState {
             },
             public_base_url: base.as_str().trim_end_matches('/').into(),
             write_limit,
+            clicks,
+            analytics,
         })
     }
 
@@ -151,6 +182,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/links/{code}",
             get(links::details).delete(links::delete),
         )
+        .route("/api/v1/links/{code}/stats", get(stats::stats))
         .layer(rate_limit::layer(state.write_limit.clone()));
     Router::new()
         .route("/openapi.json", get(openapi::serve))
@@ -169,13 +201,14 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the application on `listener` until `shutdown` resolves, then drains in-flight
-/// requests.
+/// requests and flushes queued click events (bounded by [`clicks::FLUSH_TIMEOUT`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let janitor = rate_limit::spawn_janitor(state.write_limit.clone());
+    let publisher = state.clicks.clone();
     let app = router(state);
     let result = axum::serve(
         listener,
@@ -184,6 +217,10 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     janitor.abort();
+    if let Some(publisher) = publisher {
+        // librdkafka's flush blocks the calling thread.
+        let _ = tokio::task::spawn_blocking(move || publisher.flush(clicks::FLUSH_TIMEOUT)).await;
+    }
     result
 }
 

@@ -8,7 +8,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{links, redirect};
+use crate::routes::{links, redirect, stats};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,12 +18,18 @@ use crate::routes::{links, redirect};
         links::list,
         links::details,
         links::delete,
+        stats::stats,
         redirect::redirect,
     ),
     components(schemas(
         links::CreateLinkRequest,
         links::LinkResponse,
         links::LinkList,
+        links::LinkDetails,
+        stats::LinkStats,
+        stats::Breakdown,
+        stats::SeriesPoint,
+        stats::BucketParam,
         ErrorBody,
         ErrorDetail,
     )),

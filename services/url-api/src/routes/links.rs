@@ -249,14 +249,26 @@ pub(crate) async fn owned_link(
     Ok(row)
 }
 
-/// Details of one of the caller's links.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LinkDetails {
+    #[serde(flatten)]
+    pub link: LinkResponse,
+    /// Clicks stored so far; null when analytics is unavailable.
+    pub total_clicks: Option<u64>,
+    /// False when analytics-rpc could not be asked (down, slow, or circuit open).
+    pub stats_available: bool,
+}
+
+/// Details of one of the caller's links, with its click count. When analytics-rpc is
+/// down or slow the link is still returned (within ANALYTICS_RPC_TIMEOUT_MS) with
+/// `total_clicks: null` and `stats_available: false`.
 #[utoipa::path(
     get,
     path = "/api/v1/links/{code}",
     tag = "links",
     params(("code" = String, Path, description = "Short code or alias")),
     responses(
-        (status = 200, description = "The link", body = LinkResponse),
+        (status = 200, description = "The link", body = LinkDetails),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "No such link owned by this key", body = ErrorBody),
         (status = 410, description = "Link was deleted", body = ErrorBody),
@@ -267,9 +279,14 @@ pub async fn details(
     State(state): State<AppState>,
     Owner(owner): Owner,
     code: Result<Path<String>, PathRejection>,
-) -> Result<Json<LinkResponse>, ApiError> {
+) -> Result<Json<LinkDetails>, ApiError> {
     let row = owned_link(&state, &owner, code).await?;
-    Ok(Json(LinkResponse::from_row(&state, row)))
+    let total_clicks = state.analytics.click_count(&row.short_code).await.ok();
+    Ok(Json(LinkDetails {
+        link: LinkResponse::from_row(&state, row),
+        stats_available: total_clicks.is_some(),
+        total_clicks,
+    }))
 }
 
 /// Deletes one of the caller's links (soft delete: the code is never reused).

@@ -2,11 +2,14 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use shortener_common::event::Click;
 
 use crate::cache::CachedLink;
+use crate::clicks::header_text;
+use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ErrorBody};
 use crate::validate::is_plausible_code;
 use crate::{store, AppState};
@@ -26,6 +29,9 @@ use crate::{store, AppState};
 )]
 pub async fn redirect(
     State(state): State<AppState>,
+    method: Method,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Ok(Path(code)) = code else {
@@ -49,6 +55,17 @@ pub async fn redirect(
         tracing::error!(code, "stored long_url is not a valid header value");
         ApiError::Internal
     })?;
+    // HEAD (link previews, monitors) is not a click.
+    if method == Method::GET {
+        if let Some(clicks) = &state.clicks {
+            clicks.publish(&Click::now(
+                code,
+                ip,
+                header_text(&headers, header::USER_AGENT),
+                header_text(&headers, header::REFERER),
+            ));
+        }
+    }
     Ok((
         StatusCode::FOUND,
         [

@@ -1,0 +1,434 @@
+//! url-api's side of the click pipeline: ClickEvents on a real Kafka-protocol broker
+//! (librdkafka mock cluster over loopback TCP), broker outages, and analytics-rpc calls
+//! through the deadline and circuit breaker.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use shortener_common::event::Click;
+use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
+use shortener_common::proto::analytics::analytics_service_server::{
+    AnalyticsService, AnalyticsServiceServer,
+};
+use shortener_common::proto::analytics::{
+    BreakdownEntry, Bucket, GetClickCountRequest, GetClickCountResponse, GetClickStatsRequest,
+    GetClickStatsResponse, TimeBucket,
+};
+use shortener_testkit::kafka::MockBroker;
+use tokio::net::TcpListener;
+
+/// A loopback port with nothing listening on it.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of the first metric line starting with `prefix` (name plus labels).
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn median_redirect_latency(app: &TestApp, code: &str, n: usize) -> Duration {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let resp = app.get(&format!("/{code}")).await;
+        samples.push(start.elapsed());
+        assert_eq!(resp.status(), 302);
+    }
+    samples.sort();
+    samples[n / 2]
+}
+
+#[tokio::test]
+async fn redirects_publish_decodable_click_events() {
+    let broker = MockBroker::start();
+    broker.create_topic("clicks-pub", 3);
+    let bootstrap = broker.bootstrap().to_string();
+    let app = start(|c| {
+        c.clicks_enabled = true;
+        c.kafka = KafkaArgs::new(bootstrap, "clicks-pub");
+        // The test client connects from loopback, acting as a trusted proxy.
+        c.trusted_proxies = url_api::config::parse_proxies("127.0.0.1/32").unwrap();
+    })
+    .await;
+    let code = app.create_ok(ALICE, "https://example.com/tracked").await;
+
+    const N: usize = 20;
+    for i in 0..N {
+        let resp = app
+            .client
+            .get(app.url(&format!("/{code}")))
+            .header("user-agent", format!("agent/{i}"))
+            .header("referer", format!("https://ref.example/{i}"))
+            // The left entry is client-supplied and must be ignored.
+            .header("x-forwarded-for", format!("6.6.6.6, 203.0.113.{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302);
+    }
+    // HEAD is not a click.
+    let head = app
+        .client
+        .head(app.url(&format!("/{code}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 302);
+
+    let received = broker
+        .consume_all("clicks-pub", N, Duration::from_secs(60))
+        .await;
+    let mut seen = HashSet::new();
+    for msg in &received {
+        assert_eq!(msg.key.as_deref(), Some(code.as_bytes()));
+        assert_eq!(msg.header(HEADER_SCHEMA_VERSION), Some("1"));
+        let click = Click::decode(msg.payload.as_deref().unwrap()).expect("decodable event");
+        assert_eq!(click.short_code, code);
+        let i: usize = click.user_agent.as_deref().unwrap()["agent/".len()..]
+            .parse()
+            .unwrap();
+        assert_eq!(
+            click.referer.as_deref(),
+            Some(format!("https://ref.example/{i}").as_str())
+        );
+        assert_eq!(click.ip, Some(format!("203.0.113.{i}").parse().unwrap()));
+        assert!(seen.insert(i), "click {i} published twice");
+    }
+    assert_eq!(seen.len(), N);
+    // Same key, same partition: per-link order is kept.
+    assert_eq!(
+        received
+            .iter()
+            .map(|m| m.partition)
+            .collect::<HashSet<_>>()
+            .len(),
+        1
+    );
+
+    let published = wait_until(Duration::from_secs(30), || async {
+        metric(&app.metrics().await, "clicks_published_total") == Some(N as f64)
+    })
+    .await;
+    assert!(published, "{}", app.metrics().await);
+    let total: i64 = tokio::task::spawn_blocking(move || broker.high_watermarks("clicks-pub"))
+        .await
+        .unwrap()
+        .iter()
+        .sum();
+    assert_eq!(total, N as i64, "exactly one event per GET redirect");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn redirects_work_while_the_broker_is_down() {
+    let broker = MockBroker::start();
+    broker.create_topic("clicks-lat", 1);
+    let bootstrap = broker.bootstrap().to_string();
+    let up = start(|c| {
+        c.clicks_enabled = true;
+        c.kafka = KafkaArgs::new(bootstrap, "clicks-lat");
+    })
+    .await;
+    let down = start(|c| {
+        c.clicks_enabled = true;
+        c.kafka = KafkaArgs::new(format!("127.0.0.1:{}", closed_port()), "clicks-lat");
+    })
+    .await;
+    let up_code = up.create_ok(ALICE, "https://example.com/up").await;
+    let down_code = down.create_ok(ALICE, "https://example.com/down").await;
+
+    // Warm both caches, then measure.
+    median_redirect_latency(&up, &up_code, 20).await;
+    median_redirect_latency(&down, &down_code, 20).await;
+    let with_broker = median_redirect_latency(&up, &up_code, 300).await;
+    let without_broker = median_redirect_latency(&down, &down_code, 300).await;
+    println!(
+        "median redirect latency: broker up {with_broker:?}, broker down {without_broker:?} \
+         (ratio {:.2})",
+        without_broker.as_secs_f64() / with_broker.as_secs_f64()
+    );
+
+    // Nothing was dropped: the clicks wait in the local queue for the broker.
+    let text = down.metrics().await;
+    assert_eq!(metric(&text, "clicks_published_total"), Some(0.0), "{text}");
+    assert_eq!(metric(&text, "clicks_dropped_total"), None, "{text}");
+    let text = up.metrics().await;
+    assert!(metric(&text, "clicks_dropped_total").is_none(), "{text}");
+}
+
+#[tokio::test]
+async fn a_full_local_queue_drops_and_counts_clicks() {
+    let app = start(|c| {
+        c.clicks_enabled = true;
+        c.click_queue_capacity = 5;
+        c.kafka = KafkaArgs::new(format!("127.0.0.1:{}", closed_port()), "clicks");
+    })
+    .await;
+    let code = app.create_ok(ALICE, "https://example.com/q").await;
+    for _ in 0..30 {
+        assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
+    }
+    let text = app.metrics().await;
+    assert_eq!(
+        metric(&text, r#"clicks_dropped_total{reason="queue_full"}"#),
+        Some(25.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn clicks_disabled_publishes_nothing() {
+    let broker = MockBroker::start();
+    broker.create_topic("clicks-off", 1);
+    let bootstrap = broker.bootstrap().to_string();
+    let app = start(|c| {
+        c.clicks_enabled = false;
+        c.kafka = KafkaArgs::new(bootstrap, "clicks-off");
+    })
+    .await;
+    let code = app.create_ok(ALICE, "https://example.com/off").await;
+    for _ in 0..5 {
+        assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
+    }
+    app.stop().await;
+    let total: i64 = tokio::task::spawn_blocking(move || broker.high_watermarks("clicks-off"))
+        .await
+        .unwrap()
+        .iter()
+        .sum();
+    assert_eq!(total, 0);
+}
+
+/// A stand-in for analytics-rpc answering fixed numbers.
+struct FixedAnalytics;
+
+#[tonic::async_trait]
+impl AnalyticsService for FixedAnalytics {
+    async fn get_click_count(
+        &self,
+        request: tonic::Request<GetClickCountRequest>,
+    ) -> Result<tonic::Response<GetClickCountResponse>, tonic::Status> {
+        let short_code = request.into_inner().short_code;
+        Ok(tonic::Response::new(GetClickCountResponse {
+            short_code,
+            total_clicks: 42,
+        }))
+    }
+
+    async fn get_click_stats(
+        &self,
+        request: tonic::Request<GetClickStatsRequest>,
+    ) -> Result<tonic::Response<GetClickStatsResponse>, tonic::Status> {
+        let r = request.into_inner();
+        if r.bucket() == Bucket::Minute {
+            return Err(tonic::Status::invalid_argument(
+                "minute buckets are limited to 1 day",
+            ));
+        }
+        let entry = |key: &str, clicks| BreakdownEntry {
+            key: key.into(),
+            clicks,
+        };
+        Ok(tonic::Response::new(GetClickStatsResponse {
+            short_code: r.short_code,
+            from: r.from,
+            to: r.to,
+            bucket: Bucket::Hour as i32,
+            total_clicks: 7,
+            by_country: vec![entry("US", 5), entry("Unknown", 2)],
+            by_device_type: vec![entry("pc", 6), entry("smartphone", 1)],
+            by_browser: vec![entry("Firefox", 7)],
+            by_traffic_source: vec![entry("direct", 4), entry("search", 3)],
+            series: vec![TimeBucket {
+                start: r.to.map(|t| prost_types::Timestamp {
+                    seconds: t.seconds - 3600,
+                    nanos: 0,
+                }),
+                clicks: 7,
+            }],
+        }))
+    }
+}
+
+fn serve_analytics(listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(AnalyticsServiceServer::new(FixedAnalytics))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    })
+}
+
+#[tokio::test]
+async fn link_details_and_stats_come_from_analytics_rpc() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rpc = format!("http://{}", listener.local_addr().unwrap());
+    let server = serve_analytics(listener);
+    let app = start(|c| {
+        c.analytics_rpc_url = rpc;
+        // Generous: the first call also connects, on a loaded machine.
+        c.analytics_rpc_timeout_ms = 5_000;
+    })
+    .await;
+    let code = app.create_ok(ALICE, "https://example.com/stats").await;
+
+    let details: Value = app
+        .get_auth(ALICE, &format!("/api/v1/links/{code}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(details["code"], code.as_str());
+    assert_eq!(details["long_url"], "https://example.com/stats");
+    assert_eq!(details["total_clicks"], 42);
+    assert_eq!(details["stats_available"], true);
+
+    let path = format!(
+        "/api/v1/links/{code}/stats?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z&bucket=hour"
+    );
+    let resp = app.get_auth(ALICE, &path).await;
+    assert_eq!(resp.status(), 200);
+    let stats: Value = resp.json().await.unwrap();
+    assert_eq!(
+        stats,
+        json!({
+            "code": code,
+            "from": "2026-11-01T00:00:00Z",
+            "to": "2026-11-02T00:00:00Z",
+            "bucket": "hour",
+            "total_clicks": 7,
+            "by_country": [{"key": "US", "clicks": 5}, {"key": "Unknown", "clicks": 2}],
+            "by_device_type": [{"key": "pc", "clicks": 6}, {"key": "smartphone", "clicks": 1}],
+            "by_browser": [{"key": "Firefox", "clicks": 7}],
+            "by_traffic_source": [{"key": "direct", "clicks": 4}, {"key": "search", "clicks": 3}],
+            "series": [{"start": "2026-11-01T23:00:00Z", "clicks": 7}],
+            "stats_available": true,
+        })
+    );
+
+    // Requests the service refuses are the caller's problem, not an outage.
+    let resp = app
+        .get_auth(ALICE, &format!("/api/v1/links/{code}/stats?bucket=minute"))
+        .await;
+    assert_eq!(error_code(resp, 400).await, "invalid_query");
+    let resp = app
+        .get_auth(
+            ALICE,
+            &format!(
+                "/api/v1/links/{code}/stats?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z"
+            ),
+        )
+        .await;
+    assert_eq!(error_code(resp, 400).await, "invalid_query");
+    let resp = app
+        .get_auth(ALICE, &format!("/api/v1/links/{code}/stats?bucket=week"))
+        .await;
+    assert_eq!(error_code(resp, 400).await, "invalid_query");
+    let resp = app
+        .get_auth(BOB, &format!("/api/v1/links/{code}/stats"))
+        .await;
+    assert_eq!(error_code(resp, 404).await, "not_found");
+    assert_eq!(
+        metric(&app.metrics().await, "analytics_breaker_state"),
+        Some(0.0)
+    );
+    app.stop().await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn analytics_outage_falls_back_opens_the_breaker_and_recovers() {
+    // Accepts TCP connections (kernel backlog) but never answers: every call times out.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rpc = format!("http://{}", listener.local_addr().unwrap());
+    let app = start(|c| {
+        c.analytics_rpc_url = rpc;
+        c.analytics_rpc_timeout_ms = 300;
+        c.breaker_failure_threshold = 3;
+        c.breaker_reset_ms = 1_000;
+    })
+    .await;
+    let code = app.create_ok(ALICE, "https://example.com/outage").await;
+    let details_path = format!("/api/v1/links/{code}");
+
+    for i in 0..5 {
+        let start = Instant::now();
+        let resp = app.get_auth(ALICE, &details_path).await;
+        let elapsed = start.elapsed();
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["code"], code.as_str());
+        assert_eq!(v["total_clicks"], Value::Null);
+        assert_eq!(v["stats_available"], false);
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "call {i} took {elapsed:?}"
+        );
+        println!("details during outage, call {i}: {elapsed:?}");
+    }
+    let text = app.metrics().await;
+    assert_eq!(
+        metric(&text, "analytics_breaker_state"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"analytics_rpc_failures_total{method="GetClickCount"}"#
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            r#"analytics_rpc_short_circuits_total{method="GetClickCount"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    let resp = app
+        .get_auth(ALICE, &format!("/api/v1/links/{code}/stats"))
+        .await;
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(error_code(resp, 503).await, "stats_unavailable");
+
+    // The service comes back on the same address: the breaker lets a trial through
+    // after BREAKER_RESET_MS and closes.
+    let server = serve_analytics(listener);
+    let recovered = wait_until(Duration::from_secs(30), || async {
+        let v: Value = app
+            .get_auth(ALICE, &details_path)
+            .await
+            .json()
+            .await
+            .unwrap();
+        v["total_clicks"] == 42
+    })
+    .await;
+    assert!(
+        recovered,
+        "details never recovered: {}",
+        app.metrics().await
+    );
+    assert_eq!(
+        metric(&app.metrics().await, "analytics_breaker_state"),
+        Some(0.0)
+    );
+    app.stop().await;
+    server.abort();
+}
