@@ -1,0 +1,255 @@
+//! The whole click pipeline in one process, every hop over real loopback sockets:
+//! HTTP redirect (url-api) -> Kafka-protocol broker (librdkafka mock cluster) -> consumer
+//! group -> Postgres -> analytics-rpc (gRPC) -> url-api link details.
+
+use std::time::{Duration, Instant};
+
+use analytics_rpc::{AnalyticsServer, ServerArgs};
+use consumer::{ConsumerApp, ConsumerArgs};
+use serde_json::{json, Value};
+use shortener_common::kafka::KafkaArgs;
+use shortener_common::proto::analytics::analytics_service_client::AnalyticsServiceClient;
+use shortener_common::proto::analytics::{BreakdownEntry, GetClickStatsRequest};
+use shortener_testkit::kafka::MockBroker;
+use shortener_testkit::postgres::fresh_database;
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(120);
+const TOPIC: &str = "clicks";
+const API_KEY: &str = "e2e-key-0123456789abcdef";
+
+/// (User-Agent, Referer, X-Forwarded-For) of each kind of visitor, and what the pipeline
+/// must make of it: (country, device type, browser, traffic source).
+type Visitor = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    (&'static str, &'static str, &'static str, &'static str),
+);
+const VISITORS: [Visitor; 4] = [
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+        Some("https://www.google.com/search?q=shortener"),
+        Some("8.8.8.8"),
+        ("US", "mobile", "Safari", "google"),
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        Some("https://news.bbc.co.uk/some/story"),
+        Some("194.25.0.60"),
+        ("DE", "desktop", "Firefox", "bbc.co.uk"),
+    ),
+    (
+        // No X-Forwarded-For: the client is the loopback peer itself, which has no country.
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        None,
+        None,
+        ("Unknown", "bot", "Googlebot", "direct"),
+    ),
+    (
+        "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+        Some("https://t.co/xyz"),
+        Some("2001:4860:4860::8888"),
+        ("US", "tablet", "Safari", "twitter"),
+    ),
+];
+
+fn entries(pairs: &[(&str, u64)]) -> Vec<BreakdownEntry> {
+    pairs
+        .iter()
+        .map(|(k, c)| BreakdownEntry {
+            key: k.to_string(),
+            clicks: *c,
+        })
+        .collect()
+}
+
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
+    let geoip = std::env::var_os("SHORTENER_TEST_GEOIP_DB")
+        .expect("SHORTENER_TEST_GEOIP_DB is not set: run through ./scripts/test");
+    let broker = MockBroker::start();
+    broker.create_topic(TOPIC, 4);
+    broker.create_topic(&format!("{TOPIC}.dlq"), 1);
+    let db = fresh_database().await;
+    let kafka = KafkaArgs::new(broker.bootstrap(), TOPIC);
+    let mut stops = Vec::new();
+
+    // analytics-rpc
+    let rpc = AnalyticsServer::bind(ServerArgs::new(db.args()))
+        .await
+        .expect("bind analytics-rpc");
+    let grpc_addr = rpc.grpc_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    stops.push(tx);
+    let rpc_task = tokio::spawn(rpc.run(async move {
+        let _ = rx.await;
+    }));
+
+    // consumer
+    let mut consumer_args = ConsumerArgs::new(kafka.clone(), db.args());
+    consumer_args.group_id = "e2e".into();
+    consumer_args.geoip_db_path = Some(geoip.into());
+    consumer_args.batch_max_wait_ms = 50;
+    let consumer = ConsumerApp::new(consumer_args)
+        .await
+        .expect("start consumer");
+    let (tx, rx) = oneshot::channel::<()>();
+    stops.push(tx);
+    let consumer_task = tokio::spawn(consumer.run(async move {
+        let _ = rx.await;
+    }));
+
+    // url-api, trusting the loopback peer as its reverse proxy.
+    let mut config = url_api::Config::new(db.args(), kafka);
+    config.api_keys = format!("e2e:{API_KEY}");
+    config.trusted_proxies = url_api::config::parse_proxies("127.0.0.1/32").unwrap();
+    config.analytics_rpc_url = format!("http://{grpc_addr}");
+    // The first call also dials the channel; keep it well clear of a loaded machine.
+    config.analytics_rpc_timeout_ms = 10_000;
+    config.rate_limit_per_second = 10_000;
+    config.rate_limit_burst = 10_000;
+    let state = url_api::AppState::new(&config, db.pool.clone()).expect("url-api state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    stops.push(tx);
+    let api_task = tokio::spawn(url_api::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let created: Value = {
+        let resp = http
+            .post(format!("{base}/api/v1/links"))
+            .bearer_auth(API_KEY)
+            .json(&json!({ "long_url": "https://example.com/landing/page" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        resp.json().await.unwrap()
+    };
+    let code = created["code"].as_str().expect("code").to_string();
+
+    let per_visitor = 5;
+    let n = VISITORS.len() * per_visitor;
+    let started = Instant::now();
+    for i in 0..n {
+        let (ua, referer, xff, _) = VISITORS[i % VISITORS.len()];
+        let mut req = http.get(format!("{base}/{code}")).header("user-agent", ua);
+        if let Some(r) = referer {
+            req = req.header("referer", r);
+        }
+        if let Some(ip) = xff {
+            req = req.header("x-forwarded-for", ip);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 302);
+        assert_eq!(
+            resp.headers()["location"].to_str().unwrap(),
+            "https://example.com/landing/page"
+        );
+    }
+
+    wait_until("every click stored", || async {
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks WHERE short_code = $1")
+            .bind(&code)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert!(stored <= n as i64, "more rows than redirects: {stored}");
+        stored == n as i64
+    })
+    .await;
+    println!(
+        "{n} redirects stored {:?} after the first one (includes the consumer group join)",
+        started.elapsed()
+    );
+
+    let mut rpc_client = AnalyticsServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .unwrap();
+    let stats = rpc_client
+        .get_click_stats(GetClickStatsRequest {
+            short_code: code.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let k = per_visitor as u64;
+    assert_eq!(stats.total_clicks, n as u64);
+    assert_eq!(
+        stats.by_country,
+        entries(&[("US", 2 * k), ("DE", k), ("Unknown", k)])
+    );
+    assert_eq!(
+        stats.by_device_type,
+        entries(&[("bot", k), ("desktop", k), ("mobile", k), ("tablet", k)])
+    );
+    assert_eq!(
+        stats.by_browser,
+        entries(&[("Safari", 2 * k), ("Firefox", k), ("Googlebot", k)])
+    );
+    assert_eq!(
+        stats.by_traffic_source,
+        entries(&[
+            ("bbc.co.uk", k),
+            ("direct", k),
+            ("google", k),
+            ("twitter", k)
+        ])
+    );
+    assert_eq!(stats.series.iter().map(|b| b.clicks).sum::<u64>(), n as u64);
+    for (_, _, _, (country, device, browser, source)) in VISITORS {
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM clicks WHERE short_code = $1 AND country_code = $2
+               AND device_type = $3 AND browser = $4 AND traffic_source = $5",
+        )
+        .bind(&code)
+        .bind(country)
+        .bind(device)
+        .bind(browser)
+        .bind(source)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(rows, k as i64, "{country}/{device}/{browser}/{source}");
+    }
+
+    let details: Value = http
+        .get(format!("{base}/api/v1/links/{code}"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(details["stats_available"], json!(true), "{details}");
+    assert_eq!(details["total_clicks"], json!(n), "{details}");
+
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    api_task.await.unwrap().unwrap();
+    consumer_task.await.unwrap().unwrap();
+    rpc_task.await.unwrap().unwrap();
+}
