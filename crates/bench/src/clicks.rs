@@ -176,3 +176,50 @@ pub async fn count_clicks(pool: &PgPool) -> Result<i64, sqlx::Error> {
         .await?;
     Ok(n)
 }
+
+/// Produces every event to `topic` (key = short code, schema-version header, idempotent
+/// producer) and waits for all acknowledgements.
+pub async fn produce(bootstrap: &str, topic: &str, events: &[Click]) -> anyhow::Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    use shortener_common::event::SCHEMA_VERSION;
+    use shortener_common::kafka::HEADER_SCHEMA_VERSION;
+
+    let producer = shortener_testkit::kafka::producer(bootstrap);
+    let version = SCHEMA_VERSION.to_string();
+    for chunk in events.chunks(10_000) {
+        let payloads: Vec<Vec<u8>> = chunk.iter().map(Click::encode).collect();
+        let mut pending = Vec::with_capacity(chunk.len());
+        for (click, payload) in chunk.iter().zip(&payloads) {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: HEADER_SCHEMA_VERSION,
+                value: Some(version.as_bytes()),
+            });
+            let record = FutureRecord::to(topic)
+                .key(click.short_code.as_bytes())
+                .payload(payload.as_slice())
+                .headers(headers);
+            pending.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?,
+            );
+        }
+        for p in pending {
+            p.await?
+                .map_err(|(e, _)| anyhow::anyhow!("delivery: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// How many of `events` are stored, and how many rows `clicks` has in all.
+pub async fn stored_of(pool: &PgPool, events: &[Click]) -> Result<(i64, i64), sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = events.iter().map(|c| c.event_id).collect();
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM clicks WHERE event_id = ANY($1)), (SELECT count(*) FROM clicks)",
+    )
+    .bind(&ids)
+    .fetch_one(pool)
+    .await
+}

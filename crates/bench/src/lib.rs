@@ -4,7 +4,9 @@
 pub mod baseline;
 pub mod benches;
 pub mod clicks;
+pub mod faults;
 pub mod loadgen;
+pub mod outage;
 pub mod procs;
 pub mod results;
 pub mod stack;

@@ -166,6 +166,11 @@ impl Service {
         })
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL: no shutdown hooks run, nothing is flushed.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
@@ -211,6 +216,16 @@ pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
         }
     }
     found
+}
+
+/// Like [`metric_sum`], over the samples whose line contains `needle` (e.g. a label).
+pub fn metric_sum_matching(text: &str, name: &str, needle: &str) -> f64 {
+    let lines: String = text
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    metric_sum(&lines, name).unwrap_or(0.0)
 }
 
 /// GET `url` and return [`metric_sum`] of `name` (0 when absent).

@@ -9,11 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use consumer::{ConsumerApp, ConsumerArgs};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use serde_json::json;
-use shortener_common::event::{Click, SCHEMA_VERSION};
-use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
+use shortener_common::event::Click;
+use shortener_common::kafka::KafkaArgs;
 use shortener_testkit::kafka::MockBroker;
 use shortener_testkit::postgres::fresh_database;
 
@@ -119,7 +117,7 @@ async fn one(
     let broker = MockBroker::start();
     broker.create_topic("clicks", opts.partitions);
     broker.create_topic("clicks.dlq", 1);
-    produce_all(&broker, events).await?;
+    clicks::produce(broker.bootstrap(), "clicks", events).await?;
 
     let mut args = ConsumerArgs::new(KafkaArgs::new(broker.bootstrap(), "clicks"), db.args());
     args.batch_size = batch as u32;
@@ -176,34 +174,4 @@ async fn one(
         ceiling_events_per_s: ceiling,
         ratio: consumer_eps / ceiling,
     })
-}
-
-/// Produces every event (key = short code, schema-version header) and waits for all acks.
-async fn produce_all(broker: &MockBroker, events: &[Click]) -> anyhow::Result<()> {
-    let producer = broker.producer();
-    let version = SCHEMA_VERSION.to_string();
-    for chunk in events.chunks(10_000) {
-        let payloads: Vec<Vec<u8>> = chunk.iter().map(Click::encode).collect();
-        let mut pending = Vec::with_capacity(chunk.len());
-        for (click, payload) in chunk.iter().zip(&payloads) {
-            let headers = OwnedHeaders::new().insert(Header {
-                key: HEADER_SCHEMA_VERSION,
-                value: Some(version.as_bytes()),
-            });
-            let record = FutureRecord::to("clicks")
-                .key(click.short_code.as_bytes())
-                .payload(payload.as_slice())
-                .headers(headers);
-            pending.push(
-                producer
-                    .send_result(record)
-                    .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?,
-            );
-        }
-        for p in pending {
-            p.await?
-                .map_err(|(e, _)| anyhow::anyhow!("delivery: {e}"))?;
-        }
-    }
-    Ok(())
 }

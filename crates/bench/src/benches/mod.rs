@@ -2,6 +2,7 @@
 
 pub mod consumer;
 pub mod redirect;
+pub mod rpc;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -57,6 +57,7 @@ enum Cmd {
     All,
     Redirect,
     Consumer,
+    Rpc,
     /// The bare axum redirect baseline, as a process of its own.
     #[command(hide = true)]
     ServeBaseline {
@@ -135,7 +136,16 @@ async fn run(cmd: Cmd, c: Common) -> anyhow::Result<()> {
             Err(e) => failures.push(format!("consumer: {e:#}")),
         }
     }
-    let _ = c.clicks;
+    if all || matches!(cmd, Cmd::Rpc) {
+        let opts = benches::rpc::RpcOpts {
+            clicks: c.clicks,
+            calls: 200,
+        };
+        match benches::rpc::run(&env, &opts).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => failures.push(format!("rpc: {e:#}")),
+        }
+    }
     println!("\n{}", results::table(&rows));
     for f in &failures {
         eprintln!("FAILED {f}");

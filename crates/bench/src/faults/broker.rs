@@ -1,0 +1,128 @@
+//! Broker outage under redirect load: the url-api process keeps redirecting while its only
+//! broker is down for 10 s; the clicks it queued are delivered once the broker is back, and
+//! clicks that did not fit the bounded queue are counted, never silently lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use shortener_testkit::postgres::fresh_database;
+
+use super::{wait_for, FaultEnv};
+use crate::loadgen::{self, LoadSpec};
+use crate::outage::FlakyBroker;
+use crate::procs::metric_sum_matching;
+use crate::stack::UrlApi;
+
+pub const OUTAGE: Duration = Duration::from_secs(10);
+
+/// Runs redirect load through a 10 s broker outage. `queue_capacity` None keeps the
+/// default (large enough to hold the outage); a small one forces drops.
+pub async fn outage_under_load(
+    env: &FaultEnv,
+    queue_capacity: Option<u32>,
+) -> anyhow::Result<(bool, String)> {
+    let dir = env.case_dir(if queue_capacity.is_some() {
+        "broker-overflow"
+    } else {
+        "broker-outage"
+    })?;
+    let broker = FlakyBroker::start();
+    broker
+        .create_topic("clicks", 4)
+        .map_err(anyhow::Error::msg)?;
+    let db = fresh_database().await;
+    let mut spec = UrlApi::spec(
+        &env.bin_dir,
+        &dir,
+        &db.url,
+        broker.bootstrap(),
+        "http://127.0.0.1:9",
+    );
+    if let Some(cap) = queue_capacity {
+        spec = spec.env("CLICK_QUEUE_CAPACITY", cap.to_string());
+    }
+    let api = UrlApi::start(spec).await?;
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        codes.push(
+            api.create_link(&format!("https://example.com/outage/{i}"), None)
+                .await?,
+        );
+    }
+    let codes = Arc::new(codes);
+    let load = |secs: u64| LoadSpec {
+        target: api.addr,
+        connections: 8,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(secs),
+        request: {
+            let codes = codes.clone();
+            Arc::new(move |n| loadgen::get(&format!("/{}", codes[n as usize % codes.len()])))
+        },
+        expect: StatusCode::FOUND,
+    };
+
+    // Before: every click reaches the broker.
+    let before = loadgen::run(load(2)).await?;
+    let counts = |api: &UrlApi| {
+        let url = api.url("/metrics");
+        async move {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let redirects = metric_sum_matching(&text, "http_requests_total", "status=\"302\"");
+            let published =
+                crate::procs::metric_sum(&text, "clicks_published_total").unwrap_or(0.0);
+            let dropped = crate::procs::metric_sum(&text, "clicks_dropped_total").unwrap_or(0.0);
+            let failed =
+                crate::procs::metric_sum(&text, "clicks_delivery_failed_total").unwrap_or(0.0);
+            Some((redirects, published, dropped, failed))
+        }
+    };
+    wait_for(Duration::from_secs(30), || async {
+        counts(&api).await.filter(|(r, p, d, f)| p + d + f >= *r)
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("clicks were not all published before the outage"))?;
+
+    broker.down().map_err(anyhow::Error::msg)?;
+    let during = loadgen::run(load(OUTAGE.as_secs())).await?;
+    let (redirects_now, published_during, ..) = counts(&api).await.unwrap_or_default();
+    broker.up().map_err(anyhow::Error::msg)?;
+    let back = Instant::now();
+
+    // After: the queue drains into the broker.
+    let settled = wait_for(Duration::from_secs(120), || async {
+        counts(&api).await.filter(|(r, p, d, f)| p + d + f >= *r)
+    })
+    .await;
+    let drain_s = back.elapsed().as_secs_f64();
+    let Some((redirects, published, dropped, failed)) = settled else {
+        let (r, p, d, f) = counts(&api).await.unwrap_or_default();
+        return Ok((
+            false,
+            format!("after 120 s: {r} redirects, {p} published, {d} dropped, {f} failed"),
+        ));
+    };
+    let on_topic: i64 = shortener_testkit::kafka::high_watermarks(broker.bootstrap(), "clicks")
+        .iter()
+        .sum();
+    let queued = redirects_now - published_during;
+    let pass = before.errors == 0
+        && during.errors == 0
+        && failed == 0.0
+        && published + dropped == redirects
+        && on_topic as f64 == published
+        && match queue_capacity {
+            None => dropped == 0.0,
+            Some(_) => dropped > 0.0,
+        };
+    Ok((
+        pass,
+        format!(
+            "{} redirects during the outage, {} failed (p99 {:.1} ms); {queued:.0} clicks waited in the queue; \
+             after the broker came back all {published:.0} of {redirects:.0} were on the topic within {drain_s:.1} s \
+             ({on_topic} by watermark), {dropped:.0} dropped and counted, {failed:.0} delivery failures",
+            during.requests, during.errors, during.p99_ms
+        ),
+    ))
+}
