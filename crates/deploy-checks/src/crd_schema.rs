@@ -54,7 +54,9 @@ pub fn to_json_schema(schema: &Value) -> Value {
         out.insert(k.clone(), converted);
     }
 
-    if obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) && !obj.contains_key("type") {
+    if obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
+        && !obj.contains_key("type")
+    {
         out.insert(
             "anyOf".into(),
             serde_json::json!([{"type": "integer"}, {"type": "string"}]),
@@ -89,9 +91,15 @@ impl CrdValidator {
         // The API server always accepts (and itself validates) the object's envelope, even
         // where the generated schema lists only spec and status.
         if let Some(props) = schema["properties"].as_object_mut() {
-            props.entry("apiVersion").or_insert(serde_json::json!({"type": "string"}));
-            props.entry("kind").or_insert(serde_json::json!({"type": "string"}));
-            props.entry("metadata").or_insert(serde_json::json!({"type": "object"}));
+            props
+                .entry("apiVersion")
+                .or_insert(serde_json::json!({"type": "string"}));
+            props
+                .entry("kind")
+                .or_insert(serde_json::json!({"type": "string"}));
+            props
+                .entry("metadata")
+                .or_insert(serde_json::json!({"type": "object"}));
         }
         let validator = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft7)

@@ -109,7 +109,10 @@ impl Dockerfile {
                 });
             }
         }
-        Ok(Self { global_args, stages })
+        Ok(Self {
+            global_args,
+            stages,
+        })
     }
 
     /// The stage named `name`.
@@ -131,7 +134,9 @@ impl Dockerfile {
         for a in &self.global_args {
             if let Some((k, v)) = a.split_once('=') {
                 let v = v.trim_matches('"');
-                out = out.replace(&format!("${{{k}}}"), v).replace(&format!("${k}"), v);
+                out = out
+                    .replace(&format!("${{{k}}}"), v)
+                    .replace(&format!("${k}"), v);
             }
         }
         out

@@ -12,7 +12,13 @@ pub fn binaries() -> Result<BTreeMap<String, String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let stdout = tools::run_ok(
         Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
             .current_dir(repo::root()),
     )?;
     let meta: Value = serde_json::from_str(&stdout).map_err(|e| Error::Parse {
@@ -46,7 +52,11 @@ pub fn version() -> Result<String> {
             in_section = line == "[workspace.package]";
         } else if in_section {
             if let Some(v) = line.strip_prefix("version") {
-                let v = v.trim_start().trim_start_matches('=').trim().trim_matches('"');
+                let v = v
+                    .trim_start()
+                    .trim_start_matches('=')
+                    .trim()
+                    .trim_matches('"');
                 return Ok(v.to_string());
             }
         }
@@ -62,7 +72,13 @@ pub fn toolchain_channel() -> Result<String> {
     let text = repo::read("rust-toolchain.toml")?;
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("channel"))
-        .map(|v| v.trim_start().trim_start_matches('=').trim().trim_matches('"').to_string())
+        .map(|v| {
+            v.trim_start()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"')
+                .to_string()
+        })
         .next()
         .ok_or_else(|| Error::Parse {
             what: "rust-toolchain.toml".into(),

@@ -36,9 +36,17 @@ fn every_image_is_a_target_that_ships_one_workspace_binary() {
     let df = dockerfile();
     let bins = workspace::binaries().unwrap();
     for image in IMAGES {
-        assert!(bins.contains_key(image), "no workspace binary {image}: {bins:?}");
-        let stage = df.stage(image).unwrap_or_else(|| panic!("no target {image}"));
-        assert_eq!(stage.base, "runtime", "{image} must build on the shared runtime stage");
+        assert!(
+            bins.contains_key(image),
+            "no workspace binary {image}: {bins:?}"
+        );
+        let stage = df
+            .stage(image)
+            .unwrap_or_else(|| panic!("no target {image}"));
+        assert_eq!(
+            stage.base, "runtime",
+            "{image} must build on the shared runtime stage"
+        );
         let copies: Vec<&str> = stage.args_of("COPY").collect();
         assert_eq!(
             copies,
@@ -74,10 +82,19 @@ fn build_stage_compiles_exactly_the_image_binaries_locked() {
             .collect()
     };
     let want: BTreeSet<String> = IMAGES.iter().map(|s| s.to_string()).collect();
-    let cook = runs.iter().find(|r| r.contains("cargo chef cook")).expect("chef cook");
-    let cargo_build = runs.iter().find(|r| r.contains("cargo build")).expect("cargo build");
+    let cook = runs
+        .iter()
+        .find(|r| r.contains("cargo chef cook"))
+        .expect("chef cook");
+    let cargo_build = runs
+        .iter()
+        .find(|r| r.contains("cargo build"))
+        .expect("cargo build");
     for cmd in [cook, cargo_build] {
-        assert!(cmd.contains("--release") && cmd.contains("--locked"), "{cmd}");
+        assert!(
+            cmd.contains("--release") && cmd.contains("--locked"),
+            "{cmd}"
+        );
         assert_eq!(bin_flags(cmd), want, "{cmd}");
     }
     // The dependency layer is cooked from the recipe before the sources are copied.
@@ -124,7 +141,16 @@ fn dockerignore_keeps_build_output_and_caches_out_but_not_the_sources() {
         assert!(patterns.contains(p), "{p} missing from .dockerignore");
     }
     // What the build needs: manifests, sources, migrations (sqlx::migrate!), protos (build.rs).
-    for needed in ["Cargo.toml", "Cargo.lock", "crates", "services", "operator", "migrations", "proto", "rust-toolchain.toml"] {
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "crates",
+        "services",
+        "operator",
+        "migrations",
+        "proto",
+        "rust-toolchain.toml",
+    ] {
         assert!(
             !patterns.iter().any(|p| p.trim_end_matches('/') == needed),
             "{needed} must stay in the build context"

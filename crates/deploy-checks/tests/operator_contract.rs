@@ -17,7 +17,10 @@ fn grants(rules: &[PolicyRule]) -> BTreeSet<(String, String, String, String)> {
     let mut out = BTreeSet::new();
     for r in rules {
         assert!(r.non_resource_urls.is_none(), "non-resource rule {r:?}");
-        let names = r.resource_names.clone().unwrap_or_else(|| vec![String::new()]);
+        let names = r
+            .resource_names
+            .clone()
+            .unwrap_or_else(|| vec![String::new()]);
         for g in r.api_groups.iter().flatten() {
             for res in r.resources.iter().flatten() {
                 for v in &r.verbs {
@@ -64,7 +67,10 @@ fn cluster_role_grants_exactly_the_operators_required_rules() {
     );
     // Least privilege: no wildcard anywhere.
     for (g, res, v, _) in &have {
-        assert!(g != "*" && res != "*" && v != "*", "wildcard in {g}/{res}/{v}");
+        assert!(
+            g != "*" && res != "*" && v != "*",
+            "wildcard in {g}/{res}/{v}"
+        );
     }
 }
 
@@ -90,7 +96,10 @@ fn chart_crd_is_the_committed_crd_which_is_the_operators() {
 #[test]
 fn crd_names_follow_the_contract() {
     let crd = crd();
-    assert_eq!(crd["metadata"]["name"], "shortenerstacks.shortener.example.io");
+    assert_eq!(
+        crd["metadata"]["name"],
+        "shortenerstacks.shortener.example.io"
+    );
     let spec = &crd["spec"];
     assert_eq!(spec["group"], "shortener.example.io");
     assert_eq!(spec["scope"], "Namespaced");
@@ -98,10 +107,16 @@ fn crd_names_follow_the_contract() {
     assert_eq!(spec["names"]["plural"], "shortenerstacks");
     assert_eq!(spec["names"]["shortNames"], json!(["sst"]));
     let versions = spec["versions"].as_array().unwrap();
-    let v1alpha1 = versions.iter().find(|v| v["name"] == "v1alpha1").expect("v1alpha1");
+    let v1alpha1 = versions
+        .iter()
+        .find(|v| v["name"] == "v1alpha1")
+        .expect("v1alpha1");
     assert_eq!(v1alpha1["served"], true);
     assert_eq!(v1alpha1["storage"], true);
-    assert!(v1alpha1["subresources"]["status"].is_object(), "status subresource");
+    assert!(
+        v1alpha1["subresources"]["status"].is_object(),
+        "status subresource"
+    );
 }
 
 #[test]
@@ -114,9 +129,14 @@ fn chart_stack_and_kind_dev_stack_match_the_crd_schema() {
     assert_eq!(v.errors(&stack), Vec::<String>::new());
 
     // deploy/kind/stack-values.yaml plus what skaffold sets (image repositories and tags).
-    let mut values = yaml::single(&repo::read("deploy/kind/stack-values.yaml").unwrap(), "stack-values").unwrap();
+    let mut values = yaml::single(
+        &repo::read("deploy/kind/stack-values.yaml").unwrap(),
+        "stack-values",
+    )
+    .unwrap();
     for component in ["urlApi", "analyticsRpc", "consumer"] {
-        values["stack"]["spec"]["image"][component] = json!({"repository": "ghcr.io/shortener-stack/x", "tag": "abc123"});
+        values["stack"]["spec"]["image"][component] =
+            json!({"repository": "ghcr.io/shortener-stack/x", "tag": "abc123"});
     }
     let stack = rendered_stack(values);
     assert_eq!(v.errors(&stack), Vec::<String>::new());
@@ -146,9 +166,31 @@ fn crd_schema_rejects_what_the_api_server_would() {
             "expected an error at {path} for {obj}, got {errors:?}"
         );
     };
-    bad(&|o| o["spec"]["kafka"]["bootstrapServer"] = json!("typo"), "/spec/kafka");
-    bad(&|o| o["spec"]["kafka"]["partitions"] = json!("four"), "/spec/kafka/partitions");
-    bad(&|o| o["spec"]["kafka"]["partitions"] = json!(0), "/spec/kafka/partitions");
-    bad(&|o| o["spec"]["urlApi"] = json!({"service": {"type": "Ingress"}}), "/spec/urlApi/service/type");
-    bad(&|o| o["spec"].as_object_mut().unwrap().remove("kafka").map(drop).unwrap_or(()), "/spec");
+    bad(
+        &|o| o["spec"]["kafka"]["bootstrapServer"] = json!("typo"),
+        "/spec/kafka",
+    );
+    bad(
+        &|o| o["spec"]["kafka"]["partitions"] = json!("four"),
+        "/spec/kafka/partitions",
+    );
+    bad(
+        &|o| o["spec"]["kafka"]["partitions"] = json!(0),
+        "/spec/kafka/partitions",
+    );
+    bad(
+        &|o| o["spec"]["urlApi"] = json!({"service": {"type": "Ingress"}}),
+        "/spec/urlApi/service/type",
+    );
+    bad(
+        &|o| {
+            o["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("kafka")
+                .map(drop)
+                .unwrap_or(())
+        },
+        "/spec",
+    );
 }
