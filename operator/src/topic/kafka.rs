@@ -69,10 +69,12 @@ impl KafkaTopicManager {
     /// Partition count of `topic`, `None` when the broker does not know it.
     async fn partitions(&self, admin: &Arc<Admin>, topic: &str) -> Result<Option<i32>, TopicError> {
         let admin = admin.clone();
-        let name = topic.to_string();
         let timeout = self.timeout;
+        // Metadata of all topics: a request naming the topic lets the broker auto-create
+        // it (librdkafka's admin handle is a producer, which allows that) with broker
+        // defaults instead of the spec's partitions and config.
         let metadata =
-            tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), timeout));
+            tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout));
         let metadata = self
             .bounded("describe", topic, async {
                 metadata

@@ -1,0 +1,204 @@
+//! `KafkaTopicManager` against real Kafka-protocol brokers on loopback TCP: a tansu
+//! process (`$TANSU_BIN`) and librdkafka's mock cluster.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use shortener_operator::topic::{
+    KafkaConnection, KafkaTopicManager, TopicError, TopicManager, TopicOutcome, TopicRequest,
+};
+
+/// A tansu broker storing in memory, killed on drop.
+struct Tansu {
+    child: Child,
+    port: u16,
+}
+
+impl Tansu {
+    fn binary() -> PathBuf {
+        if let Some(bin) = std::env::var_os("TANSU_BIN") {
+            return bin.into();
+        }
+        let cached = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/bin/tansu");
+        assert!(
+            cached.exists(),
+            "TANSU_BIN is not set and {} does not exist: run the tests through ./scripts/test, \
+             which fetches the tansu broker",
+            cached.display()
+        );
+        cached
+    }
+
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(Self::binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    fn connection(&self) -> KafkaConnection {
+        KafkaConnection::plaintext(format!("127.0.0.1:{}", self.port))
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn request(name: &str, partitions: i32) -> TopicRequest {
+    TopicRequest {
+        name: name.into(),
+        partitions,
+        replication_factor: 1,
+        retention_ms: Some(86_400_000),
+    }
+}
+
+/// Generous for a loaded machine; the calls themselves take milliseconds.
+fn manager() -> KafkaTopicManager {
+    KafkaTopicManager::new(Duration::from_secs(10))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_creates_finds_refuses_to_shrink_and_deletes() {
+    let broker = Tansu::start();
+    let conn = broker.connection();
+    let topics = manager();
+
+    let created = topics.ensure(&conn, &request("clicks", 4)).await.unwrap();
+    assert_eq!(created, TopicOutcome::Created { partitions: 4 });
+    // The broker reports what was created.
+    let again = topics.ensure(&conn, &request("clicks", 4)).await.unwrap();
+    assert_eq!(again, TopicOutcome::Unchanged { partitions: 4 });
+
+    let err = topics
+        .ensure(&conn, &request("clicks", 2))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        TopicError::CannotDecrease {
+            topic: "clicks".into(),
+            current: 4,
+            requested: 2
+        }
+    );
+    assert!(
+        err.to_string().contains("cannot remove partitions"),
+        "{err}"
+    );
+
+    // tansu does not implement CreatePartitions: the increase path must fail with a clear
+    // error (and never hang); the mock-cluster test below covers the success path.
+    let started = Instant::now();
+    match topics.ensure(&conn, &request("clicks", 6)).await {
+        Err(TopicError::Admin {
+            operation,
+            topic,
+            message,
+        }) => {
+            assert_eq!((operation, topic.as_str()), ("create-partitions", "clicks"));
+            assert!(message.contains("UnsupportedFeature"), "{message}");
+        }
+        other => panic!("expected tansu to refuse CreatePartitions, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(25));
+
+    topics.delete(&conn, "clicks").await.unwrap();
+    // Deleting a topic that is gone counts as done.
+    topics.delete(&conn, "clicks").await.unwrap();
+    let recreated = topics.ensure(&conn, &request("clicks", 3)).await.unwrap();
+    assert_eq!(recreated, TopicOutcome::Created { partitions: 3 });
+}
+
+/// librdkafka's mock cluster serves metadata but never answers admin CreatePartitions
+/// (as with CreateTopics). This pins that the increase path is taken against a topic with
+/// fewer partitions, issues CreatePartitions, and ends in a clear, bounded error instead of
+/// hanging; the topic stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_cluster_increase_path_is_bounded() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster
+        .create_topic("clicks", 2, 1)
+        .expect("create topic on the mock cluster");
+    let conn = KafkaConnection::plaintext(cluster.bootstrap_servers());
+    let topics = KafkaTopicManager::new(Duration::from_secs(3));
+
+    let found = topics.ensure(&conn, &request("clicks", 2)).await.unwrap();
+    assert_eq!(found, TopicOutcome::Unchanged { partitions: 2 });
+    let started = Instant::now();
+    match topics.ensure(&conn, &request("clicks", 5)).await {
+        Err(TopicError::Admin {
+            operation,
+            topic,
+            message,
+        }) => {
+            assert_eq!((operation, topic.as_str()), ("create-partitions", "clicks"));
+            assert!(message.contains("Timed out"), "{message}");
+        }
+        other => panic!("expected the mock cluster to time out CreatePartitions, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let after = topics.ensure(&conn, &request("clicks", 2)).await.unwrap();
+    assert_eq!(after, TopicOutcome::Unchanged { partitions: 2 });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_broker_fails_within_the_deadline() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conn = KafkaConnection::plaintext(format!("127.0.0.1:{port}"));
+    let topics = KafkaTopicManager::new(Duration::from_secs(2));
+    let started = Instant::now();
+    let err = topics
+        .ensure(&conn, &request("clicks", 4))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TopicError::Admin { .. } | TopicError::Timeout { .. }),
+        "{err}"
+    );
+    // Bounded by the outer deadline (2 × timeout) plus slack for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
