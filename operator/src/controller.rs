@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 use shortener_common::health::{self, Readiness};
 use tracing::{info, warn};
 
+use crate::autoscaling::{Autoscaler, KafkaLagReader};
 use crate::crd::ShortenerStack;
 use crate::leader::{LeaderElector, LeaseSettings};
 use crate::metrics::Metrics;
@@ -103,13 +104,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None
     };
 
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         Arc::new(KafkaTopicManager::new(Duration::from_secs(
             args.kafka_admin_timeout_secs,
         ))),
         metrics,
+    );
+    ctx.autoscaler = Some(Autoscaler::new(
+        client.clone(),
+        Arc::new(KafkaLagReader::new(Duration::from_secs(
+            args.kafka_admin_timeout_secs,
+        ))),
+        ctx.metrics.autoscaling.clone(),
     ));
+    let ctx = Arc::new(ctx);
     let stacks: Api<ShortenerStack> = Api::all(client.clone());
     stacks
         .list(&kube::api::ListParams::default().limit(1))

@@ -704,6 +704,12 @@ pub struct ConsumerStatus {
     /// Pods the operator wants (within min/max and at most the partition count).
     #[serde(default)]
     pub desired_replicas: i32,
+    /// When the builtin autoscaler last changed the replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Why the builtin autoscaler last changed the replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_reason: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

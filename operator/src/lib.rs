@@ -2,6 +2,7 @@
 //! url-api, analytics-rpc and consumer workloads, their database migration Job and their
 //! Kafka topics.
 
+pub mod autoscaling;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub reconciles: Family<OutcomeLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Family<OutcomeLabels, Histogram>,
+    pub autoscaling: crate::autoscaling::AutoscalingMetrics,
 }
 
 impl Default for Metrics {
@@ -34,6 +35,7 @@ impl Default for Metrics {
             duration: Family::new_with_constructor(|| {
                 Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
             }),
+            autoscaling: Default::default(),
         }
     }
 }
@@ -55,6 +57,7 @@ impl Metrics {
             "Time spent in one reconciliation, by outcome",
             self.duration.clone(),
         );
+        self.autoscaling.register_in(registry);
     }
 
     pub fn observe(&self, elapsed: Duration, error: Option<&'static str>) {

@@ -37,6 +37,15 @@ pub fn required_rules() -> Vec<PolicyRule> {
             &["deployments"],
             &["get", "list", "watch", "create", "patch"],
         ),
+        // Builtin consumer autoscaling: read and set the consumer's replica count.
+        rule("apps", &["deployments/scale"], &["get", "patch"]),
+        // Keda mode: the ScaledObject and TriggerAuthentication (applied, never deleted;
+        // in builtin mode only read, to notice a leftover ScaledObject).
+        rule(
+            "keda.sh",
+            &["scaledobjects", "triggerauthentications"],
+            &["get", "create", "patch"],
+        ),
         rule(
             "",
             &["configmaps", "services"],

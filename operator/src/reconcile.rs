@@ -32,6 +32,7 @@ use serde::Serialize;
 use shortener_common::kafka::KafkaArgs;
 use tracing::{info, warn};
 
+use crate::autoscaling::Autoscaler;
 use crate::conditions;
 use crate::crd::ShortenerStack;
 use crate::error::Error;
@@ -66,6 +67,9 @@ pub struct Context {
     pub topics: Arc<dyn TopicManager>,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Lag-based consumer autoscaling; `None` leaves the consumer's replicas to the spec
+    /// bounds (the controller sets it, see `docs/autoscaling.md`).
+    pub autoscaler: Option<Autoscaler>,
     /// Consecutive failures per stack, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -81,6 +85,7 @@ impl Context {
             client,
             topics,
             metrics,
+            autoscaler: None,
             failures: Mutex::default(),
         }
     }
@@ -288,11 +293,27 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     }
 
     let settled = conditions::is_true(&status.conditions, conditions::READY);
-    Ok(Action::requeue(if settled {
+    let mut requeue = if settled {
         SETTLED_REQUEUE
     } else {
         PENDING_REQUEUE
-    }))
+    };
+    // After the status write, so the autoscaler's status fields are the newest ones.
+    let consumer_exists = matches!(deployments.get(&Component::Consumer), Some(Some(_)));
+    if let (Some(autoscaler), true) = (&ctx.autoscaler, consumer_exists) {
+        match autoscaler
+            .reconcile(stack, || kafka_connection(stack, ctx))
+            .await
+        {
+            Ok(Some(next)) => requeue = requeue.min(next),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(error = %e, "consumer autoscaling skipped this round");
+                requeue = requeue.min(PENDING_REQUEUE);
+            }
+        }
+    }
+    Ok(Action::requeue(requeue))
 }
 
 /// Events for condition changes worth a human's attention.
@@ -523,6 +544,9 @@ pub async fn kafka_connection(
 
 /// Deletion: the children go with the owner references; the topics only when asked.
 async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
+    if let Some(autoscaler) = &ctx.autoscaler {
+        autoscaler.forget(stack);
+    }
     let kafka = &stack.spec.kafka;
     if !kafka.delete_topic_on_delete {
         info!(topic = %kafka.topic, "stack deleted; keeping its topics (deleteTopicOnDelete is false)");

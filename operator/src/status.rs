@@ -241,6 +241,9 @@ pub fn compute(
             current_replicas: current_consumers,
             desired_replicas: scaling::desired_consumer_replicas(stack)
                 .unwrap_or(current_consumers),
+            // Written by the builtin autoscaler (`autoscaling::scaler`); kept as they are.
+            last_scale_time: previous.consumer.last_scale_time.clone(),
+            last_scale_reason: previous.consumer.last_scale_reason.clone(),
         },
         last_measured_lag: previous.last_measured_lag,
         applied_migration_version: if migration.outcome == JobOutcome::Succeeded {

@@ -23,9 +23,11 @@ use shortener_operator::topic::KafkaConnection;
 use tower_test::mock::{self, Handle, SendResponse};
 
 const SCALE_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/demo-consumer/scale";
-const STATUS_PATH: &str = "/apis/shortener.example.io/v1alpha1/namespaces/shop/shortenerstacks/demo/status";
+const STATUS_PATH: &str =
+    "/apis/shortener.example.io/v1alpha1/namespaces/shop/shortenerstacks/demo/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
-const SCALED_OBJECT_PATH: &str = "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects/demo-consumer";
+const SCALED_OBJECT_PATH: &str =
+    "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects/demo-consumer";
 const TRIGGER_AUTH_PATH: &str =
     "/apis/keda.sh/v1alpha1/namespaces/shop/triggerauthentications/demo-consumer-kafka";
 
@@ -169,7 +171,11 @@ async fn serve_patch_scale(handle: &mut Handle<Request<Body>, Response<Body>>) -
         req.headers()["content-type"],
         "application/merge-patch+json"
     );
-    assert!(query(&req).contains("fieldManager=shortener-operator"), "{}", query(&req));
+    assert!(
+        query(&req).contains("fieldManager=shortener-operator"),
+        "{}",
+        query(&req)
+    );
     let body = body_json(req).await;
     let replicas = body["spec"]["replicas"].as_i64().unwrap() as i32;
     respond(send, StatusCode::OK, scale(replicas, replicas));
@@ -274,8 +280,16 @@ async fn scale_up_is_one_scale_patch_one_status_patch_and_an_event() {
     assert_eq!(lag.calls.load(Ordering::SeqCst), 1);
 
     let text = metrics_text(&registry);
-    assert!(text.contains(r#"shortener_operator_consumer_lag{namespace="shop",name="demo"} 5000"#), "{text}");
-    assert!(text.contains(r#"shortener_operator_consumer_desired_replicas{namespace="shop",name="demo"} 3"#), "{text}");
+    assert!(
+        text.contains(r#"shortener_operator_consumer_lag{namespace="shop",name="demo"} 5000"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"shortener_operator_consumer_desired_replicas{namespace="shop",name="demo"} 3"#
+        ),
+        "{text}"
+    );
     assert!(text.contains(r#"shortener_operator_consumer_scale_events_total{namespace="shop",name="demo",direction="up"} 1"#), "{text}");
 
     assert_no_more_requests(autoscaler, handle).await;
@@ -298,7 +312,10 @@ async fn unchanged_decision_writes_nothing() {
     assert_eq!(outcome.decision.desired, 1);
     assert_eq!(outcome.decision.reason.name(), "Steady");
     let text = metrics_text(&registry);
-    assert!(text.contains(r#"shortener_operator_consumer_lag{namespace="shop",name="demo"} 800"#), "{text}");
+    assert!(
+        text.contains(r#"shortener_operator_consumer_lag{namespace="shop",name="demo"} 800"#),
+        "{text}"
+    );
     assert!(!text.contains("direction="), "{text}");
 
     assert_no_more_requests(autoscaler, handle).await;
@@ -345,29 +362,67 @@ async fn scale_down_waits_for_the_window_then_patches_once() {
     assert_no_more_requests(autoscaler, handle).await;
 }
 
+async fn connect() -> Result<KafkaConnection, std::convert::Infallible> {
+    Ok(KafkaConnection::plaintext("kafka:9092"))
+}
+
 #[tokio::test]
-async fn builtin_reconcile_checks_for_keda_leftovers_once_and_requeues() {
+async fn builtin_reconcile_measures_once_per_interval() {
     let lag = FixedLag::new(800, 4);
-    let (autoscaler, mut handle, _registry) = setup(lag);
-    let s = stack("builtin", Some((800, 1, 1)));
-    let connection = KafkaConnection::plaintext("kafka:9092");
+    let (autoscaler, mut handle, _registry) = setup(lag.clone());
+    let mut s = stack("builtin", Some((800, 1, 1)));
+    s.spec.consumer.autoscaling.interval_seconds = 1;
 
-    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, &connection), async {
-        for path in [SCALED_OBJECT_PATH, TRIGGER_AUTH_PATH] {
-            let (req, send) = next(&mut handle, "GET KEDA object").await;
-            assert_eq!(req.method(), Method::GET);
-            assert_eq!(req.uri().path(), path);
-            not_found(send);
-        }
+    // First pass after a start: is a ScaledObject (from keda mode) in the way? No.
+    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
+        let (req, send) = next(&mut handle, "GET ScaledObject").await;
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);
+        not_found(send);
         serve_get_scale(&mut handle, 1, 1).await;
     });
-    assert_eq!(requeue.expect("reconcile"), Some(Duration::from_secs(15)));
+    assert_eq!(requeue.expect("reconcile"), Some(Duration::from_secs(1)));
+    assert_eq!(lag.calls.load(Ordering::SeqCst), 1);
 
-    // Second reconcile: straight to the measurement.
-    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, &connection), async {
+    // A reconcile within the interval (e.g. caused by a status write) does nothing and
+    // asks to come back when the interval is over.
+    let requeue = autoscaler.reconcile(&s, connect).await.expect("reconcile");
+    assert!(requeue.unwrap() <= Duration::from_secs(1), "{requeue:?}");
+    assert_eq!(lag.calls.load(Ordering::SeqCst), 1);
+
+    // Once the interval has passed: measured again, without the KEDA check.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
         serve_get_scale(&mut handle, 1, 1).await;
     });
+    assert_eq!(requeue.expect("reconcile"), Some(Duration::from_secs(1)));
+    assert_eq!(lag.calls.load(Ordering::SeqCst), 2);
+
+    assert_no_more_requests(autoscaler, handle).await;
+}
+
+#[tokio::test]
+async fn builtin_mode_does_not_compete_with_a_leftover_scaled_object() {
+    let lag = FixedLag::new(50_000, 4);
+    let (autoscaler, mut handle, _registry) = setup(lag.clone());
+    let s = stack("builtin", Some((0, 1, 1)));
+
+    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
+        let (req, send) = next(&mut handle, "GET ScaledObject").await;
+        assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);
+        respond(
+            send,
+            StatusCode::OK,
+            json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                   "metadata": {"name": "demo-consumer", "namespace": "shop"}, "spec": {}}),
+        );
+        let event = serve_event(&mut handle).await;
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "KedaScaledObjectPresent");
+    });
     assert_eq!(requeue.expect("reconcile"), Some(Duration::from_secs(15)));
+    // Neither measured nor scaled.
+    assert_eq!(lag.calls.load(Ordering::SeqCst), 0);
 
     assert_no_more_requests(autoscaler, handle).await;
 }
@@ -377,15 +432,9 @@ async fn keda_mode_applies_a_scaled_object_and_never_touches_the_scale() {
     let lag = FixedLag::new(5000, 4);
     let (autoscaler, mut handle, _registry) = setup(lag.clone());
     let s = stack("keda", None);
-    let connection = KafkaConnection::plaintext("kafka:9092");
 
-    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, &connection), async {
-        // Plaintext Kafka: no TriggerAuthentication needed, an old one would be removed.
-        let (req, send) = next(&mut handle, "GET TriggerAuthentication").await;
-        assert_eq!(req.method(), Method::GET);
-        assert_eq!(req.uri().path(), TRIGGER_AUTH_PATH);
-        not_found(send);
-
+    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
+        // Plaintext Kafka: no TriggerAuthentication.
         let (req, send) = next(&mut handle, "GET ScaledObject").await;
         assert_eq!(req.method(), Method::GET);
         assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);
@@ -394,7 +443,10 @@ async fn keda_mode_applies_a_scaled_object_and_never_touches_the_scale() {
         let (req, send) = next(&mut handle, "apply ScaledObject").await;
         assert_eq!(req.method(), Method::PATCH);
         assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);
-        assert_eq!(req.headers()["content-type"], "application/apply-patch+yaml");
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/apply-patch+yaml"
+        );
         let q = query(&req);
         assert!(q.contains("fieldManager=shortener-operator"), "{q}");
         assert!(q.contains("force=true"), "{q}");
@@ -409,7 +461,10 @@ async fn keda_mode_applies_a_scaled_object_and_never_touches_the_scale() {
         assert_eq!(spec["minReplicaCount"], 1);
         assert_eq!(spec["maxReplicaCount"], 4);
         assert_eq!(spec["triggers"][0]["type"], "kafka");
-        assert_eq!(spec["triggers"][0]["metadata"]["consumerGroup"], "shortener-consumer");
+        assert_eq!(
+            spec["triggers"][0]["metadata"]["consumerGroup"],
+            "shortener-consumer"
+        );
         assert_eq!(spec["triggers"][0]["metadata"]["topic"], "clicks");
         assert_eq!(spec["triggers"][0]["metadata"]["lagThreshold"], "1000");
         respond(send, StatusCode::OK, body.clone());
@@ -417,6 +472,47 @@ async fn keda_mode_applies_a_scaled_object_and_never_touches_the_scale() {
     assert_eq!(requeue.expect("reconcile"), None);
     // KEDA measures; the operator neither read the lag nor touched the Deployment.
     assert_eq!(lag.calls.load(Ordering::SeqCst), 0);
+
+    assert_no_more_requests(autoscaler, handle).await;
+}
+
+#[tokio::test]
+async fn keda_mode_with_sasl_applies_the_trigger_authentication_first() {
+    let lag = FixedLag::new(0, 4);
+    let (autoscaler, mut handle, _registry) = setup(lag);
+    let mut s = stack("keda", None);
+    s.spec.kafka.sasl =
+        serde_json::from_value(json!({"secretRef": {"name": "kafka-user"}})).unwrap();
+
+    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
+        for (path, kind) in [
+            (TRIGGER_AUTH_PATH, "TriggerAuthentication"),
+            (SCALED_OBJECT_PATH, "ScaledObject"),
+        ] {
+            let (req, send) = next(&mut handle, "GET").await;
+            assert_eq!(req.method(), Method::GET);
+            assert_eq!(req.uri().path(), path);
+            not_found(send);
+            let (req, send) = next(&mut handle, "apply").await;
+            assert_eq!(req.method(), Method::PATCH);
+            assert_eq!(req.uri().path(), path);
+            assert!(query(&req).contains("fieldManager=shortener-operator"));
+            let body = body_json(req).await;
+            assert_eq!(body["kind"], kind);
+            if kind == "TriggerAuthentication" {
+                assert_eq!(
+                    body["spec"]["secretTargetRef"][0],
+                    json!({"parameter": "username", "name": "kafka-user", "key": "username"})
+                );
+            } else {
+                let trigger = &body["spec"]["triggers"][0];
+                assert_eq!(trigger["authenticationRef"]["name"], "demo-consumer-kafka");
+                assert_eq!(trigger["metadata"]["sasl"], "scram_sha512");
+            }
+            respond(send, StatusCode::OK, body.clone());
+        }
+    });
+    assert_eq!(requeue.expect("reconcile"), None);
 
     assert_no_more_requests(autoscaler, handle).await;
 }

@@ -122,7 +122,10 @@ pub fn scaled_object(stack: &ShortenerStack) -> DynamicObject {
     set("bootstrapServers", spec.kafka.bootstrap_servers.clone());
     set("consumerGroup", spec.consumer.group_id.clone());
     set("topic", spec.kafka.topic.clone());
-    set("lagThreshold", autoscaling.target_lag_per_replica.to_string());
+    set(
+        "lagThreshold",
+        autoscaling.target_lag_per_replica.to_string(),
+    );
     set("offsetResetPolicy", "earliest".into());
     set("allowIdleConsumers", "false".into());
     if let Some(sasl) = &spec.kafka.sasl {
@@ -175,10 +178,7 @@ pub fn scaled_object(stack: &ShortenerStack) -> DynamicObject {
 
 /// Server-side applies `object` unless the live copy already carries its desired-hash.
 /// Returns whether it wrote.
-async fn apply_one(
-    api: &Api<DynamicObject>,
-    object: DynamicObject,
-) -> Result<bool, kube::Error> {
+async fn apply_one(api: &Api<DynamicObject>, object: DynamicObject) -> Result<bool, kube::Error> {
     let object = with_desired_hash(object);
     let name = object.name_any();
     if let Some(live) = api.get_opt(&name).await? {
@@ -231,8 +231,7 @@ pub async fn scaled_object_exists(
 mod tests {
     use super::*;
     use crate::crd::{
-        AutoscalingMode, CredentialsSecretRef, KafkaSaslSpec, KafkaTlsSpec, SecretKeyRef,
-        SecretRef,
+        AutoscalingMode, CredentialsSecretRef, KafkaSaslSpec, KafkaTlsSpec, SecretKeyRef, SecretRef,
     };
     use crate::test_support::stack;
 

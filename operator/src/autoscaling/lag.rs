@@ -121,13 +121,12 @@ impl KafkaLagReader {
         topic: &str,
     ) -> Result<LagReport, LagError> {
         let consumer = self.consumer(connection, group)?;
-        let request_failed = |operation: &'static str, e: rdkafka::error::KafkaError| {
-            LagError::Request {
+        let request_failed =
+            |operation: &'static str, e: rdkafka::error::KafkaError| LagError::Request {
                 operation,
                 topic: topic.to_string(),
                 message: e.to_string(),
-            }
-        };
+            };
         let deadline = Instant::now() + self.timeout * 2;
         let left = |deadline: Instant| -> Result<Duration, LagError> {
             let left = deadline.saturating_duration_since(Instant::now());

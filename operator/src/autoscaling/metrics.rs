@@ -35,26 +35,31 @@ pub struct AutoscalingMetrics {
 }
 
 impl AutoscalingMetrics {
-    /// Creates the metrics and registers them in `registry` (prefix `shortener_operator_`
-    /// is spelled out, so the registry itself may be unprefixed).
+    /// Creates the metrics and registers them in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
+        metrics.register_in(registry);
+        metrics
+    }
+
+    /// Registers these metrics in `registry` (the operator's one registry; the
+    /// `shortener_operator_` prefix is part of the names).
+    pub fn register_in(&self, registry: &mut Registry) {
         registry.register(
             "shortener_operator_consumer_lag",
             "Consumer-group lag (messages) of a stack at the last measurement",
-            metrics.lag.clone(),
+            self.lag.clone(),
         );
         registry.register(
             "shortener_operator_consumer_desired_replicas",
             "Consumer replicas the builtin autoscaler wants for a stack",
-            metrics.desired_replicas.clone(),
+            self.desired_replicas.clone(),
         );
         registry.register(
             "shortener_operator_consumer_scale_events",
             "Consumer replica changes made by the builtin autoscaler, by direction",
-            metrics.scale_events.clone(),
+            self.scale_events.clone(),
         );
-        metrics
     }
 
     /// Drops the series of a deleted stack.
@@ -95,8 +100,16 @@ mod tests {
             .inc();
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
-        assert!(text.contains(r#"shortener_operator_consumer_lag{namespace="shop",name="demo"} 1234"#), "{text}");
-        assert!(text.contains(r#"shortener_operator_consumer_desired_replicas{namespace="shop",name="demo"} 3"#), "{text}");
+        assert!(
+            text.contains(r#"shortener_operator_consumer_lag{namespace="shop",name="demo"} 1234"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"shortener_operator_consumer_desired_replicas{namespace="shop",name="demo"} 3"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"shortener_operator_consumer_scale_events_total{namespace="shop",name="demo",direction="up"} 1"#), "{text}");
 
         m.forget(&stack);

@@ -173,7 +173,11 @@ pub enum ScaleReason {
         window_seconds: i64,
     },
     /// The lag needs more pods than the upper bound allows, and the count is at the bound.
-    AtMax { lag: i64, replicas: i32, needed: i32 },
+    AtMax {
+        lag: i64,
+        replicas: i32,
+        needed: i32,
+    },
     /// The count matches what the lag needs.
     Steady { lag: i64, replicas: i32 },
 }
@@ -429,10 +433,7 @@ mod tests {
             },
             Case {
                 name: "lag spike: bounded by step and by partitions",
-                params: ScalingParams {
-                    partitions: 6,
-                    ..p
-                },
+                params: ScalingParams { partitions: 6, ..p },
                 start: 1,
                 samples: every_15s(&[100_000, 100_000, 100_000, 100_000, 100_000]),
                 expected: vec![3, 5, 6, 6, 6],
@@ -615,7 +616,13 @@ mod tests {
         assert_eq!(d.reason.name(), "ScaledDown");
 
         let d = decide(&mut h, &p, t(415), 500, 1);
-        assert_eq!(d.reason, ScaleReason::Steady { lag: 500, replicas: 1 });
+        assert_eq!(
+            d.reason,
+            ScaleReason::Steady {
+                lag: 500,
+                replicas: 1
+            }
+        );
 
         let small = ScalingParams {
             max_replicas: 2,

@@ -15,9 +15,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use tokio::time::Instant;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
+use tokio::time::Instant;
 
 use super::lag::{LagError, LagReport, LagSource};
 use super::metrics::{AutoscalingMetrics, ScaleLabels, StackLabels};
@@ -312,8 +312,12 @@ impl Autoscaler {
         });
         let api: Api<ShortenerStack> =
             Api::namespaced(self.client.clone(), &stack.namespace().unwrap_or_default());
-        api.patch_status(&stack.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        api.patch_status(
+            &stack.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
         Ok(true)
     }
 
