@@ -207,10 +207,12 @@ impl Autoscaler {
         let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         let running = scale.status.as_ref().map_or(0, |s| s.replicas);
 
+        // The spec's count is what the Deployment builder clamps to as well; the brokers'
+        // count is lower while partitions are being added.
         let partitions = if report.partitions.is_empty() {
             spec.kafka.partitions
         } else {
-            report.partition_count()
+            report.partition_count().min(spec.kafka.partitions)
         };
         let params = ScalingParams::from_spec(stack, partitions);
         let decision = self.with_state(stack, |s| {
