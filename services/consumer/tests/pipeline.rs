@@ -263,20 +263,28 @@ async fn poison_messages_are_dead_lettered_and_replayable() {
 async fn a_crash_mid_stream_loses_nothing_and_double_counts_nothing() {
     let broker = broker();
     let db = fresh_database().await;
-    let code = "crash1";
+    // Many links, so the messages spread over every partition and both workers.
+    let total = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM clicks")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
     let group = "g-crash";
     let half = 1500;
-    let clicks: Vec<_> = (0..2 * half).map(|i| click(code, i)).collect();
+    let clicks: Vec<_> = (0..2 * half)
+        .map(|i| click(&format!("crash{}", i % 16), i))
+        .collect();
     let messages: Vec<_> = clicks.iter().map(message).collect();
     broker.produce_batch(TOPIC, &messages[..half]).await;
 
     let first = start(args(&broker, &db.url, group)).await;
     wait_until("some batches stored", || async {
-        count(&db.pool, code).await >= 200
+        total(db.pool.clone()).await >= 200
     })
     .await;
     first.kill().await;
-    let stored_at_crash = count(&db.pool, code).await;
+    let stored_at_crash = total(db.pool.clone()).await;
     println!("killed the first consumer after {stored_at_crash} rows");
     // At-least-once invariant: an offset is never committed before its row is stored.
     let committed: i64 = group_lag(broker.bootstrap(), group)
@@ -292,7 +300,7 @@ async fn a_crash_mid_stream_loses_nothing_and_double_counts_nothing() {
     broker.produce_batch(TOPIC, &messages[half..]).await;
     let second = start(args(&broker, &db.url, group)).await;
     wait_until("every click stored", || async {
-        count(&db.pool, code).await == 2 * half as i64
+        total(db.pool.clone()).await == 2 * half as i64
     })
     .await;
     // Let the tail of the replay (duplicates) finish, then stop cleanly.
@@ -310,16 +318,13 @@ async fn a_crash_mid_stream_loses_nothing_and_double_counts_nothing() {
     );
     second.shutdown().await;
 
-    let (rows, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT event_id) FROM clicks WHERE short_code = $1",
-    )
-    .bind(code)
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT event_id) FROM clicks")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!((rows, distinct), (2 * half as i64, 2 * half as i64));
-    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM clicks WHERE short_code = $1")
-        .bind(code)
+    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM clicks")
         .fetch_all(&db.pool)
         .await
         .unwrap();
@@ -428,4 +433,51 @@ async fn a_database_outage_holds_commits_and_recovers_with_lag_reported() {
         running.metrics.db_retries.get()
     );
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_share_the_partitions_and_store_everything_once() {
+    let broker = broker();
+    let db = fresh_database().await;
+    let group = "g-replicas";
+
+    let a = start(args(&broker, &db.url, group)).await;
+    let b = start(args(&broker, &db.url, group)).await;
+    // Each replica's lag gauge lists exactly the partitions it owns.
+    let owned = |admin| async move {
+        let (_, m) = http_get(admin, "/metrics").await;
+        m.lines()
+            .filter(|l| l.starts_with("shortener_consumer_lag{"))
+            .count()
+    };
+    let joined = Instant::now();
+    wait_until("both replicas own two partitions", || async {
+        owned(a.admin).await == 2 && owned(b.admin).await == 2
+    })
+    .await;
+    println!("two replicas balanced after {:?}", joined.elapsed());
+
+    // Messages are keyed by short code: many links spread over every partition.
+    let n = 1000;
+    let clicks: Vec<_> = (0..n)
+        .map(|i| click(&format!("rep{}", i % 32), i))
+        .collect();
+    broker
+        .produce_batch(TOPIC, &clicks.iter().map(message).collect::<Vec<_>>())
+        .await;
+    wait_until("every click stored", || async {
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        stored == n as i64
+    })
+    .await;
+    let (sa, sb) = (a.metrics.stored.get(), b.metrics.stored.get());
+    assert!(sa > 0 && sb > 0, "both replicas stored clicks: {sa} + {sb}");
+    assert_eq!(sa + sb, n as u64);
+    a.shutdown().await;
+    b.shutdown().await;
+    let lag = group_lag(broker.bootstrap(), group).await;
+    assert!(lag.iter().all(|l| l.lag == 0), "{lag:?}");
 }
