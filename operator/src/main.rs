@@ -1,7 +1,11 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use shortener_common::kafka::KafkaArgs;
 use shortener_common::telemetry::{self, LogArgs};
 use shortener_operator::controller::{self, RunArgs};
+use shortener_operator::topic::{
+    KafkaConnection, KafkaTopicManager, TopicManager, TopicOutcome, TopicRequest,
+};
 
 /// Kubernetes operator for ShortenerStack resources.
 #[derive(Parser, Debug)]
@@ -23,6 +27,71 @@ enum Command {
     Crd,
     /// Print the ClusterRole rules the operator needs, as YAML.
     Rbac,
+    /// Manage the clicks topic directly, outside Kubernetes (local runs, scripts).
+    Topic {
+        #[command(subcommand)]
+        action: TopicCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicCommand {
+    /// Create the clicks topic and its dead-letter topic, or grow them to --partitions
+    /// (the same code path the reconciler uses; never shrinks a topic).
+    Ensure(TopicEnsureArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TopicEnsureArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Partitions of each topic.
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 4)]
+    partitions: i32,
+    /// Replicas of each partition.
+    #[arg(long, env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
+    replication_factor: i32,
+    /// `retention.ms` of the topics; the broker default when unset.
+    #[arg(long, env = "KAFKA_RETENTION_MS")]
+    retention_ms: Option<i64>,
+    /// Deadline of each admin request, in seconds.
+    #[arg(long, env = "KAFKA_ADMIN_TIMEOUT_SECS", default_value_t = 10)]
+    timeout_secs: u64,
+}
+
+/// Ensures the main and dead-letter topics exist; prints what it did.
+async fn ensure_topics(args: TopicEnsureArgs) -> anyhow::Result<()> {
+    let manager = KafkaTopicManager::new(std::time::Duration::from_secs(args.timeout_secs));
+    let connection = KafkaConnection {
+        args: args.kafka.clone(),
+        ca_pem: None,
+        certificate_pem: None,
+        key_pem: None,
+    };
+    for name in [args.kafka.kafka_topic.clone(), args.kafka.dlq_topic()] {
+        let request = TopicRequest {
+            name: name.clone(),
+            partitions: args.partitions,
+            replication_factor: args.replication_factor,
+            retention_ms: args.retention_ms,
+        };
+        let outcome = manager
+            .ensure(&connection, &request)
+            .await
+            .with_context(|| format!("ensuring topic {name}"))?;
+        match outcome {
+            TopicOutcome::Created { partitions } => {
+                println!("topic {name}: created with {partitions} partitions")
+            }
+            TopicOutcome::PartitionsIncreased { from, to } => {
+                println!("topic {name}: partitions increased from {from} to {to}")
+            }
+            TopicOutcome::Unchanged { partitions } => {
+                println!("topic {name}: exists with {partitions} partitions")
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +105,11 @@ fn main() -> anyhow::Result<()> {
             print!("{}", shortener_operator::rbac::rules_yaml());
             Ok(())
         }
+        Command::Topic {
+            action: TopicCommand::Ensure(args),
+        } => tokio::runtime::Runtime::new()
+            .context("starting the tokio runtime")?
+            .block_on(ensure_topics(args)),
         Command::Run => {
             let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             runtime.block_on(async {

@@ -202,3 +202,50 @@ async fn unreachable_broker_fails_within_the_deadline() {
         started.elapsed()
     );
 }
+
+/// `operator topic ensure` (what ./scripts/dev-up runs) creates both topics, is idempotent,
+/// and refuses to shrink them with a clear message and a failing exit status.
+#[test]
+fn topic_ensure_subcommand_creates_both_topics_and_refuses_to_shrink() {
+    let broker = Tansu::start();
+    let run = |partitions: &str| {
+        Command::new(env!("CARGO_BIN_EXE_operator"))
+            .args(["topic", "ensure", "--partitions", partitions])
+            .env(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                broker.connection().bootstrap_servers(),
+            )
+            .env("KAFKA_TOPIC", "cli-clicks")
+            .env_remove("KAFKA_DLQ_TOPIC")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run operator topic ensure")
+    };
+    let first = run("3");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{first:?}");
+    assert!(
+        stdout.contains("topic cli-clicks: created with 3 partitions"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("topic cli-clicks.dlq: created with 3 partitions"),
+        "{stdout}"
+    );
+
+    let again = run("3");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{again:?}");
+    assert!(
+        stdout.contains("topic cli-clicks: exists with 3 partitions"),
+        "{stdout}"
+    );
+
+    let shrink = run("1");
+    let stderr = String::from_utf8_lossy(&shrink.stderr);
+    assert!(!shrink.status.success());
+    assert!(
+        stderr.contains("Kafka cannot remove partitions, set kafka.partitions to at least 3"),
+        "{stderr}"
+    );
+}
