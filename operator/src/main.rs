@@ -38,7 +38,7 @@ enum Command {
 enum TopicCommand {
     /// Create the clicks topic and its dead-letter topic, or grow them to --partitions
     /// (the same code path the reconciler uses; never shrinks a topic).
-    Ensure(TopicEnsureArgs),
+    Ensure(Box<TopicEnsureArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
             action: TopicCommand::Ensure(args),
         } => tokio::runtime::Runtime::new()
             .context("starting the tokio runtime")?
-            .block_on(ensure_topics(args)),
+            .block_on(ensure_topics(*args)),
         Command::Run => {
             let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             runtime.block_on(async {
