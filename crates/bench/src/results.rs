@@ -136,7 +136,7 @@ pub fn write_json(
 }
 
 fn fmt_num(v: f64) -> String {
-    if v.abs() >= 100.0 {
+    if v.abs() >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.2}")

@@ -37,6 +37,9 @@ struct Common {
     /// Connections of the redirect load.
     #[arg(long, global = true, default_value_t = 64)]
     connections: usize,
+    /// Alternating baseline/url-api redirect rounds (the median is reported).
+    #[arg(long, global = true, default_value_t = 3)]
+    rounds: usize,
     /// Events pre-produced for each consumer configuration.
     #[arg(long, global = true, default_value_t = 50_000)]
     events: usize,
@@ -117,6 +120,7 @@ async fn run(cmd: Cmd, c: Common) -> anyhow::Result<()> {
             links: 1000,
             create_connections: 16,
             server_cpus: c.server_cpus.clone(),
+            rounds: c.rounds,
         };
         match benches::redirect::run(&env, &db.url, &opts).await {
             Ok(r) => rows.extend(r),

@@ -86,7 +86,8 @@ pub async fn outage_under_load(
 
     broker.down().map_err(anyhow::Error::msg)?;
     let during = loadgen::run(load(OUTAGE.as_secs())).await?;
-    let (redirects_now, published_during, ..) = counts(&api).await.unwrap_or_default();
+    let (redirects_now, published_during, dropped_during, _) =
+        counts(&api).await.unwrap_or_default();
     broker.up().map_err(anyhow::Error::msg)?;
     let back = Instant::now();
 
@@ -106,7 +107,7 @@ pub async fn outage_under_load(
     let on_topic: i64 = shortener_testkit::kafka::high_watermarks(broker.bootstrap(), "clicks")
         .iter()
         .sum();
-    let queued = redirects_now - published_during;
+    let queued = redirects_now - published_during - dropped_during;
     let pass = before.errors == 0
         && during.errors == 0
         && failed == 0.0

@@ -55,7 +55,7 @@ pub async fn killed_mid_batch(env: &FaultEnv) -> anyhow::Result<(bool, String)> 
     let took = restarted.elapsed().as_secs_f64();
     let (mine, all) = clicks::stored_of(&db.pool, &events).await?;
     let duplicates = consumer
-        .metric("shortener_consumer_duplicates_total")
+        .metric("shortener_consumer_clicks_duplicate_total")
         .await
         .unwrap_or(-1.0);
     consumer.service.terminate(Duration::from_secs(15)).await;
