@@ -116,3 +116,43 @@ impl CrdValidator {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn crd(schema: Value) -> Value {
+        json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": schema}}]}})
+    }
+
+    #[test]
+    fn kubernetes_extensions_become_json_schema() {
+        let v = CrdValidator::new(
+            &crd(json!({
+                "type": "object",
+                "properties": {"spec": {"type": "object", "properties": {
+                    "port": {"x-kubernetes-int-or-string": true},
+                    "note": {"type": "string", "nullable": true},
+                    "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                             "properties": {"a": {"type": "integer"}}}
+                }}}
+            })),
+            "v1",
+        )
+        .unwrap();
+        let ok = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"},
+            "spec": {"port": "http", "note": null, "free": {"a": 1, "other": true}}});
+        assert_eq!(v.errors(&ok), Vec::<String>::new());
+        assert!(v.errors(&json!({"spec": {"port": 8080}})).is_empty());
+        assert!(!v.errors(&json!({"spec": {"port": 1.5}})).is_empty());
+        assert!(!v.errors(&json!({"spec": {"unknown": 1}})).is_empty());
+        assert!(!v.errors(&json!({"spec": {"free": {"a": "x"}}})).is_empty());
+    }
+
+    #[test]
+    fn missing_version_is_an_error() {
+        assert!(CrdValidator::new(&crd(json!({"type": "object"})), "v2").is_err());
+    }
+}

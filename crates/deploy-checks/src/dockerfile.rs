@@ -142,3 +142,22 @@ impl Dockerfile {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stages_continuations_and_global_args() {
+        let df = Dockerfile::parse(
+            "# syntax=docker/dockerfile:1\nARG V=1.0\nFROM img:${V} AS a\nRUN one \\\n  # note\n  two\nFROM a\nUSER 1:1\n",
+        )
+        .unwrap();
+        assert_eq!(df.global_arg("V"), Some("1.0"));
+        assert_eq!(df.resolve(&df.stages[0].base), "img:1.0");
+        assert_eq!(df.stage("a").unwrap().last("RUN"), Some("one two"));
+        assert_eq!(df.stages[1].name, None);
+        assert_eq!(df.stages[1].last("USER"), Some("1:1"));
+        assert!(Dockerfile::parse("RUN x\n").is_err());
+    }
+}
