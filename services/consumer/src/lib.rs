@@ -13,6 +13,11 @@
 //!   NOTHING`; transient database errors retry the same batch forever (backoff with
 //!   jitter) without committing; a batch the database rejects is retried row by row to
 //!   dead-letter only the bad rows. Only then are the batch's offsets stored and committed.
+//! - While a batch retries, its worker's channel fills and the dispatcher stops polling.
+//!   Past `max.poll.interval.ms` (librdkafka default: 5 minutes) the group reassigns the
+//!   partitions and this member rejoins once it polls again; offsets of batches finished
+//!   after losing a partition are refused, so those batches are redelivered (duplicates,
+//!   absorbed by the idempotent insert), never lost.
 //! - Shutdown (the future given to [`ConsumerApp::run`]) stops fetching, lets each worker
 //!   finish the batch in hand, commits synchronously and leaves the group. Dropping the
 //!   `run` future instead (a crash) commits nothing more: the uncommitted tail is

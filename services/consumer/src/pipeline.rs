@@ -122,10 +122,15 @@ pub struct Pipeline {
 #[derive(Debug)]
 pub struct Cancelled;
 
+/// Least time between two log lines about the same consume error.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Reads the subscription and hands each message to the worker owning its partition,
 /// until cancelled. A full worker channel blocks here: that is the back-pressure that
 /// stops fetching while the database is down.
 pub async fn dispatch(p: Arc<Pipeline>, workers: Vec<mpsc::Sender<OwnedMessage>>) {
+    // While the brokers are down every poll fails the same way: log it once a while.
+    let mut last_error: Option<(String, Instant)> = None;
     loop {
         let received = tokio::select! {
             biased;
@@ -144,7 +149,14 @@ pub async fn dispatch(p: Arc<Pipeline>, workers: Vec<mpsc::Sender<OwnedMessage>>
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "error while consuming");
+                let text = e.to_string();
+                let repeated = last_error
+                    .as_ref()
+                    .is_some_and(|(prev, at)| *prev == text && at.elapsed() < ERROR_LOG_INTERVAL);
+                if !repeated {
+                    tracing::warn!(error = %text, "error while consuming");
+                    last_error = Some((text, Instant::now()));
+                }
                 tokio::select! {
                     _ = p.cancel.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
