@@ -14,7 +14,7 @@ pub fn from_env(var: &str) -> Result<PathBuf> {
                 Ok(p)
             } else {
                 Err(Error::MissingTool(format!(
-                    "{var}={} does not exist; rerun `source scripts/lib/common.sh scripts/lib/helm.sh && deploy_tools_ensure`",
+                    "{var}={} does not exist; rerun `source scripts/lib/common.sh && source scripts/lib/helm.sh && deploy_tools_ensure`",
                     p.display()
                 )))
             }
