@@ -1,6 +1,7 @@
 //! The benchmarks `shortener-bench` runs; each returns its summary rows and writes its JSON.
 
 pub mod consumer;
+pub mod operator;
 pub mod redirect;
 pub mod rpc;
 

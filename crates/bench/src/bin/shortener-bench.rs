@@ -61,6 +61,7 @@ enum Cmd {
     Redirect,
     Consumer,
     Rpc,
+    Operator,
     /// The bare axum redirect baseline, as a process of its own.
     #[command(hide = true)]
     ServeBaseline {
@@ -148,6 +149,12 @@ async fn run(cmd: Cmd, c: Common) -> anyhow::Result<()> {
         match benches::rpc::run(&env, &opts).await {
             Ok(r) => rows.extend(r),
             Err(e) => failures.push(format!("rpc: {e:#}")),
+        }
+    }
+    if all || matches!(cmd, Cmd::Operator) {
+        match benches::operator::run(&env, 500).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => failures.push(format!("operator: {e:#}")),
         }
     }
     println!("\n{}", results::table(&rows));
