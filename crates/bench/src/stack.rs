@@ -84,31 +84,40 @@ impl UrlApi {
 
     /// POST /api/v1/links; returns the short code.
     pub async fn create_link(&self, long_url: &str, alias: Option<&str>) -> anyhow::Result<String> {
-        let mut body = serde_json::json!({ "long_url": long_url });
-        if let Some(a) = alias {
-            body["alias"] = a.into();
-        }
-        let resp = self
-            .client
-            .post(self.url("/api/v1/links"))
-            .bearer_auth(API_KEY)
-            .json(&body)
-            .send()
-            .await?;
-        let status = resp.status();
-        if status != reqwest::StatusCode::CREATED {
-            anyhow::bail!(
-                "create link: {status} {}",
-                resp.text().await.unwrap_or_default()
-            );
-        }
-        Ok(resp.json::<Created>().await?.code)
+        create_link(&self.client, self.addr, long_url, alias).await
     }
 
     /// Sum of a metric on /metrics (0 when absent).
     pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
         Ok(procs::scrape(&self.url("/metrics"), name).await?)
     }
+}
+
+/// POST /api/v1/links on the url-api at `addr` with [`API_KEY`]; returns the short code.
+pub async fn create_link(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    long_url: &str,
+    alias: Option<&str>,
+) -> anyhow::Result<String> {
+    let mut body = serde_json::json!({ "long_url": long_url });
+    if let Some(a) = alias {
+        body["alias"] = a.into();
+    }
+    let resp = client
+        .post(format!("http://{addr}/api/v1/links"))
+        .bearer_auth(API_KEY)
+        .json(&body)
+        .send()
+        .await?;
+    let status = resp.status();
+    if status != reqwest::StatusCode::CREATED {
+        anyhow::bail!(
+            "create link: {status} {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    Ok(resp.json::<Created>().await?.code)
 }
 
 /// A consumer process with its admin port.
