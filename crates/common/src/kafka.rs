@@ -1,7 +1,7 @@
 //! Kafka client settings shared by the producer (url-api), the consumer group, and the
 //! operator's admin client.
 
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset};
 
 /// Message header carrying the ClickEvent schema version, so a consumer can route a
 /// message it cannot read to the DLQ without decoding it.
@@ -101,9 +101,41 @@ impl KafkaArgs {
     }
 }
 
+/// Messages a consumer group still has to read on one partition: from its committed offset
+/// to the high watermark. A partition with no commit, or whose committed offset retention
+/// already deleted, is read from the start of the retained log (`auto.offset.reset=earliest`),
+/// so it counts from `low`. Never negative. The consumer's lag gauge and the operator's
+/// autoscaler both measure lag with this.
+pub fn partition_lag(low: i64, high: i64, committed: Option<i64>) -> i64 {
+    let from = committed.map_or(low, |c| c.max(low));
+    (high - from).max(0)
+}
+
+/// The offset a group committed, from an OffsetFetch answer; `None` for "nothing committed"
+/// (librdkafka reports that as `Offset::Invalid`) and other logical offsets.
+pub fn committed_offset(offset: Offset) -> Option<i64> {
+    match offset {
+        Offset::Offset(o) if o >= 0 => Some(o),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_counts_from_the_commit_or_the_log_start() {
+        assert_eq!(partition_lag(0, 100, Some(40)), 60);
+        assert_eq!(partition_lag(10, 100, None), 90);
+        // Retention deleted the committed position: read from the log start.
+        assert_eq!(partition_lag(50, 100, Some(20)), 50);
+        // A commit past the high watermark (truncated log) is no negative lag.
+        assert_eq!(partition_lag(0, 100, Some(120)), 0);
+        assert_eq!(committed_offset(Offset::Offset(7)), Some(7));
+        assert_eq!(committed_offset(Offset::Invalid), None);
+        assert_eq!(committed_offset(Offset::End), None);
+    }
 
     #[test]
     fn dlq_topic_defaults_to_suffix() {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
+use shortener_common::kafka::{committed_offset, partition_lag};
 
 use crate::topic::KafkaConnection;
 
@@ -32,13 +33,12 @@ impl PartitionLag {
     /// (the consumer uses `auto.offset.reset=earliest`), and so is one whose committed
     /// offset was already deleted by retention.
     pub fn new(partition: i32, low: i64, high: i64, committed: Option<i64>) -> Self {
-        let from = committed.map_or(low, |c| c.max(low));
         Self {
             partition,
             low,
             high,
             committed,
-            lag: (high - from).max(0),
+            lag: partition_lag(low, high, committed),
         }
     }
 }
@@ -168,10 +168,7 @@ impl KafkaLagReader {
                 .map_err(|e| request_failed("watermarks", e))?;
             let committed = committed
                 .find_partition(topic, p)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) if o >= 0 => Some(o),
-                    _ => None,
-                });
+                .and_then(|e| committed_offset(e.offset()));
             lags.push(PartitionLag::new(p, low, high, committed));
         }
         Ok(LagReport::from_partitions(lags))

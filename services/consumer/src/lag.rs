@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaResult;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
+use shortener_common::kafka::{committed_offset, partition_lag};
 
 use crate::metrics::PartitionLabels;
 use crate::pipeline::Pipeline;
@@ -21,8 +22,7 @@ pub struct PartitionLag {
     pub high_watermark: i64,
     /// None when the group has committed nothing for the partition yet.
     pub committed: Option<i64>,
-    /// `high_watermark - committed`, counting from the low watermark when nothing is
-    /// committed.
+    /// See `shortener_common::kafka::partition_lag`.
     pub lag: i64,
 }
 
@@ -41,16 +41,13 @@ pub fn lag_of<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
         .iter()
         .map(|e| {
             let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
-            let committed = match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            };
+            let committed = committed_offset(e.offset());
             Ok(PartitionLag {
                 topic: e.topic().to_string(),
                 partition: e.partition(),
                 high_watermark: high,
                 committed,
-                lag: (high - committed.unwrap_or(low)).max(0),
+                lag: partition_lag(low, high, committed),
             })
         })
         .collect()
