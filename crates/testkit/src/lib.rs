@@ -4,3 +4,4 @@
 
 pub mod kafka;
 pub mod postgres;
+pub mod tracing;
