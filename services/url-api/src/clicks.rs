@@ -5,6 +5,11 @@
 //! thread owned by the producer delivers it (idempotent producer, acks=all, retries until
 //! `message.timeout.ms`), so clicks survive a broker outage of minutes. When the queue is
 //! full the click is dropped and counted. Outcomes are counted from the delivery callback.
+//!
+//! Each click gets a producer span (`send clicks`), a child of the redirect's server span,
+//! whose W3C context travels in the message headers so the consumer continues the trace.
+//! The span covers the hand-off to the local queue only: it is created and ended
+//! synchronously, and the redirect never waits for the broker.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -16,6 +21,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 use shortener_common::event::{Click, MAX_HEADER_VALUE_LEN, SCHEMA_VERSION};
 use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
+use shortener_common::telemetry::propagation;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{DropReason, Metrics};
 
@@ -64,6 +71,8 @@ fn should_log(last: &AtomicI64) -> bool {
 pub struct ClickPublisher {
     producer: ThreadedProducer<DeliveryContext>,
     topic: String,
+    /// `send {topic}`, the producer span's name.
+    span_name: String,
     metrics: Metrics,
     last_drop_log: AtomicI64,
 }
@@ -96,6 +105,7 @@ impl ClickPublisher {
         Ok(Self {
             producer,
             topic: kafka.kafka_topic.clone(),
+            span_name: format!("send {}", kafka.kafka_topic),
             metrics,
             last_drop_log: AtomicI64::new(0),
         })
@@ -103,12 +113,26 @@ impl ClickPublisher {
 
     /// Queues `click` (keyed by its short code) without waiting.
     pub fn publish(&self, click: &Click) {
+        let span = tracing::info_span!(
+            "click publish",
+            otel.name = self.span_name.as_str(),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.operation.name = "send",
+            messaging.destination.name = self.topic.as_str(),
+            messaging.kafka.message.key = click.short_code.as_str(),
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let payload = click.encode();
         let version = SCHEMA_VERSION.to_string();
         let headers = OwnedHeaders::new().insert(Header {
             key: HEADER_SCHEMA_VERSION,
             value: Some(version.as_bytes()),
         });
+        let headers = propagation::inject_kafka(&span.context(), headers);
         let record = BaseRecord::to(&self.topic)
             .key(click.short_code.as_bytes())
             .payload(&payload)
@@ -121,6 +145,8 @@ impl ClickPublisher {
                 _ => DropReason::produce_error,
             };
             self.metrics.drop_click(reason);
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", tracing::field::debug(reason));
             if should_log(&self.last_drop_log) {
                 tracing::warn!(error = %err, ?reason, "click event dropped");
             }

@@ -16,6 +16,7 @@ pub mod client_ip;
 pub mod codes;
 pub mod config;
 pub mod error;
+pub mod http_trace;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
@@ -197,7 +198,7 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             metrics::track,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(http_trace::layer())
 }
 
 /// Serves the application on `listener` until `shutdown` resolves, then drains in-flight
