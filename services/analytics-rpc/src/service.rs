@@ -3,18 +3,26 @@
 //! An unknown short code is not an error: it has zero clicks (this service does not own
 //! the links table, and a link deleted or never clicked must still answer), so both
 //! methods answer 0 rather than NOT_FOUND.
+//!
+//! Each call runs in a server span (`shortener.analytics.v1.AnalyticsService/{method}`)
+//! parented to the W3C context in the request metadata, so it joins the caller's trace.
 
 use std::future::Future;
 use std::time::Instant;
 
+use opentelemetry::trace::TraceContextExt;
 use shortener_common::db::is_transient;
 use shortener_common::proto::analytics::analytics_service_server::AnalyticsService;
 use shortener_common::proto::analytics::{
     BreakdownEntry, GetClickCountRequest, GetClickCountResponse, GetClickStatsRequest,
     GetClickStatsResponse, TimeBucket,
 };
+use shortener_common::telemetry::propagation;
 use sqlx::PgPool;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::RpcMetrics;
 use crate::queries::{self, Breakdown};
@@ -31,17 +39,24 @@ impl AnalyticsApi {
         Self { pool, metrics }
     }
 
+    /// Runs one call in its server span and records its metrics.
     async fn observed<T>(
         &self,
-        method: &'static str,
+        (method, full_name): (&'static str, &'static str),
+        metadata: &tonic::metadata::MetadataMap,
         f: impl Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
         let started = Instant::now();
-        let result = f.await;
+        let span = server_span(method, full_name, metadata);
+        let result = f.instrument(span.clone()).await;
         let code = match &result {
-            Ok(_) => tonic::Code::Ok,
+            Ok(_) => Code::Ok,
             Err(s) => s.code(),
         };
+        span.record("rpc.grpc.status_code", code as i64);
+        if is_server_error(code) {
+            span.record("otel.status_code", "ERROR");
+        }
         self.metrics.observe(method, code, started.elapsed());
         result.map(Response::new)
     }
@@ -96,6 +111,45 @@ impl AnalyticsApi {
     }
 }
 
+/// `rpc.service` of the server spans.
+const RPC_SERVICE: &str = "shortener.analytics.v1.AnalyticsService";
+
+fn server_span(
+    method: &'static str,
+    full_name: &'static str,
+    metadata: &tonic::metadata::MetadataMap,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "analytics rpc",
+        otel.name = full_name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = RPC_SERVICE,
+        rpc.method = method,
+        rpc.grpc.status_code = Empty,
+        otel.status_code = Empty,
+    );
+    let parent = propagation::extract_grpc(metadata);
+    if parent.span().span_context().is_valid() {
+        // Fails only when the span is disabled (filtered out).
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The codes the gRPC semantic conventions count as server-side errors.
+fn is_server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
 fn entries(b: Breakdown) -> Vec<BreakdownEntry> {
     b.into_iter()
         .map(|(key, clicks)| BreakdownEntry { key, clicks })
@@ -120,15 +174,31 @@ impl AnalyticsService for AnalyticsApi {
         &self,
         request: Request<GetClickCountRequest>,
     ) -> Result<Response<GetClickCountResponse>, Status> {
-        self.observed("GetClickCount", self.click_count(request.into_inner()))
-            .await
+        let (metadata, _, message) = request.into_parts();
+        self.observed(
+            (
+                "GetClickCount",
+                "shortener.analytics.v1.AnalyticsService/GetClickCount",
+            ),
+            &metadata,
+            self.click_count(message),
+        )
+        .await
     }
 
     async fn get_click_stats(
         &self,
         request: Request<GetClickStatsRequest>,
     ) -> Result<Response<GetClickStatsResponse>, Status> {
-        self.observed("GetClickStats", self.click_stats(request.into_inner()))
-            .await
+        let (metadata, _, message) = request.into_parts();
+        self.observed(
+            (
+                "GetClickStats",
+                "shortener.analytics.v1.AnalyticsService/GetClickStats",
+            ),
+            &metadata,
+            self.click_stats(message),
+        )
+        .await
     }
 }
