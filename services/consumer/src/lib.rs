@@ -107,6 +107,7 @@ impl ConsumerApp {
             enricher: Arc::new(enricher),
             producer,
             dlq_topic: args.kafka.dlq_topic(),
+            group_id: args.group_id.clone(),
             metrics,
             health: Arc::new(HealthState::default()),
             cancel: CancellationToken::new(),

@@ -6,12 +6,23 @@
 //! dead letters are acknowledged by the broker. A crash anywhere before that replays the
 //! batch, and `ON CONFLICT (event_id) DO NOTHING` turns the replay into duplicates that
 //! are counted, not stored.
+//!
+//! # Traces
+//! Every message gets a `process clicks` consumer span parented to the producer's span,
+//! whose W3C context url-api put in the message headers: the redirect, its publish and
+//! the message's processing form one trace. A child `enrich click` span covers decoding
+//! and enrichment. A batch mixes messages of many traces, so its single `INSERT clicks`
+//! span is a child of the process span of the batch's first stored message and carries a
+//! span link to the process span of every other stored message; each trace thus reaches
+//! the insert either as its parent or through a link. Process spans stay open until the
+//! batch's offsets are committed, so their duration is the message's whole handling.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::TraceContextExt;
 use rand::Rng;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -23,9 +34,13 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use shortener_common::db::is_transient;
 use shortener_common::event::{Click, SCHEMA_VERSION};
 use shortener_common::kafka::HEADER_SCHEMA_VERSION;
+use shortener_common::telemetry::propagation;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::dlq;
 use crate::enrich::Enricher;
@@ -110,6 +125,8 @@ pub struct Pipeline {
     pub enricher: Arc<Enricher>,
     pub producer: FutureProducer,
     pub dlq_topic: String,
+    /// The consumer group, for span attributes.
+    pub group_id: String,
     pub metrics: Metrics,
     pub health: Arc<HealthState>,
     pub cancel: CancellationToken,
@@ -217,33 +234,49 @@ pub fn decode(msg: &OwnedMessage) -> Result<Click, String> {
 /// offsets. Errs only when cancelled while retrying.
 pub async fn process_batch(p: &Pipeline, batch: &[OwnedMessage]) -> Result<(), Cancelled> {
     let started = Instant::now();
+    let spans: Vec<Span> = batch.iter().map(|m| process_span(p, m)).collect();
     let mut rows = Vec::with_capacity(batch.len());
     let mut row_msg = Vec::with_capacity(batch.len());
     let mut dead: Vec<(usize, String)> = Vec::new();
     for (i, msg) in batch.iter().enumerate() {
-        match decode(msg) {
-            Ok(click) => {
-                let enrichment = p.enricher.enrich(&click);
+        let enrich_span = tracing::info_span!(parent: &spans[i], "enrich click");
+        match enrich_span.in_scope(|| decode(msg).map(|c| (p.enricher.enrich(&c), c))) {
+            Ok((enrichment, click)) => {
                 rows.push(ClickRow { click, enrichment });
                 row_msg.push(i);
             }
-            Err(e) => dead.push((i, e)),
+            Err(e) => {
+                spans[i].record("otel.status_code", "ERROR");
+                spans[i].record("error.type", "invalid_message");
+                dead.push((i, e));
+            }
         }
     }
 
-    let outcome = store_with_retry(p, &rows).await?;
+    let insert_span = insert_span(&spans, &row_msg, rows.len());
+    let outcome = store_with_retry(p, &rows)
+        .instrument(insert_span.clone())
+        .await?;
+    insert_span.record("clicks.inserted", outcome.inserted);
+    drop(insert_span);
     let rejected_rows = outcome.rejected.len() as u64;
     dead.extend(outcome.rejected.into_iter().map(|(r, e)| (row_msg[r], e)));
     dead.sort_by_key(|(i, _)| *i);
     for (i, error) in &dead {
         let msg = &batch[*i];
-        tracing::warn!(
-            partition = msg.partition(),
-            offset = msg.offset(),
-            error = %error,
-            "sending message to the dead-letter topic"
-        );
-        dead_letter_with_retry(p, msg, error).await?;
+        let span = &spans[*i];
+        span.in_scope(|| {
+            tracing::warn!(
+                partition = msg.partition(),
+                offset = msg.offset(),
+                error = %error,
+                "sending message to the dead-letter topic"
+            )
+        });
+        span.record("otel.status_code", "ERROR");
+        dead_letter_with_retry(p, msg, error)
+            .instrument(span.clone())
+            .await?;
     }
 
     p.metrics.stored.inc_by(outcome.inserted);
@@ -262,6 +295,56 @@ pub async fn process_batch(p: &Pipeline, batch: &[OwnedMessage]) -> Result<(), C
         "batch done"
     );
     Ok(())
+}
+
+/// The consumer span of one message, continuing the producer's trace.
+fn process_span(p: &Pipeline, msg: &OwnedMessage) -> Span {
+    let span = tracing::info_span!(
+        "click process",
+        otel.name = "process clicks",
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = msg.topic(),
+        messaging.destination.partition.id = msg.partition(),
+        messaging.kafka.offset = msg.offset(),
+        messaging.consumer.group.name = p.group_id.as_str(),
+        messaging.kafka.message.key = msg.key().and_then(|k| std::str::from_utf8(k).ok()),
+        otel.status_code = Empty,
+        error.type = Empty,
+    );
+    let parent = propagation::extract_kafka(msg.headers());
+    if parent.span().span_context().is_valid() {
+        // Fails only when the span is disabled (filtered out).
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The span of the batch insert: a child of the first stored message's process span,
+/// linked to the process spans of the others. None (disabled) when nothing is stored.
+fn insert_span(spans: &[Span], row_msg: &[usize], rows: usize) -> Span {
+    let Some((&first, others)) = row_msg.split_first() else {
+        return Span::none();
+    };
+    let span = tracing::info_span!(
+        parent: &spans[first],
+        "click insert",
+        otel.name = "INSERT clicks",
+        otel.kind = "client",
+        db.system = "postgresql",
+        db.system.name = "postgresql",
+        db.operation.name = "INSERT",
+        db.collection.name = "clicks",
+        db.query.summary = "INSERT clicks",
+        db.operation.batch.size = rows,
+        clicks.inserted = Empty,
+    );
+    for &i in others {
+        span.add_link(spans[i].context().span().span_context().clone());
+    }
+    span
 }
 
 #[derive(Debug, Default)]
