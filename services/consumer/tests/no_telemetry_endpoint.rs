@@ -1,0 +1,33 @@
+//! Without an OTLP endpoint the binary serves with trace export off and says nothing
+//! about it: no exporter errors, no error lines, a clean exit on SIGTERM.
+
+use std::time::Duration;
+
+use shortener_testkit::kafka::MockBroker;
+use shortener_testkit::process::{
+    assert_clean_exit_without_telemetry_noise, free_addr, ServiceProcess,
+};
+
+#[tokio::test]
+async fn serves_and_stops_cleanly_without_an_otlp_endpoint() {
+    let database = std::env::var("TEST_DATABASE_URL")
+        .expect("TEST_DATABASE_URL is not set: run through ./scripts/test");
+    let broker = MockBroker::start();
+    broker.create_topic("clicks", 1);
+    broker.create_topic("clicks.dlq", 1);
+    let admin = free_addr();
+    let mut service = ServiceProcess::spawn(
+        env!("CARGO_BIN_EXE_consumer"),
+        &["run"],
+        &[
+            ("ADMIN_ADDR", admin.as_str()),
+            ("DATABASE_URL", database.as_str()),
+            ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ],
+    );
+    service
+        .wait_ok(&format!("http://{admin}/healthz"), Duration::from_secs(60))
+        .await;
+    let out = service.terminate(Duration::from_secs(60));
+    assert_clean_exit_without_telemetry_noise(&out);
+}
