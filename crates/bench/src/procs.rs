@@ -176,6 +176,24 @@ impl Service {
         let _ = self.child.kill().await;
     }
 
+    /// Sends `signal` (a `kill -s` name such as `STOP` or `CONT`).
+    pub fn signal(&self, signal: &str) -> std::io::Result<()> {
+        let pid = self
+            .child
+            .id()
+            .ok_or_else(|| std::io::Error::other("process has exited"))?;
+        let status = std::process::Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "kill -s {signal} {pid} failed"
+            )))
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`.
     pub async fn terminate(&mut self, grace: Duration) {
         if let Some(pid) = self.child.id() {

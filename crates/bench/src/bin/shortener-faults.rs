@@ -88,8 +88,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if wanted("analytics") {
         outcomes.push(
             faults::run_case(
-                "analytics-rpc killed, restarted",
-                "details 200 within the timeout with stats_available=false; breaker opens, then closes",
+                "analytics-rpc hung (SIGSTOP), then killed and restarted",
+                "details 200 with stats_available=false within the timeout, then at once (breaker open); breaker closes after restart",
                 rpc::killed(&env),
             )
             .await,

@@ -140,8 +140,8 @@ pub async fn exercise(
         pass,
         format!(
             "{} redirects during the outage, {} failed (p99 {:.1} ms); {queued:.0} clicks waited in the queue; \
-             after the broker came back all {published:.0} of {redirects:.0} were on the topic within {drain_s:.1} s \
-             ({on_topic} by watermark), {dropped:.0} dropped and counted, {failed:.0} delivery failures",
+             within {drain_s:.1} s of the broker's return: {published:.0} published + {dropped:.0} dropped (counted) \
+             = {redirects:.0} redirects, {on_topic} on the topic by watermark, {failed:.0} delivery failures",
             during.requests, during.errors, during.p99_ms
         ),
     ))

@@ -67,11 +67,15 @@ pub async fn stopped_under_load(env: &FaultEnv) -> anyhow::Result<(bool, String)
         .env("RETRY_MAX_BACKOFF_MS", "2000");
     let mut consumer = ConsumerProc::start(spec).await?;
     let total = events.len() as i64;
+    // Cut the database while the consumer is well into the backlog.
     wait_for(Duration::from_secs(60), || async {
-        clicks::count_clicks(&pool).await.ok().filter(|n| *n > 0)
+        clicks::count_clicks(&pool)
+            .await
+            .ok()
+            .filter(|n| *n >= total / 10)
     })
     .await
-    .ok_or_else(|| anyhow::anyhow!("the consumer stored nothing within 60 s"))?;
+    .ok_or_else(|| anyhow::anyhow!("the consumer stored under a tenth of the backlog in 60 s"))?;
 
     pg.stop()?;
     pool.close().await;

@@ -1,4 +1,5 @@
-//! analytics-rpc killed: url-api link details still answer, within the RPC timeout, with
+//! analytics-rpc hung (SIGSTOP), then killed: url-api link details still answer, within the
+//! RPC timeout, with
 //! `stats_available: false`; the circuit breaker opens (gauge 1) and, once analytics-rpc is
 //! back, closes again (gauge 0) and stats return.
 
@@ -40,6 +41,33 @@ pub async fn killed(env: &FaultEnv) -> anyhow::Result<(bool, String)> {
     };
     let before = details().await?;
 
+    // Hung, not dead: SIGSTOP keeps the connection open but nothing answers, so the
+    // first calls run into the timeout, then the open breaker answers at once.
+    rpc.service.signal("STOP")?;
+    let mut hung = Vec::new();
+    for _ in 0..(THRESHOLD + 3) {
+        hung.push(details().await?);
+    }
+    let hung_open = api.metric("analytics_breaker_state").await?;
+    rpc.service.signal("CONT")?;
+    let hung_ok = hung.iter().all(|(s, a, _)| *s == 200 && *a == Some(false));
+    let timed_out = hung[..THRESHOLD as usize]
+        .iter()
+        .map(|(.., t)| *t)
+        .max()
+        .unwrap_or_default();
+    let short_circuited = hung[THRESHOLD as usize..]
+        .iter()
+        .map(|(.., t)| *t)
+        .max()
+        .unwrap_or_default();
+    wait_for(Duration::from_secs(30), || async {
+        let (_, available, _) = details().await.ok()?;
+        (available == Some(true)).then_some(())
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("stats did not return after SIGCONT"))?;
+
     rpc.service.kill().await;
     let mut slowest = Duration::ZERO;
     let mut answers = Vec::new();
@@ -72,6 +100,11 @@ pub async fn killed(env: &FaultEnv) -> anyhow::Result<(bool, String)> {
     let bound = Duration::from_millis(TIMEOUT_MS + 700);
     let pass = before.0 == 200
         && before.1 == Some(true)
+        && hung_ok
+        && timed_out >= Duration::from_millis(TIMEOUT_MS / 2)
+        && timed_out <= bound
+        && short_circuited < Duration::from_millis(TIMEOUT_MS / 2)
+        && hung_open == 1.0
         && all_fell_back
         && slowest <= bound
         && state_open == 1.0
@@ -80,9 +113,13 @@ pub async fn killed(env: &FaultEnv) -> anyhow::Result<(bool, String)> {
     Ok((
         pass,
         format!(
-            "10 details calls with analytics-rpc dead: {} answered 200 with stats_available=false, slowest {:.0} ms \
+            "analytics-rpc hung (SIGSTOP): calls answered 200 with stats_available=false, the first {THRESHOLD} \
+             in at most {:.0} ms (timeout), then the open breaker ({hung_open}) answered in at most {:.0} ms; \
+             killed: 10 details calls: {} answered 200 with stats_available=false, slowest {:.0} ms \
              (timeout {TIMEOUT_MS} ms); breaker gauge {state_open} (open), {short_circuits} calls short-circuited; \
              after restart the breaker closed and stats returned in {recovery_s:.1} s",
+            timed_out.as_secs_f64() * 1000.0,
+            short_circuited.as_secs_f64() * 1000.0,
             answers.iter().filter(|(s, a)| *s == 200 && *a == Some(false)).count(),
             slowest.as_secs_f64() * 1000.0
         ),
