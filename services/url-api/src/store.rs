@@ -61,10 +61,13 @@ impl Cursor {
         format!("{}_{}", self.created_at.timestamp_micros(), self.id)
     }
 
+    /// None for anything `encode` cannot have produced. Links are created after 1970, and
+    /// an earlier time could also lie outside Postgres' timestamp range (a query error).
     pub fn decode(text: &str) -> Option<Self> {
         let (micros, id) = text.split_once('_')?;
+        let micros: i64 = micros.parse().ok().filter(|m| *m >= 0)?;
         Some(Self {
-            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            created_at: DateTime::from_timestamp_micros(micros)?,
             id: id.parse().ok()?,
         })
     }
@@ -167,5 +170,6 @@ mod tests {
         assert_eq!(Cursor::decode("nope"), None);
         assert_eq!(Cursor::decode("1_x"), None);
         assert_eq!(Cursor::decode("_1"), None);
+        assert_eq!(Cursor::decode("-8000000000000000000_1"), None);
     }
 }

@@ -97,6 +97,11 @@ async fn create_redirect_details_list_and_delete() {
     assert_eq!(error_code(resp, 400).await, "invalid_query");
     let resp = app.get_auth(ALICE, "/api/v1/links?cursor=garbage").await;
     assert_eq!(error_code(resp, 400).await, "invalid_query");
+    // Well-formed, but before any time Postgres can represent.
+    let resp = app
+        .get_auth(ALICE, "/api/v1/links?cursor=-8000000000000000000_1")
+        .await;
+    assert_eq!(error_code(resp, 400).await, "invalid_query");
 
     // Delete: not by another key, then by the owner; afterwards the code answers 410.
     let del = |key: &'static str| {
