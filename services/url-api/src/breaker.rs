@@ -4,7 +4,9 @@
 //! at once until `reset_after` has passed, then one trial call is let through
 //! (half-open). The trial's success closes the breaker, its failure opens it again.
 //! A trial whose caller gives up without reporting (cancelled future) frees the slot
-//! for the next trial instead of wedging the breaker half-open.
+//! for the next trial instead of wedging the breaker half-open. While half-open only the
+//! trial decides: calls admitted before the breaker opened and finishing late neither
+//! close it, reopen it, nor free the trial slot.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,8 +127,8 @@ impl Breaker {
     /// Asks to make a call. The permit must be resolved with `success` or `failure`.
     pub fn acquire(self: &Arc<Self>) -> Result<Permit, Rejected> {
         let mut inner = self.lock();
-        match *inner {
-            Inner::Closed { .. } => {}
+        let trial = match *inner {
+            Inner::Closed { .. } => false,
             Inner::Open { since } => {
                 if self.clock.now().duration_since(since) < self.reset_after {
                     return Err(Rejected);
@@ -137,6 +139,7 @@ impl Breaker {
                         trial_in_flight: true,
                     },
                 );
+                true
             }
             Inner::HalfOpen {
                 ref mut trial_in_flight,
@@ -145,20 +148,28 @@ impl Breaker {
                     return Err(Rejected);
                 }
                 *trial_in_flight = true;
+                true
             }
-        }
+        };
         Ok(Permit {
             breaker: Some(self.clone()),
+            trial,
         })
     }
 
-    fn on_success(&self) {
+    fn on_success(&self, trial: bool) {
         let mut inner = self.lock();
+        if matches!(*inner, Inner::HalfOpen { .. }) && !trial {
+            return;
+        }
         self.set(&mut inner, Inner::Closed { failures: 0 });
     }
 
-    fn on_failure(&self) {
+    fn on_failure(&self, trial: bool) {
         let mut inner = self.lock();
+        if matches!(*inner, Inner::HalfOpen { .. }) && !trial {
+            return;
+        }
         let now = self.clock.now();
         let next = match *inner {
             Inner::Closed { failures } if failures + 1 < self.threshold => Inner::Closed {
@@ -171,7 +182,10 @@ impl Breaker {
         self.set(&mut inner, next);
     }
 
-    fn on_abandoned(&self) {
+    fn on_abandoned(&self, trial: bool) {
+        if !trial {
+            return;
+        }
         let mut inner = self.lock();
         if let Inner::HalfOpen { trial_in_flight } = &mut *inner {
             *trial_in_flight = false;
@@ -183,18 +197,20 @@ impl Breaker {
 #[must_use = "report the outcome with success() or failure()"]
 pub struct Permit {
     breaker: Option<Arc<Breaker>>,
+    /// The one call let through while half-open.
+    trial: bool,
 }
 
 impl Permit {
     pub fn success(mut self) {
         if let Some(b) = self.breaker.take() {
-            b.on_success();
+            b.on_success(self.trial);
         }
     }
 
     pub fn failure(mut self) {
         if let Some(b) = self.breaker.take() {
-            b.on_failure();
+            b.on_failure(self.trial);
         }
     }
 }
@@ -202,7 +218,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(b) = self.breaker.take() {
-            b.on_abandoned();
+            b.on_abandoned(self.trial);
         }
     }
 }
@@ -310,6 +326,28 @@ mod tests {
         drop(b.acquire().unwrap());
         assert_eq!(b.state(), State::HalfOpen);
         b.acquire().expect("a new trial").success();
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[test]
+    fn late_calls_do_not_decide_for_the_trial() {
+        let clock = ManualClock::new();
+        let (b, _) = breaker(&clock);
+        let late_ok = b.acquire().unwrap();
+        let late_err = b.acquire().unwrap();
+        let late_dropped = b.acquire().unwrap();
+        for _ in 0..3 {
+            b.acquire().unwrap().failure();
+        }
+        clock.advance(Duration::from_secs(10));
+        let trial = b.acquire().expect("trial call after reset time");
+        drop(late_dropped);
+        assert!(b.acquire().is_err(), "the trial is still in flight");
+        late_ok.success();
+        late_err.failure();
+        assert_eq!(b.state(), State::HalfOpen);
+        assert!(b.acquire().is_err(), "the trial is still in flight");
+        trial.success();
         assert_eq!(b.state(), State::Closed);
     }
 
