@@ -17,17 +17,19 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: expected KEY=VALUE, got {text:?}")]
+    /// `problem` never quotes the line: its value may be a secret.
+    #[error("{path}:{line}: expected KEY=VALUE: {problem}")]
     Syntax {
         path: PathBuf,
         line: usize,
-        text: String,
+        problem: String,
     },
 }
 
 /// Parses `KEY=VALUE` lines. Blank lines and `#` comments are skipped, an optional
 /// `export ` prefix is accepted, and a value may be wrapped in single or double quotes.
-/// On a malformed line returns its 1-based number and text.
+/// On a malformed line returns its 1-based number and what is wrong with it, without its
+/// value (the file usually holds passwords).
 pub fn parse_env_lines(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
     let mut out = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
@@ -37,14 +39,14 @@ pub fn parse_env_lines(text: &str) -> Result<Vec<(String, String)>, (usize, Stri
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((key, value)) = line.split_once('=') else {
-            return Err((idx + 1, raw.to_string()));
+            return Err((idx + 1, "the line has no '='".to_string()));
         };
         let key = key.trim();
         let valid_key = !key.is_empty()
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !key.starts_with(|c: char| c.is_ascii_digit());
         if !valid_key {
-            return Err((idx + 1, raw.to_string()));
+            return Err((idx + 1, format!("{key:?} is not a variable name")));
         }
         let value = value.trim();
         let value = unquote(value, '"')
@@ -68,10 +70,10 @@ pub fn load_env_file(path: &Path) -> Result<usize, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let pairs = parse_env_lines(&text).map_err(|(line, text)| ConfigError::Syntax {
+    let pairs = parse_env_lines(&text).map_err(|(line, problem)| ConfigError::Syntax {
         path: path.to_path_buf(),
         line,
-        text,
+        problem,
     })?;
     let mut set = 0;
     for (key, value) in pairs {
@@ -113,9 +115,18 @@ mod tests {
 
     #[test]
     fn rejects_lines_without_equals_or_bad_keys() {
-        assert_eq!(parse_env_lines("A=1\nnope\n"), Err((2, "nope".into())));
-        assert_eq!(parse_env_lines("1A=1"), Err((1, "1A=1".into())));
-        assert_eq!(parse_env_lines("A-B=1"), Err((1, "A-B=1".into())));
+        assert_eq!(
+            parse_env_lines("A=1\nsecret-value\n"),
+            Err((2, "the line has no '='".into()))
+        );
+        assert_eq!(
+            parse_env_lines("1A=1"),
+            Err((1, "\"1A\" is not a variable name".into()))
+        );
+        assert_eq!(
+            parse_env_lines("A-B=secret-value"),
+            Err((1, "\"A-B\" is not a variable name".into()))
+        );
     }
 
     #[test]
