@@ -163,25 +163,68 @@ impl LeaderElector {
 
     /// Renews the lease; returns once leadership is lost (another holder took it, or no
     /// renewal succeeded within the lease duration). The caller must stop reconciling.
+    ///
+    /// Leadership is given up a renew period before the lease could expire for the other
+    /// candidates, and a renewal request that hangs counts as failed at that point: an
+    /// unanswered API call must not keep this replica reconciling after another took over.
     pub async fn hold(&self) {
         let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(self.settings.renew_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = Instant::now(),
-                Ok(false) => {
+            let deadline = self
+                .settings
+                .lease_duration
+                .saturating_sub(last_renewal.elapsed() + self.settings.renew_period);
+            if deadline.is_zero() {
+                warn!("no lease renewal within the lease duration");
+                return;
+            }
+            // The record written carries a renew time taken before the request is sent.
+            let started = Instant::now();
+            match tokio::time::timeout(deadline, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_renewal = started,
+                Ok(Ok(false)) => {
                     warn!("lease taken by another candidate");
                     return;
                 }
-                Err(e) => {
-                    warn!(error = %e, "lease renewal failed");
-                    // Give up before another candidate may legitimately take over.
-                    if last_renewal.elapsed() + self.settings.renew_period
-                        >= self.settings.lease_duration
-                    {
-                        return;
-                    }
+                Ok(Err(e)) => warn!(error = %e, "lease renewal failed"),
+                Err(_) => {
+                    warn!(timeout = ?deadline, "lease renewal got no answer in time");
+                    return;
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tower_test::mock;
+
+    #[tokio::test]
+    async fn hold_gives_up_when_the_api_server_never_answers() {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let elector = LeaderElector::new(
+            Client::new(service, "default"),
+            LeaseSettings {
+                lease_duration: Duration::from_millis(900),
+                renew_period: Duration::from_millis(300),
+                ..LeaseSettings::new("operator".into(), "ops".into(), "pod-a".into())
+            },
+        );
+        let unanswered = async {
+            let (request, _never_answered) = handle.next_request().await.expect("a renewal");
+            assert_eq!(request.method(), http::Method::GET);
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = elector.hold() => {}
+            _ = unanswered => unreachable!(),
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {
+                panic!("hold() still claims the lease while its renewal hangs")
             }
         }
     }
