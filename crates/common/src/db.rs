@@ -20,8 +20,9 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
 }
 
-/// Connection settings shared by every binary that talks to Postgres.
-#[derive(clap::Args, Debug, Clone)]
+/// Connection settings shared by every binary that talks to Postgres. `Debug` masks the
+/// password in the URL.
+#[derive(clap::Args, Clone)]
 pub struct DatabaseArgs {
     /// Postgres connection string.
     #[arg(
@@ -37,6 +38,33 @@ pub struct DatabaseArgs {
     /// How long a query waits for a free connection before failing, in milliseconds.
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
     pub database_acquire_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("database_url", &redact_url_password(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field(
+                "database_acquire_timeout_ms",
+                &self.database_acquire_timeout_ms,
+            )
+            .finish()
+    }
+}
+
+/// The URL with any password replaced by `***` (what may appear in logs); a string that is
+/// not a URL is masked whole.
+pub fn redact_url_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "***".to_string(),
+    }
 }
 
 impl DatabaseArgs {
@@ -119,6 +147,18 @@ mod tests {
         assert!(!versions.is_empty());
         assert!(versions.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(latest_migration_version(), *versions.last().unwrap());
+    }
+
+    #[test]
+    fn debug_output_masks_the_password() {
+        let args = DatabaseArgs::with_url("postgres://app:s3cret@db:5432/shortener");
+        let text = format!("{args:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("postgres://app:***@db:5432/shortener"),
+            "{text}"
+        );
+        assert_eq!(redact_url_password("not a url s3cret"), "***");
     }
 
     #[test]

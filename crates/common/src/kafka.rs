@@ -15,8 +15,8 @@ pub const HEADER_DLQ_SOURCE_OFFSET: &str = "dlq-source-offset";
 /// Suffix that names the dead-letter topic after the main topic.
 pub const DLQ_SUFFIX: &str = ".dlq";
 
-/// Connection to the brokers and the clicks topic.
-#[derive(clap::Args, Debug, Clone)]
+/// Connection to the brokers and the clicks topic. `Debug` masks the SASL password.
+#[derive(clap::Args, Clone)]
 pub struct KafkaArgs {
     /// Comma-separated `host:port` list of Kafka bootstrap brokers.
     #[arg(
@@ -49,6 +49,29 @@ pub struct KafkaArgs {
     pub kafka_ssl_certificate_location: Option<String>,
     #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
     pub kafka_ssl_key_location: Option<String>,
+}
+
+impl std::fmt::Debug for KafkaArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaArgs")
+            .field("kafka_bootstrap_servers", &self.kafka_bootstrap_servers)
+            .field("kafka_topic", &self.kafka_topic)
+            .field("kafka_dlq_topic", &self.kafka_dlq_topic)
+            .field("kafka_security_protocol", &self.kafka_security_protocol)
+            .field("kafka_sasl_mechanism", &self.kafka_sasl_mechanism)
+            .field("kafka_sasl_username", &self.kafka_sasl_username)
+            .field(
+                "kafka_sasl_password",
+                &self.kafka_sasl_password.as_ref().map(|_| "***"),
+            )
+            .field("kafka_ssl_ca_location", &self.kafka_ssl_ca_location)
+            .field(
+                "kafka_ssl_certificate_location",
+                &self.kafka_ssl_certificate_location,
+            )
+            .field("kafka_ssl_key_location", &self.kafka_ssl_key_location)
+            .finish()
+    }
 }
 
 impl KafkaArgs {
@@ -158,5 +181,11 @@ mod tests {
         assert_eq!(cfg.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(cfg.get("sasl.password"), Some("secret"));
         assert_eq!(cfg.get("ssl.ca.location"), None);
+        let debug = format!("{args:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(
+            debug.contains(r#"kafka_sasl_password: Some("***")"#),
+            "{debug}"
+        );
     }
 }

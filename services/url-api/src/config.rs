@@ -20,8 +20,9 @@ pub const DEFAULT_BREAKER_FAILURE_THRESHOLD: u32 = 5;
 pub const DEFAULT_BREAKER_RESET_MS: u64 = 10_000;
 pub const DEFAULT_CLICK_QUEUE_CAPACITY: usize = 100_000;
 
-/// Everything `url-api serve` needs.
-#[derive(clap::Args, Debug, Clone)]
+/// Everything `url-api serve` needs. `Debug` masks the API keys (and, through the shared
+/// argument types, the database and SASL passwords).
+#[derive(clap::Args, Clone)]
 pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "LISTEN_ADDR", default_value = DEFAULT_LISTEN_ADDR)]
@@ -89,6 +90,34 @@ pub struct Config {
     pub log: LogArgs,
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |keys: &str| if keys.is_empty() { "" } else { "***" };
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("public_base_url", &self.public_base_url)
+            .field("api_keys", &masked(&self.api_keys))
+            .field("api_key_hashes", &masked(&self.api_key_hashes))
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("allow_private_targets", &self.allow_private_targets)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("cache_max_entries", &self.cache_max_entries)
+            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .field("max_url_length", &self.max_url_length)
+            .field("analytics_rpc_url", &self.analytics_rpc_url)
+            .field("analytics_rpc_timeout_ms", &self.analytics_rpc_timeout_ms)
+            .field("breaker_failure_threshold", &self.breaker_failure_threshold)
+            .field("breaker_reset_ms", &self.breaker_reset_ms)
+            .field("click_queue_capacity", &self.click_queue_capacity)
+            .field("clicks_enabled", &self.clicks_enabled)
+            .field("database", &self.database)
+            .field("kafka", &self.kafka)
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
 impl Config {
     /// Every setting at its documented default, with the given database and brokers.
     /// Does not read the environment (for tests and embedding).
@@ -151,5 +180,22 @@ mod tests {
         assert_eq!(parse_proxies("").unwrap(), TrustedProxies::default());
         assert!(parse_proxies("10.0.0.0/33").is_err());
         assert!(parse_proxies("proxy.local").is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_keys_and_passwords() {
+        let mut kafka = KafkaArgs::new("b:9092", "clicks");
+        kafka.kafka_sasl_password = Some("kafka-pass".into());
+        let mut config = Config::new(
+            DatabaseArgs::with_url("postgres://app:db-pass@db/shortener"),
+            kafka,
+        );
+        config.api_keys = "alice:alice-key".into();
+        config.api_key_hashes = format!("bob:{}", "ab".repeat(32));
+        let text = format!("{config:?}");
+        for secret in ["alice-key", "db-pass", "kafka-pass", &"ab".repeat(32)] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains(r#"api_keys: "***""#), "{text}");
     }
 }
