@@ -87,6 +87,7 @@ async fn lookup(state: &AppState, code: &str) -> Result<CachedLink, ApiError> {
         return Ok(hit);
     }
     state.metrics.cache_misses.inc();
+    let ticket = state.cache.ticket();
     let entry = match store::find(&state.pool, code)
         .await
         .map_err(ApiError::from_db)?
@@ -98,6 +99,6 @@ async fn lookup(state: &AppState, code: &str) -> Result<CachedLink, ApiError> {
         },
         None => CachedLink::Missing,
     };
-    state.cache.insert(code, entry.clone());
+    state.cache.insert_read(code, entry.clone(), ticket);
     Ok(entry)
 }
