@@ -2,11 +2,12 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use prost::Message;
 use uuid::Uuid;
 
 pub use crate::proto::events::ClickEvent;
+use crate::proto::{to_datetime, to_timestamp};
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -66,10 +67,7 @@ impl Click {
             schema_version: SCHEMA_VERSION,
             event_id: self.event_id.to_string(),
             short_code: self.short_code.clone(),
-            occurred_at: Some(prost_types::Timestamp {
-                seconds: self.occurred_at.timestamp(),
-                nanos: self.occurred_at.timestamp_subsec_nanos() as i32,
-            }),
+            occurred_at: Some(to_timestamp(self.occurred_at)),
             ip: self.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             user_agent: self.user_agent.clone().unwrap_or_default(),
             referer: self.referer.clone().unwrap_or_default(),
@@ -101,10 +99,7 @@ impl TryFrom<ClickEvent> for Click {
             return Err(EventError::InvalidShortCode);
         }
         let ts = e.occurred_at.ok_or(EventError::InvalidTimestamp)?;
-        let occurred_at = u32::try_from(ts.nanos)
-            .ok()
-            .and_then(|nanos| Utc.timestamp_opt(ts.seconds, nanos).single())
-            .ok_or(EventError::InvalidTimestamp)?;
+        let occurred_at = to_datetime(&ts).ok_or(EventError::InvalidTimestamp)?;
         let ip = match e.ip.as_str() {
             "" => None,
             s => Some(s.parse().map_err(|_| EventError::InvalidIp(e.ip.clone()))?),

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use shortener_common::event::MAX_SHORT_CODE_LEN;
 use shortener_common::proto::analytics::Bucket;
+use shortener_common::proto::to_datetime;
 use tonic::Status;
 
 /// Default width of a stats window when `from` is not given.
@@ -146,18 +147,7 @@ fn timestamp(t: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, S
     if !(MIN_YEAR_SECS..=MAX_YEAR_SECS).contains(&t.seconds) {
         return Err(bad());
     }
-    let nanos = u32::try_from(t.nanos).map_err(|_| bad())?;
-    if nanos >= 1_000_000_000 {
-        return Err(bad());
-    }
-    Utc.timestamp_opt(t.seconds, nanos).single().ok_or_else(bad)
-}
-
-pub fn to_proto(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
+    to_datetime(t).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -166,7 +156,7 @@ mod tests {
     use tonic::Code;
 
     fn ts(rfc3339: &str) -> prost_types::Timestamp {
-        to_proto(
+        shortener_common::proto::to_timestamp(
             DateTime::parse_from_rfc3339(rfc3339)
                 .unwrap()
                 .with_timezone(&Utc),

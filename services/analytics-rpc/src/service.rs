@@ -26,7 +26,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::RpcMetrics;
 use crate::queries::{self, Breakdown};
-use crate::request::{self, to_proto};
+use crate::request;
+use shortener_common::proto::to_timestamp;
 
 #[derive(Clone)]
 pub struct AnalyticsApi {
@@ -91,8 +92,8 @@ impl AnalyticsApi {
             .map_err(|e| db_status("GetClickStats", e))?;
         Ok(GetClickStatsResponse {
             short_code: req.short_code,
-            from: Some(to_proto(window.from)),
-            to: Some(to_proto(window.to)),
+            from: Some(to_timestamp(window.from)),
+            to: Some(to_timestamp(window.to)),
             bucket: window.step.bucket() as i32,
             total_clicks: stats.total,
             by_country: entries(stats.by_country),
@@ -103,7 +104,7 @@ impl AnalyticsApi {
                 .series
                 .into_iter()
                 .map(|(start, clicks)| TimeBucket {
-                    start: Some(to_proto(start)),
+                    start: Some(to_timestamp(start)),
                     clicks,
                 })
                 .collect(),

@@ -7,11 +7,12 @@
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shortener_common::proto::analytics::{
     BreakdownEntry, Bucket, GetClickStatsRequest, GetClickStatsResponse,
 };
+use shortener_common::proto::{to_datetime, to_timestamp};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::analytics_client::AnalyticsError;
@@ -67,18 +68,6 @@ pub struct LinkStats {
     pub stats_available: bool,
 }
 
-fn to_timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    let nanos = u32::try_from(t.nanos).ok()?;
-    Utc.timestamp_opt(t.seconds, nanos).single()
-}
-
 fn breakdown(entries: Vec<BreakdownEntry>) -> Vec<Breakdown> {
     entries
         .into_iter()
@@ -99,8 +88,8 @@ impl From<GetClickStatsResponse> for LinkStats {
         };
         Self {
             code: r.short_code,
-            from: r.from.as_ref().and_then(from_timestamp),
-            to: r.to.as_ref().and_then(from_timestamp),
+            from: r.from.as_ref().and_then(to_datetime),
+            to: r.to.as_ref().and_then(to_datetime),
             bucket,
             total_clicks: r.total_clicks,
             by_country: breakdown(r.by_country),
@@ -112,7 +101,7 @@ impl From<GetClickStatsResponse> for LinkStats {
                 .into_iter()
                 .filter_map(|b| {
                     Some(SeriesPoint {
-                        start: from_timestamp(b.start.as_ref()?)?,
+                        start: to_datetime(b.start.as_ref()?)?,
                         clicks: b.clicks,
                     })
                 })
