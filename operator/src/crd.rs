@@ -503,9 +503,12 @@ pub struct KafkaSpec {
 #[serde(rename_all = "camelCase")]
 pub struct KafkaTlsSpec {
     /// PEM CA bundle that signed the brokers' certificates; unset trusts the system CAs.
+    /// The operator reads it only if the Secret is labelled
+    /// `shortener.example.io/kafka-credentials: "true"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
-    /// `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) for mutual TLS.
+    /// `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) for mutual TLS. The operator reads
+    /// it only if the Secret is labelled `shortener.example.io/kafka-credentials: "true"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_secret_ref: Option<SecretRef>,
 }
@@ -517,7 +520,9 @@ pub struct KafkaSaslSpec {
     /// SASL mechanism (env `KAFKA_SASL_MECHANISM`).
     #[serde(default)]
     pub mechanism: SaslMechanism,
-    /// Secret with `username` and `password` keys.
+    /// Secret with `username` and `password` keys. The operator reads it (to manage topics
+    /// and measure lag) only if the Secret is labelled
+    /// `shortener.example.io/kafka-credentials: "true"`; the pods get it either way.
     pub secret_ref: CredentialsSecretRef,
 }
 

@@ -10,6 +10,12 @@ pub enum Error {
     MissingNamespace,
     #[error("Secret {secret} has no key {key}")]
     MissingSecretKey { secret: String, key: String },
+    #[error(
+        "Secret {namespace}/{secret} is not opted in to Kafka credential use by the operator; \
+         label it: kubectl -n {namespace} label secret {secret} {label}=true",
+        label = crate::kafka_credentials::KAFKA_CREDENTIALS_LABEL
+    )]
+    SecretNotOptedIn { namespace: String, secret: String },
     #[error("deleting Kafka topic: {0}")]
     TopicCleanup(#[from] crate::topic::TopicError),
 }
@@ -22,6 +28,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::MissingNamespace => "missing_namespace",
             Error::MissingSecretKey { .. } => "missing_secret_key",
+            Error::SecretNotOptedIn { .. } => "secret_not_opted_in",
             Error::TopicCleanup(_) => "topic_cleanup",
         }
     }

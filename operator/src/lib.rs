@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod kafka_credentials;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;

@@ -36,6 +36,7 @@ use crate::autoscaling::Autoscaler;
 use crate::conditions;
 use crate::crd::ShortenerStack;
 use crate::error::Error;
+use crate::kafka_credentials;
 use crate::metrics::Metrics;
 use crate::resources::configmap::config_map_for;
 use crate::resources::deployment::deployment_for;
@@ -422,10 +423,15 @@ async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> TopicObservatio
     let connection = match kafka_connection(stack, ctx).await {
         Ok(c) => c,
         Err(e) => {
+            // No broker is contacted without the credentials the spec asks for.
+            let reason = match e {
+                Error::SecretNotOptedIn { .. } => "SecretNotOptedIn",
+                _ => "KafkaCredentialsUnavailable",
+            };
             return TopicObservation::Failed {
-                reason: "KafkaCredentialsUnavailable",
+                reason,
                 message: e.to_string(),
-            }
+            };
         }
     };
     let kafka = &stack.spec.kafka;
@@ -488,21 +494,9 @@ async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> TopicObservatio
     TopicObservation::Ready { partitions }
 }
 
-fn secret_string(secret: &Secret, key: &str) -> Result<String, Error> {
-    let missing = || Error::MissingSecretKey {
-        secret: secret.name_any(),
-        key: key.to_string(),
-    };
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .ok_or_else(missing)?;
-    String::from_utf8(bytes.0.clone()).map_err(|_| missing())
-}
-
 /// Admin-client settings for the stack's brokers, with SASL credentials and TLS material
-/// read from the referenced Secrets (only when the spec uses them).
+/// read from the referenced Secrets (only when the spec uses them, and only Secrets that
+/// opt in, see `kafka_credentials`).
 pub async fn kafka_connection(
     stack: &ShortenerStack,
     ctx: &Context,
@@ -523,20 +517,20 @@ pub async fn kafka_connection(
     let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     if let Some(sasl) = &kafka.sasl {
-        let secret = secrets.get(&sasl.secret_ref.name).await?;
+        let secret = kafka_credentials::read(&secrets, &ns, &sasl.secret_ref.name).await?;
         connection.args.kafka_sasl_mechanism = Some(sasl.mechanism.as_str().into());
-        connection.args.kafka_sasl_username = Some(secret_string(&secret, "username")?);
-        connection.args.kafka_sasl_password = Some(secret_string(&secret, "password")?);
+        connection.args.kafka_sasl_username = Some(kafka_credentials::value(&secret, "username")?);
+        connection.args.kafka_sasl_password = Some(kafka_credentials::value(&secret, "password")?);
     }
     if let Some(tls) = &kafka.tls {
         if let Some(ca) = &tls.ca_secret_ref {
-            let secret = secrets.get(&ca.name).await?;
-            connection.ca_pem = Some(secret_string(&secret, &ca.key)?);
+            let secret = kafka_credentials::read(&secrets, &ns, &ca.name).await?;
+            connection.ca_pem = Some(kafka_credentials::value(&secret, &ca.key)?);
         }
         if let Some(cert) = &tls.cert_secret_ref {
-            let secret = secrets.get(&cert.name).await?;
-            connection.certificate_pem = Some(secret_string(&secret, "tls.crt")?);
-            connection.key_pem = Some(secret_string(&secret, "tls.key")?);
+            let secret = kafka_credentials::read(&secrets, &ns, &cert.name).await?;
+            connection.certificate_pem = Some(kafka_credentials::value(&secret, "tls.crt")?);
+            connection.key_pem = Some(kafka_credentials::value(&secret, "tls.key")?);
         }
     }
     Ok(connection)

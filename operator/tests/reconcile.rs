@@ -638,3 +638,169 @@ async fn partition_decrease_is_degraded_but_the_rest_is_reconciled() {
     assert_eq!(condition(&stack, "Degraded")["status"], "True");
     assert_eq!(h.topics.partitions("clicks"), Some(8));
 }
+
+const SECRETS: &str = "/api/v1/namespaces/shop/secrets";
+const KAFKA_PASSWORD: &str = "kafka-password-never-leaves";
+
+/// A Secret with SASL and TLS keys, stored in the fake API server; `labels` decide
+/// whether it opts in to the operator's use.
+fn put_kafka_secret(h: &Harness, name: &str, labels: Value) {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::ByteString;
+    let data = [
+        ("username", "clicks-admin"),
+        ("password", KAFKA_PASSWORD),
+        ("ca.crt", "-----BEGIN CERTIFICATE-----ca"),
+        ("tls.crt", "-----BEGIN CERTIFICATE-----client"),
+        ("tls.key", "-----BEGIN PRIVATE KEY-----client"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+    .collect();
+    let mut secret = serde_json::to_value(Secret {
+        data: Some(data),
+        ..Secret::default()
+    })
+    .unwrap();
+    secret["apiVersion"] = "v1".into();
+    secret["kind"] = "Secret".into();
+    secret["metadata"] = json!({"name": name, "namespace": NS, "labels": labels});
+    h.api
+        .lock()
+        .unwrap()
+        .objects
+        .insert(format!("{SECRETS}/{name}"), secret);
+}
+
+fn stack_with_kafka(kafka: Value) -> Value {
+    let mut stack = stack_json(false);
+    for (k, v) in kafka.as_object().unwrap() {
+        stack["spec"]["kafka"][k] = v.clone();
+    }
+    stack
+}
+
+fn sasl_stack() -> Value {
+    stack_with_kafka(
+        json!({"sasl": {"mechanism": "SCRAM-SHA-512", "secretRef": {"name": "kafka-user"}}}),
+    )
+}
+
+fn opted_in() -> Value {
+    json!({(shortener_operator::kafka_credentials::KAFKA_CREDENTIALS_LABEL): "true"})
+}
+
+#[tokio::test]
+async fn kafka_secret_without_the_opt_in_label_degrades_and_reaches_no_broker() {
+    use shortener_operator::kafka_credentials::KAFKA_CREDENTIALS_LABEL;
+    // Each way a spec can point the operator at a Secret: SASL, CA bundle, client cert.
+    let cases = [
+        sasl_stack(),
+        stack_with_kafka(json!({"tls": {"caSecretRef": {"name": "kafka-user", "key": "ca.crt"}}})),
+        stack_with_kafka(json!({"tls": {"certSecretRef": {"name": "kafka-user"}}})),
+    ];
+    for stack in cases {
+        let h = Harness::new(stack.clone());
+        // Labelled, but not with the opt-in value: still refused.
+        put_kafka_secret(
+            &h,
+            "kafka-user",
+            json!({"app": "billing", (KAFKA_CREDENTIALS_LABEL): "false"}),
+        );
+        let log = create(&h).await;
+
+        assert_eq!(
+            log[0].line(),
+            format!("GET {SECRETS}/kafka-user"),
+            "{stack}"
+        );
+        assert_eq!(
+            log.iter().filter(|r| r.path.starts_with(SECRETS)).count(),
+            1,
+            "{:?}",
+            lines(&log)
+        );
+        assert!(h.topics.ensure_calls().is_empty(), "a broker was contacted");
+        assert_eq!(h.topics.partitions("clicks"), None);
+
+        let stored = h.get(STACK_PATH).unwrap();
+        let topic = condition(&stored, "TopicReady");
+        assert_eq!(
+            (topic["status"].as_str(), topic["reason"].as_str()),
+            (Some("False"), Some("SecretNotOptedIn"))
+        );
+        let message = topic["message"].as_str().unwrap();
+        assert!(message.contains("shop/kafka-user"), "{message}");
+        assert!(
+            message.contains(&format!("{KAFKA_CREDENTIALS_LABEL}=true")),
+            "{message}"
+        );
+        let degraded = condition(&stored, "Degraded");
+        assert_eq!(
+            (degraded["status"].as_str(), degraded["reason"].as_str()),
+            (Some("True"), Some("SecretNotOptedIn"))
+        );
+        assert_eq!(condition(&stored, "Ready")["status"], "False");
+        let warnings: Vec<&Value> = log
+            .iter()
+            .filter(|r| r.method == "POST" && r.body["type"] == "Warning")
+            .map(|r| &r.body)
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0]["reason"], "Degraded");
+
+        // The rest of the stack is still reconciled, and no Secret data is written anywhere.
+        assert!(log
+            .iter()
+            .any(|r| r.line() == format!("PATCH {}", job_path(&h))));
+        for rec in &log {
+            let body = rec.body.to_string();
+            assert!(!body.contains(KAFKA_PASSWORD), "{}", rec.line());
+            assert!(!body.contains("BEGIN"), "{}", rec.line());
+        }
+
+        // Opting in is enough: the next pass creates the topics.
+        put_kafka_secret(&h, "kafka-user", opted_in());
+        h.pass().await;
+        assert_eq!(h.topics.ensure_calls().len(), 2);
+        let stored = h.get(STACK_PATH).unwrap();
+        assert_eq!(condition(&stored, "TopicReady")["status"], "True");
+        assert_eq!(condition(&stored, "Degraded")["status"], "False");
+    }
+}
+
+#[tokio::test]
+async fn opted_in_kafka_secret_gives_the_admin_client_its_credentials() {
+    let h = Harness::new(sasl_stack());
+    put_kafka_secret(&h, "kafka-user", opted_in());
+    let log = create(&h).await;
+
+    // The same requests as a stack without credentials, after the one read of the Secret.
+    let plain = Harness::new(stack_json(false));
+    let plain_log = create(&plain).await;
+    let normalize = |h: &Harness, log: &[Recorded]| -> Vec<String> {
+        let job = job_path(h);
+        lines(log)
+            .into_iter()
+            .map(|l| l.replace(&job, "JOB"))
+            .collect()
+    };
+    assert_eq!(log[0].line(), format!("GET {SECRETS}/kafka-user"));
+    assert_eq!(normalize(&h, &log[1..]), normalize(&plain, &plain_log));
+
+    let calls = h.topics.ensure_calls();
+    let topics: Vec<&str> = calls.iter().map(|(_, r)| r.name.as_str()).collect();
+    assert_eq!(topics, ["clicks", "clicks.dlq"]);
+    for (connection, _) in &calls {
+        let args = &connection.args;
+        assert_eq!(args.kafka_bootstrap_servers, "kafka:9092");
+        assert_eq!(args.kafka_security_protocol, "sasl_plaintext");
+        assert_eq!(args.kafka_sasl_mechanism.as_deref(), Some("SCRAM-SHA-512"));
+        assert_eq!(args.kafka_sasl_username.as_deref(), Some("clicks-admin"));
+        assert_eq!(args.kafka_sasl_password.as_deref(), Some(KAFKA_PASSWORD));
+    }
+    assert_eq!(h.topics.partitions("clicks"), Some(4));
+    let stored = h.get(STACK_PATH).unwrap();
+    assert_eq!(condition(&stored, "TopicReady")["status"], "True");
+    assert_eq!(condition(&stored, "Degraded")["status"], "False");
+}

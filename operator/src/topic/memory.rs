@@ -1,5 +1,6 @@
 //! An in-process `TopicManager`: topics are a map from name to partition count. It keeps
-//! the same rules as the real one (create, grow, never shrink), for reconcile tests.
+//! the same rules as the real one (create, grow, never shrink), for reconcile tests. It
+//! records the connection of every call, so tests see which brokers and credentials were used.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,6 +14,7 @@ use super::{KafkaConnection, TopicError, TopicManager, TopicOutcome, TopicReques
 pub struct MemoryTopicManager {
     topics: Mutex<BTreeMap<String, i32>>,
     deleted: Mutex<Vec<String>>,
+    ensured: Mutex<Vec<(KafkaConnection, TopicRequest)>>,
 }
 
 impl MemoryTopicManager {
@@ -30,6 +32,11 @@ impl MemoryTopicManager {
         self.topics.lock().unwrap().get(topic).copied()
     }
 
+    /// Every `ensure` call so far, in order, with the connection it was given.
+    pub fn ensure_calls(&self) -> Vec<(KafkaConnection, TopicRequest)> {
+        self.ensured.lock().unwrap().clone()
+    }
+
     /// Topics deleted so far, in order.
     pub fn deleted(&self) -> Vec<String> {
         self.deleted.lock().unwrap().clone()
@@ -39,9 +46,13 @@ impl MemoryTopicManager {
 impl TopicManager for MemoryTopicManager {
     fn ensure<'a>(
         &'a self,
-        _connection: &'a KafkaConnection,
+        connection: &'a KafkaConnection,
         request: &'a TopicRequest,
     ) -> BoxFuture<'a, Result<TopicOutcome, TopicError>> {
+        self.ensured
+            .lock()
+            .unwrap()
+            .push((connection.clone(), request.clone()));
         let mut topics = self.topics.lock().unwrap();
         let outcome = match topics.get(&request.name).copied() {
             None => {
