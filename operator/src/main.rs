@@ -25,7 +25,8 @@ enum Command {
     Run,
     /// Print the ShortenerStack CustomResourceDefinition as YAML.
     Crd,
-    /// Print the ClusterRole rules the operator needs, as YAML.
+    /// Print the RBAC rules the operator needs, as YAML: `clusterRules` (ClusterRole) and
+    /// `namespaceRules` (Role in the operator's own namespace).
     Rbac,
     /// Manage the clicks topic directly, outside Kubernetes (local runs, scripts).
     Topic {

@@ -1,5 +1,10 @@
-//! The cluster permissions the operator needs, as data: `operator rbac` prints them and the
-//! Helm chart's ClusterRole is tested against `required_rules()`.
+//! The permissions the operator needs, as data: `operator rbac` prints them and the Helm
+//! chart's ClusterRole and Role are tested against `required_cluster_rules()` and
+//! `required_namespace_rules()`.
+//!
+//! Stacks live in any namespace, so what the reconciler touches is granted cluster-wide;
+//! the leader-election Lease is one object in the operator's own namespace, so it is granted
+//! there only (a Role bound in the release namespace).
 //!
 //! Children are written with server-side apply, which the API server authorizes as `patch`
 //! and, when the object does not exist yet, also as `create`.
@@ -15,8 +20,8 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-/// Every rule, least privilege: only the verbs the controller issues.
-pub fn required_rules() -> Vec<PolicyRule> {
+/// Rules for the ClusterRole, least privilege: only the verbs the controller issues.
+pub fn required_cluster_rules() -> Vec<PolicyRule> {
     vec![
         // Watch stacks; add/remove the finalizer (JSON patch).
         rule(
@@ -56,31 +61,76 @@ pub fn required_rules() -> Vec<PolicyRule> {
             &["jobs"],
             &["get", "list", "watch", "create", "patch"],
         ),
-        // Kafka SASL credentials and TLS material the admin client needs.
+        // Kafka SASL credentials and TLS material the admin client needs: by name only (no
+        // list/watch), and used only when the Secret opts in (see `kafka_credentials`).
         rule("", &["secrets"], &["get"]),
         // Kubernetes Events about stacks (a repeated event is patched into a series).
         rule("events.k8s.io", &["events"], &["create", "patch"]),
-        // Leader election.
-        rule(
-            "coordination.k8s.io",
-            &["leases"],
-            &["get", "create", "update"],
-        ),
     ]
 }
 
-/// `required_rules()` as the YAML list that goes under a ClusterRole's `rules:`.
+/// Rules for a Role in the operator's own namespace: only leader election, which reads and
+/// writes one Lease there (`operator run`'s `POD_NAMESPACE`).
+pub fn required_namespace_rules() -> Vec<PolicyRule> {
+    vec![rule(
+        "coordination.k8s.io",
+        &["leases"],
+        &["get", "create", "update"],
+    )]
+}
+
+/// Both rule sets, as `operator rbac` prints them and the chart reads them
+/// (`files/rbac-rules.yaml`).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequiredRules {
+    /// For the ClusterRole.
+    pub cluster_rules: Vec<PolicyRule>,
+    /// For the Role in the operator's namespace.
+    pub namespace_rules: Vec<PolicyRule>,
+}
+
+impl RequiredRules {
+    pub fn get() -> Self {
+        Self {
+            cluster_rules: required_cluster_rules(),
+            namespace_rules: required_namespace_rules(),
+        }
+    }
+}
+
+/// `RequiredRules` as YAML: `clusterRules:` (the ClusterRole's `rules:`) and
+/// `namespaceRules:` (the Role's `rules:`), under a comment saying so.
 pub fn rules_yaml() -> String {
-    serde_yaml::to_string(&required_rules()).expect("rules serialize")
+    let body = serde_yaml::to_string(&RequiredRules::get()).expect("rules serialize");
+    format!(
+        "# Permissions of the shortener operator (`operator rbac`).\n\
+         # clusterRules: a ClusterRole bound to its ServiceAccount.\n\
+         # namespaceRules: a Role bound to it in the operator's own namespace (leader election).\n\
+         {body}"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn all_rules() -> Vec<PolicyRule> {
+        let mut rules = required_cluster_rules();
+        rules.extend(required_namespace_rules());
+        rules
+    }
+
+    fn grants_on<'a>(rules: &'a [PolicyRule], resource: &str) -> Vec<&'a PolicyRule> {
+        rules
+            .iter()
+            .filter(|r| r.resources.iter().flatten().any(|x| x == resource))
+            .collect()
+    }
+
     #[test]
     fn no_wildcards_and_no_delete() {
-        for r in required_rules() {
+        for r in all_rules() {
             let resources = r.resources.unwrap();
             assert!(!resources.iter().any(|x| x == "*"));
             assert!(!r
@@ -93,22 +143,33 @@ mod tests {
 
     #[test]
     fn secrets_are_read_only_by_name() {
-        let rules = required_rules();
-        let secrets = rules
-            .iter()
-            .find(|r| {
-                r.resources
-                    .as_ref()
-                    .unwrap()
-                    .contains(&"secrets".to_string())
-            })
-            .unwrap();
-        assert_eq!(secrets.verbs, ["get"]);
+        let rules = all_rules();
+        let secrets = grants_on(&rules, "secrets");
+        assert_eq!(secrets.len(), 1, "{secrets:?}");
+        assert_eq!(secrets[0].verbs, ["get"], "no list/watch on Secrets");
     }
 
     #[test]
-    fn yaml_round_trips() {
-        let back: Vec<PolicyRule> = serde_yaml::from_str(&rules_yaml()).unwrap();
-        assert_eq!(back, required_rules());
+    fn leases_only_in_the_operators_namespace() {
+        assert!(grants_on(&required_cluster_rules(), "leases").is_empty());
+        assert!(!required_cluster_rules()
+            .iter()
+            .flat_map(|r| r.api_groups.iter().flatten())
+            .any(|g| g == "coordination.k8s.io"));
+        let namespaced = required_namespace_rules();
+        let leases = grants_on(&namespaced, "leases");
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases[0].verbs, ["get", "create", "update"]);
+        assert_eq!(namespaced.len(), 1, "only the Lease is namespaced");
+    }
+
+    #[test]
+    fn yaml_round_trips_with_both_sets_labelled() {
+        let yaml = rules_yaml();
+        let back: RequiredRules = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(back, RequiredRules::get());
+        let map: serde_yaml::Mapping = serde_yaml::from_str(&yaml).unwrap();
+        let keys: Vec<&str> = map.keys().map(|k| k.as_str().unwrap()).collect();
+        assert_eq!(keys, ["clusterRules", "namespaceRules"]);
     }
 }

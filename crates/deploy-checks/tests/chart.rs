@@ -61,6 +61,8 @@ fn default_values_lint_clean_and_render_the_operator() {
         "ServiceAccount/shortener-operator",
         "ClusterRole/shortener-operator",
         "ClusterRoleBinding/shortener-operator",
+        "Role/shortener-operator",
+        "RoleBinding/shortener-operator",
         "Service/shortener-operator-metrics",
     ] {
         assert!(
@@ -222,6 +224,8 @@ fn rbac_can_be_left_to_the_cluster_admin() {
     );
     assert!(r.all("ClusterRole").is_empty());
     assert!(r.all("ClusterRoleBinding").is_empty());
+    assert!(r.all("Role").is_empty());
+    assert!(r.all("RoleBinding").is_empty());
     assert!(r.all("ServiceAccount").is_empty());
     assert_eq!(
         r.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
@@ -244,6 +248,30 @@ fn cluster_role_binding_grants_the_role_to_the_operator_service_account() {
         r.one("ServiceAccount")["metadata"]["name"]
     );
     assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+}
+
+#[test]
+fn role_binding_grants_the_lease_role_in_the_release_namespace() {
+    let r = render_ok(json!({}));
+    let (role, binding) = (r.one("Role"), r.one("RoleBinding"));
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(binding["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let subjects = binding["subjects"].as_array().unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0]["kind"], "ServiceAccount");
+    assert_eq!(
+        subjects[0]["name"],
+        r.one("ServiceAccount")["metadata"]["name"]
+    );
+    assert_eq!(subjects[0]["namespace"], NAMESPACE);
+
+    // Leader election off: no Lease, so no Role; the ClusterRole stays.
+    let r = render_ok(json!({"leaderElection": {"enabled": false}}));
+    assert!(r.all("Role").is_empty());
+    assert!(r.all("RoleBinding").is_empty());
+    assert_eq!(r.all("ClusterRole").len(), 1);
 }
 
 /// Values that break the schema are refused by both lint and render, naming the field.

@@ -1,4 +1,4 @@
-//! The chart against the operator's code: ClusterRole rules, the CRD, and custom resources
+//! The chart against the operator's code: ClusterRole and Role rules, the CRD, and custom resources
 //! (the chart's optional stack, the kind dev values) against the CRD's schema.
 
 use std::collections::BTreeSet;
@@ -6,9 +6,11 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use serde_json::{json, Value};
 use shortener_deploy_checks::crd_schema::CrdValidator;
+use shortener_deploy_checks::helm::NAMESPACE;
 use shortener_deploy_checks::{helm, repo, yaml};
 
 const CRD_FILE: &str = "crds/shortenerstack.yaml";
+const RBAC_RULES_FILE: &str = "charts/shortener-operator/files/rbac-rules.yaml";
 const CHART_CRD_FILE: &str = "charts/shortener-operator/crds/shortenerstack.yaml";
 
 /// A rule set as individual grants (group, resource, verb, resource name), so two rule lists
@@ -48,30 +50,89 @@ fn rendered_stack(values: Value) -> Value {
     r.one("ShortenerStack")
 }
 
-#[test]
-fn cluster_role_grants_exactly_the_operators_required_rules() {
-    let r = helm::render(&json!({})).unwrap_or_else(|e| panic!("{e}"));
-    let role = r.one("ClusterRole");
-    let rendered: Vec<PolicyRule> = serde_json::from_value(role["rules"].clone()).unwrap();
-    let required = shortener_operator::rbac::required_rules();
-    let (have, want) = (grants(&rendered), grants(&required));
+type Grant = (String, String, String, String);
+
+/// The rendered object's `rules` grant exactly `required`, and nothing through a wildcard.
+fn assert_grants_exactly(object: &Value, required: &[PolicyRule]) -> BTreeSet<Grant> {
+    let rendered: Vec<PolicyRule> = serde_json::from_value(object["rules"].clone()).unwrap();
+    let what = yaml::object_id(object);
+    let (have, want) = (grants(&rendered), grants(required));
     assert_eq!(
         have.difference(&want).collect::<Vec<_>>(),
-        Vec::<&(String, String, String, String)>::new(),
-        "chart grants more than the operator needs; run ./scripts/sync-crd"
+        Vec::<&Grant>::new(),
+        "{what} grants more than the operator needs; run ./scripts/sync-crd"
     );
     assert_eq!(
         want.difference(&have).collect::<Vec<_>>(),
-        Vec::<&(String, String, String, String)>::new(),
-        "chart lacks rules the operator needs; run ./scripts/sync-crd"
+        Vec::<&Grant>::new(),
+        "{what} lacks rules the operator needs; run ./scripts/sync-crd"
     );
-    // Least privilege: no wildcard anywhere.
     for (g, res, v, _) in &have {
         assert!(
             g != "*" && res != "*" && v != "*",
-            "wildcard in {g}/{res}/{v}"
+            "wildcard in {what}: {g}/{res}/{v}"
         );
     }
+    have
+}
+
+#[test]
+fn cluster_role_and_role_grant_exactly_the_operators_required_rules() {
+    let r = helm::render(&json!({})).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = assert_grants_exactly(
+        &r.one("ClusterRole"),
+        &shortener_operator::rbac::required_cluster_rules(),
+    );
+    let role = r.one("Role");
+    let namespaced =
+        assert_grants_exactly(&role, &shortener_operator::rbac::required_namespace_rules());
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+
+    // The Lease is reachable only in the release namespace.
+    let lease_grants = |set: &BTreeSet<Grant>| {
+        set.iter()
+            .filter(|(g, res, _, _)| g == "coordination.k8s.io" && res == "leases")
+            .map(|(_, _, v, _)| v.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    assert!(
+        lease_grants(&cluster).is_empty(),
+        "Lease access cluster-wide"
+    );
+    assert_eq!(
+        lease_grants(&namespaced),
+        BTreeSet::from(["create".into(), "get".into(), "update".into()])
+    );
+    // Secrets: by name only, never listed or watched.
+    let secrets: Vec<&str> = cluster
+        .iter()
+        .chain(&namespaced)
+        .filter(|(g, res, _, _)| g.is_empty() && res == "secrets")
+        .map(|(_, _, v, _)| v.as_str())
+        .collect();
+    assert_eq!(secrets, ["get"]);
+}
+
+#[test]
+fn without_leader_election_there_is_no_role_and_no_lease_access() {
+    let r = helm::render(&json!({"leaderElection": {"enabled": false}}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.render_error.is_none(), "{:?}", r.render_error);
+    assert!(r.all("Role").is_empty());
+    assert!(r.all("RoleBinding").is_empty());
+    assert_grants_exactly(
+        &r.one("ClusterRole"),
+        &shortener_operator::rbac::required_cluster_rules(),
+    );
+}
+
+#[test]
+fn chart_rbac_rules_file_is_what_operator_rbac_prints() {
+    assert_eq!(
+        repo::read(RBAC_RULES_FILE).unwrap(),
+        shortener_operator::rbac::rules_yaml(),
+        "{RBAC_RULES_FILE} differs from `operator rbac`; run ./scripts/sync-crd"
+    );
 }
 
 #[test]
