@@ -149,12 +149,17 @@ impl AnalyticsServer {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(api)
-            .serve_with_incoming_shutdown(TcpIncoming::from(grpc), async move {
-                tokio::select! {
-                    _ = shutdown => tracing::info!("shutdown requested: draining requests"),
-                    _ = grpc_stop.cancelled() => {}
-                }
-            })
+            // Without TCP_NODELAY a response's last small frame waits for the client's
+            // delayed ACK (~40 ms on Linux) under Nagle's algorithm.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                async move {
+                    tokio::select! {
+                        _ = shutdown => tracing::info!("shutdown requested: draining requests"),
+                        _ = grpc_stop.cancelled() => {}
+                    }
+                },
+            )
             .await;
         cancel.cancel();
         let _ = health_task.await;
