@@ -4,18 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use analytics_rpc::{AnalyticsServer, ServerArgs};
-use consumer::{ConsumerApp, ConsumerArgs};
-use serde_json::{json, Value};
-use shortener_common::kafka::KafkaArgs;
+mod common;
+
+use serde_json::json;
 use shortener_common::proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use shortener_common::proto::analytics::{BreakdownEntry, GetClickStatsRequest};
-use shortener_testkit::kafka::MockBroker;
-use shortener_testkit::postgres::fresh_database;
-use tokio::sync::oneshot;
+
+use common::{Stack, StackOptions};
 
 const WAIT: Duration = Duration::from_secs(120);
-const TOPIC: &str = "clicks";
 const API_KEY: &str = "e2e-key-0123456789abcdef";
 
 /// (User-Agent, Referer, X-Forwarded-For) of each kind of visitor, and what the pipeline
@@ -80,73 +77,17 @@ where
 async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
     let geoip = std::env::var_os("SHORTENER_TEST_GEOIP_DB")
         .expect("SHORTENER_TEST_GEOIP_DB is not set: run through ./scripts/test");
-    let broker = MockBroker::start();
-    broker.create_topic(TOPIC, 4);
-    broker.create_topic(&format!("{TOPIC}.dlq"), 1);
-    let db = fresh_database().await;
-    let kafka = KafkaArgs::new(broker.bootstrap(), TOPIC);
-    let mut stops = Vec::new();
-
-    // analytics-rpc
-    let rpc = AnalyticsServer::bind(ServerArgs::new(db.args()))
-        .await
-        .expect("bind analytics-rpc");
-    let grpc_addr = rpc.grpc_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    stops.push(tx);
-    let rpc_task = tokio::spawn(rpc.run(async move {
-        let _ = rx.await;
-    }));
-
-    // consumer
-    let mut consumer_args = ConsumerArgs::new(kafka.clone(), db.args());
-    consumer_args.group_id = "e2e".into();
-    consumer_args.geoip_db_path = Some(geoip.into());
-    consumer_args.batch_max_wait_ms = 50;
-    let consumer = ConsumerApp::new(consumer_args)
-        .await
-        .expect("start consumer");
-    let (tx, rx) = oneshot::channel::<()>();
-    stops.push(tx);
-    let consumer_task = tokio::spawn(consumer.run(async move {
-        let _ = rx.await;
-    }));
-
-    // url-api, trusting the loopback peer as its reverse proxy.
-    let mut config = url_api::Config::new(db.args(), kafka);
-    config.api_keys = format!("e2e:{API_KEY}");
-    config.trusted_proxies = url_api::config::parse_proxies("127.0.0.1/32").unwrap();
-    config.analytics_rpc_url = format!("http://{grpc_addr}");
-    // The first call also dials the channel; keep it well clear of a loaded machine.
-    config.analytics_rpc_timeout_ms = 10_000;
-    config.rate_limit_per_second = 10_000;
-    config.rate_limit_burst = 10_000;
-    let state = url_api::AppState::new(&config, db.pool.clone()).expect("url-api state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    stops.push(tx);
-    let api_task = tokio::spawn(url_api::serve(listener, state, async move {
-        let _ = rx.await;
-    }));
-
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let created: Value = {
-        let resp = http
-            .post(format!("{base}/api/v1/links"))
-            .bearer_auth(API_KEY)
-            .json(&json!({ "long_url": "https://example.com/landing/page" }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 201);
-        resp.json().await.unwrap()
-    };
-    let code = created["code"].as_str().expect("code").to_string();
+    let stack = Stack::start(StackOptions {
+        api_key: API_KEY,
+        group_id: "e2e",
+        partitions: 4,
+        geoip_db: Some(geoip),
+        // url-api sits behind the loopback peer as its reverse proxy.
+        trusted_proxies: "127.0.0.1/32",
+    })
+    .await;
+    let (http, base, db) = (&stack.http, &stack.base, &stack.db);
+    let code = stack.create_link("https://example.com/landing/page").await;
 
     let per_visitor = 5;
     let n = VISITORS.len() * per_visitor;
@@ -183,7 +124,7 @@ async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
         started.elapsed()
     );
 
-    let mut rpc_client = AnalyticsServiceClient::connect(format!("http://{grpc_addr}"))
+    let mut rpc_client = AnalyticsServiceClient::connect(format!("http://{}", stack.grpc_addr))
         .await
         .unwrap();
     let stats = rpc_client
@@ -234,22 +175,9 @@ async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
         assert_eq!(rows, k as i64, "{country}/{device}/{browser}/{source}");
     }
 
-    let details: Value = http
-        .get(format!("{base}/api/v1/links/{code}"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let details = stack.link_details(&code, None).await;
     assert_eq!(details["stats_available"], json!(true), "{details}");
     assert_eq!(details["total_clicks"], json!(n), "{details}");
 
-    for stop in stops {
-        let _ = stop.send(());
-    }
-    api_task.await.unwrap().unwrap();
-    consumer_task.await.unwrap().unwrap();
-    rpc_task.await.unwrap().unwrap();
+    stack.stop().await;
 }

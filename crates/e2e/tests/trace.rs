@@ -8,19 +8,16 @@
 
 use std::time::Duration;
 
-use analytics_rpc::{AnalyticsServer, ServerArgs};
-use consumer::{ConsumerApp, ConsumerArgs};
+mod common;
+
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::SpanData;
-use serde_json::{json, Value};
-use shortener_common::kafka::KafkaArgs;
-use shortener_testkit::kafka::MockBroker;
-use shortener_testkit::postgres::fresh_database;
+use serde_json::json;
 use shortener_testkit::tracing::{attr, capture_global, lineage, Capture};
-use tokio::sync::oneshot;
+
+use common::{Stack, StackOptions, TOPIC};
 
 const WAIT: Duration = Duration::from_secs(120);
-const TOPIC: &str = "clicks";
 const API_KEY: &str = "trace-key-0123456789abcdef";
 const REDIRECT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const DETAILS_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -63,64 +60,16 @@ fn assert_attrs(span: &SpanData, expected: &[(&str, &str)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_trace_from_the_redirect_to_the_stored_click() {
     let capture = capture_global();
-    let broker = MockBroker::start();
-    broker.create_topic(TOPIC, 2);
-    broker.create_topic(&format!("{TOPIC}.dlq"), 1);
-    let db = fresh_database().await;
-    let kafka = KafkaArgs::new(broker.bootstrap(), TOPIC);
-    let mut stops = Vec::new();
-
-    let rpc = AnalyticsServer::bind(ServerArgs::new(db.args()))
-        .await
-        .expect("bind analytics-rpc");
-    let grpc_addr = rpc.grpc_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    stops.push(tx);
-    let rpc_task = tokio::spawn(rpc.run(async move {
-        let _ = rx.await;
-    }));
-
-    let mut consumer_args = ConsumerArgs::new(kafka.clone(), db.args());
-    consumer_args.group_id = "trace-e2e".into();
-    consumer_args.batch_max_wait_ms = 50;
-    let consumer = ConsumerApp::new(consumer_args)
-        .await
-        .expect("start consumer");
-    let (tx, rx) = oneshot::channel::<()>();
-    stops.push(tx);
-    let consumer_task = tokio::spawn(consumer.run(async move {
-        let _ = rx.await;
-    }));
-
-    let mut config = url_api::Config::new(db.args(), kafka);
-    config.api_keys = format!("e2e:{API_KEY}");
-    config.analytics_rpc_url = format!("http://{grpc_addr}");
-    config.analytics_rpc_timeout_ms = 10_000;
-    let state = url_api::AppState::new(&config, db.pool.clone()).expect("url-api state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    stops.push(tx);
-    let api_task = tokio::spawn(url_api::serve(listener, state, async move {
-        let _ = rx.await;
-    }));
-
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let created: Value = http
-        .post(format!("{base}/api/v1/links"))
-        .bearer_auth(API_KEY)
-        .json(&json!({ "long_url": "https://example.com/traced" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let code = created["code"].as_str().expect("code").to_string();
+    let stack = Stack::start(StackOptions {
+        api_key: API_KEY,
+        group_id: "trace-e2e",
+        partitions: 2,
+        geoip_db: None,
+        trusted_proxies: "",
+    })
+    .await;
+    let (http, base, db, broker) = (&stack.http, &stack.base, &stack.db, &stack.broker);
+    let code = stack.create_link("https://example.com/traced").await;
 
     // The redirect, continuing a caller's trace.
     let resp = http
@@ -215,16 +164,9 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
     assert_eq!(stored, 1);
 
     // Link details ask analytics-rpc for the count: client span -> gRPC metadata -> server span.
-    let details: Value = http
-        .get(format!("{base}/api/v1/links/{code}"))
-        .bearer_auth(API_KEY)
-        .header("traceparent", traceparent(DETAILS_TRACE))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let details = stack
+        .link_details(&code, Some(&traceparent(DETAILS_TRACE)))
+        .await;
     assert_eq!(details["total_clicks"], json!(1), "{details}");
     let trace = TraceId::from_hex(DETAILS_TRACE).unwrap();
     let http_server = wait_span(&capture, trace, "GET /api/v1/links/{code}").await;
@@ -253,7 +195,7 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
     .unwrap();
     let http_server_id = http_server.span_context.span_id();
     assert_eq!(lineage(&client), (trace, http_server_id, SpanKind::Client));
-    let port = grpc_addr.port().to_string();
+    let port = stack.grpc_addr.port().to_string();
     assert_attrs(
         &client,
         &[
@@ -278,10 +220,5 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
         ],
     );
 
-    for stop in stops {
-        let _ = stop.send(());
-    }
-    api_task.await.unwrap().unwrap();
-    consumer_task.await.unwrap().unwrap();
-    rpc_task.await.unwrap().unwrap();
+    stack.stop().await;
 }
