@@ -18,6 +18,8 @@ pub const DEFAULT_ANALYTICS_RPC_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_ANALYTICS_RPC_TIMEOUT_MS: u64 = 300;
 pub const DEFAULT_BREAKER_FAILURE_THRESHOLD: u32 = 5;
 pub const DEFAULT_BREAKER_RESET_MS: u64 = 10_000;
+pub const DEFAULT_READ_RATE_LIMIT_PER_SECOND: u32 = 100;
+pub const DEFAULT_READ_RATE_LIMIT_BURST: u32 = 200;
 pub const DEFAULT_CLICK_QUEUE_CAPACITY: usize = 100_000;
 
 /// Everything `url-api serve` needs. `Debug` masks the API keys (and, through the shared
@@ -47,6 +49,12 @@ pub struct Config {
     /// Writes allowed in a burst before the per-second rate applies.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = DEFAULT_RATE_LIMIT_BURST)]
     pub rate_limit_burst: u32,
+    /// Sustained API reads (link details, lists, stats) per second per API key (or client IP).
+    #[arg(long, env = "READ_RATE_LIMIT_PER_SECOND", default_value_t = DEFAULT_READ_RATE_LIMIT_PER_SECOND)]
+    pub read_rate_limit_per_second: u32,
+    /// API reads allowed in a burst before the per-second rate applies.
+    #[arg(long, env = "READ_RATE_LIMIT_BURST", default_value_t = DEFAULT_READ_RATE_LIMIT_BURST)]
+    pub read_rate_limit_burst: u32,
     /// Allow targets on loopback, private, link-local and similar addresses.
     #[arg(long, env = "ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_targets: bool,
@@ -100,6 +108,11 @@ impl std::fmt::Debug for Config {
             .field("api_key_hashes", &masked(&self.api_key_hashes))
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field(
+                "read_rate_limit_per_second",
+                &self.read_rate_limit_per_second,
+            )
+            .field("read_rate_limit_burst", &self.read_rate_limit_burst)
             .field("allow_private_targets", &self.allow_private_targets)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("cache_max_entries", &self.cache_max_entries)
@@ -129,6 +142,8 @@ impl Config {
             api_key_hashes: String::new(),
             rate_limit_per_second: DEFAULT_RATE_LIMIT_PER_SECOND,
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            read_rate_limit_per_second: DEFAULT_READ_RATE_LIMIT_PER_SECOND,
+            read_rate_limit_burst: DEFAULT_READ_RATE_LIMIT_BURST,
             allow_private_targets: false,
             trusted_proxies: TrustedProxies::default(),
             cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,

@@ -47,7 +47,7 @@ use clicks::ClickPublisher;
 use client_ip::ClientIpResolver;
 use error::ApiError;
 use metrics::Metrics;
-use rate_limit::{RateLimitConfigError, WriteLimitConfig};
+use rate_limit::{LimitConfig, RateLimitConfigError};
 use routes::{links, redirect, stats};
 use validate::UrlPolicy;
 
@@ -90,7 +90,8 @@ pub struct AppState {
     pub(crate) client_ips: ClientIpResolver,
     pub(crate) url_policy: UrlPolicy,
     pub(crate) public_base_url: Arc<str>,
-    pub(crate) write_limit: Arc<WriteLimitConfig>,
+    pub(crate) write_limit: Arc<LimitConfig>,
+    pub(crate) read_limit: Arc<LimitConfig>,
     /// None when CLICKS_ENABLED=false.
     pub(crate) clicks: Option<Arc<ClickPublisher>>,
     pub(crate) analytics: AnalyticsClient,
@@ -114,6 +115,12 @@ impl AppState {
         let write_limit = rate_limit::write_limit(
             config.rate_limit_per_second,
             config.rate_limit_burst,
+            keys.clone(),
+            client_ips.clone(),
+        )?;
+        let read_limit = rate_limit::read_limit(
+            config.read_rate_limit_per_second,
+            config.read_rate_limit_burst,
             keys.clone(),
             client_ips.clone(),
         )?;
@@ -152,6 +159,7 @@ impl AppState {
             },
             public_base_url: base.as_str().trim_end_matches('/').into(),
             write_limit,
+            read_limit,
             clicks,
             analytics,
         })
@@ -184,7 +192,8 @@ pub fn router(state: AppState) -> Router {
             get(links::details).delete(links::delete),
         )
         .route("/api/v1/links/{code}/stats", get(stats::stats))
-        .layer(rate_limit::layer(state.write_limit.clone()));
+        .layer(rate_limit::layer(state.write_limit.clone()))
+        .layer(rate_limit::layer(state.read_limit.clone()));
     Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/{code}", get(redirect::redirect))
@@ -208,7 +217,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let janitor = rate_limit::spawn_janitor(state.write_limit.clone());
+    let janitors = [
+        rate_limit::spawn_janitor(state.write_limit.clone()),
+        rate_limit::spawn_janitor(state.read_limit.clone()),
+    ];
     let publisher = state.clicks.clone();
     let app = router(state);
     let result = axum::serve(
@@ -217,7 +229,9 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    janitor.abort();
+    for janitor in janitors {
+        janitor.abort();
+    }
     if let Some(publisher) = publisher {
         // librdkafka's flush blocks the calling thread.
         let _ = tokio::task::spawn_blocking(move || publisher.flush(clicks::FLUSH_TIMEOUT)).await;

@@ -1,4 +1,5 @@
-//! Per-client rate limit on writes (tower_governor).
+//! Per-client rate limits (tower_governor): one for writes, a looser one for the API's
+//! reads (link details, lists and stats, which cost a query or an analytics call).
 //!
 //! The bucket is the API key's name when a valid key is presented, otherwise the client
 //! IP, so a client without a valid key cannot dodge the limit (or brute-force keys) by
@@ -26,12 +27,12 @@ pub enum ClientKey {
 }
 
 #[derive(Clone)]
-pub struct WriteClientKey {
+pub struct ClientKeyExtractor {
     keys: ApiKeys,
     ips: ClientIpResolver,
 }
 
-impl KeyExtractor for WriteClientKey {
+impl KeyExtractor for ClientKeyExtractor {
     type Key = ClientKey;
 
     fn extract<T>(&self, req: &Request<T>) -> Result<ClientKey, GovernorError> {
@@ -47,14 +48,14 @@ impl KeyExtractor for WriteClientKey {
     }
 }
 
-pub type WriteLimitConfig = GovernorConfig<
-    WriteClientKey,
+pub type LimitConfig = GovernorConfig<
+    ClientKeyExtractor,
     governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
 >;
 
 #[derive(Debug, thiserror::Error)]
-#[error("RATE_LIMIT_PER_SECOND and RATE_LIMIT_BURST must both be at least 1")]
-pub struct RateLimitConfigError;
+#[error("{0}_PER_SECOND and {0}_BURST must both be at least 1")]
+pub struct RateLimitConfigError(&'static str);
 
 /// The governor configuration for writes (POST and DELETE).
 pub fn write_limit(
@@ -62,25 +63,53 @@ pub fn write_limit(
     burst: u32,
     keys: ApiKeys,
     ips: ClientIpResolver,
-) -> Result<Arc<WriteLimitConfig>, RateLimitConfigError> {
+) -> Result<Arc<LimitConfig>, RateLimitConfigError> {
+    limit(
+        per_second,
+        burst,
+        vec![Method::POST, Method::DELETE],
+        keys,
+        ips,
+    )
+    .ok_or(RateLimitConfigError("RATE_LIMIT"))
+}
+
+/// The governor configuration for the API's reads (GET under `/api/v1/links`; redirects
+/// are not limited).
+pub fn read_limit(
+    per_second: u32,
+    burst: u32,
+    keys: ApiKeys,
+    ips: ClientIpResolver,
+) -> Result<Arc<LimitConfig>, RateLimitConfigError> {
+    limit(per_second, burst, vec![Method::GET], keys, ips)
+        .ok_or(RateLimitConfigError("READ_RATE_LIMIT"))
+}
+
+fn limit(
+    per_second: u32,
+    burst: u32,
+    methods: Vec<Method>,
+    keys: ApiKeys,
+    ips: ClientIpResolver,
+) -> Option<Arc<LimitConfig>> {
     if per_second == 0 {
-        return Err(RateLimitConfigError);
+        return None;
     }
     GovernorConfigBuilder::default()
         .per_nanosecond((1_000_000_000 / u64::from(per_second)).max(1))
         .burst_size(burst)
-        .methods(vec![Method::POST, Method::DELETE])
-        .key_extractor(WriteClientKey { keys, ips })
+        .methods(methods)
+        .key_extractor(ClientKeyExtractor { keys, ips })
         .finish()
         .map(Arc::new)
-        .ok_or(RateLimitConfigError)
 }
 
-/// The layer answering over-limit writes with a 429 JSON error and `Retry-After`.
+/// The layer answering over-limit requests with a 429 JSON error and `Retry-After`.
 pub fn layer(
-    config: Arc<WriteLimitConfig>,
+    config: Arc<LimitConfig>,
 ) -> GovernorLayer<
-    WriteClientKey,
+    ClientKeyExtractor,
     governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
     Body,
 > {
@@ -102,7 +131,7 @@ fn error_response(err: GovernorError) -> Response<Body> {
 }
 
 /// Drops idle buckets now and then so the per-client state stays bounded.
-pub fn spawn_janitor(config: Arc<WriteLimitConfig>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_janitor(config: Arc<LimitConfig>) -> tokio::task::JoinHandle<()> {
     let limiter = config.limiter().clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));

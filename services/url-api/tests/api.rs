@@ -299,6 +299,28 @@ async fn expired_links_answer_410() {
 }
 
 #[tokio::test]
+async fn api_reads_are_rate_limited_per_key_but_redirects_are_not() {
+    let app = start(|c| {
+        c.read_rate_limit_per_second = 1;
+        c.read_rate_limit_burst = 2;
+    })
+    .await;
+    let code = app.create_ok(ALICE, "https://example.com/read-limit").await;
+    for _ in 0..2 {
+        assert_eq!(app.get_auth(ALICE, "/api/v1/links").await.status(), 200);
+    }
+    let resp = app.get_auth(ALICE, &format!("/api/v1/links/{code}")).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(error_code(resp, 429).await, "rate_limited");
+    // Bob's reads and everybody's redirects are unaffected.
+    assert_eq!(app.get_auth(BOB, "/api/v1/links").await.status(), 200);
+    for _ in 0..5 {
+        assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn writes_are_rate_limited_per_key() {
     let app = start(|c| {
         c.rate_limit_per_second = 1;
@@ -317,7 +339,7 @@ async fn writes_are_rate_limited_per_key() {
         .unwrap();
     assert!(retry_after >= 1);
     assert_eq!(error_code(resp, 429).await, "rate_limited");
-    // Another key has its own bucket; reads are not limited.
+    // Another key has its own bucket; reads have a bucket of their own.
     assert_eq!(app.create(BOB, body.clone()).await.status(), 201);
     assert_eq!(app.get_auth(ALICE, "/api/v1/links").await.status(), 200);
     // Callers without a valid key share their IP's bucket and end up limited too.
