@@ -2,7 +2,10 @@
 
 use kube::api::ObjectMeta;
 
-use crate::crd::{ShortenerStack, ShortenerStackSpec};
+use crate::crd::{
+    CredentialsSecretRef, KafkaSaslSpec, KafkaTlsSpec, SaslMechanism, SecretKeyRef, SecretRef,
+    ShortenerStack, ShortenerStackSpec,
+};
 
 /// The minimal stack: `demo` in namespace `shop`, everything else at its default.
 pub fn stack() -> ShortenerStack {
@@ -20,4 +23,24 @@ pub fn stack() -> ShortenerStack {
         ..ObjectMeta::default()
     };
     stack
+}
+
+/// SASL credentials from Secret `kafka-user`, the CA from `kafka-ca` (key `ca.crt`) and a
+/// client certificate from `kafka-client`.
+pub fn secure_kafka(stack: &mut ShortenerStack, mechanism: SaslMechanism) {
+    stack.spec.kafka.sasl = Some(KafkaSaslSpec {
+        mechanism,
+        secret_ref: CredentialsSecretRef {
+            name: "kafka-user".into(),
+        },
+    });
+    stack.spec.kafka.tls = Some(KafkaTlsSpec {
+        ca_secret_ref: Some(SecretKeyRef {
+            name: "kafka-ca".into(),
+            key: "ca.crt".into(),
+        }),
+        cert_secret_ref: Some(SecretRef {
+            name: "kafka-client".into(),
+        }),
+    });
 }

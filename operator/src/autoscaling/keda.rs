@@ -230,9 +230,7 @@ pub async fn scaled_object_exists(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{
-        AutoscalingMode, CredentialsSecretRef, KafkaSaslSpec, KafkaTlsSpec, SecretKeyRef, SecretRef,
-    };
+    use crate::crd::{AutoscalingMode, KafkaTlsSpec};
     use crate::test_support::stack;
 
     fn keda_stack() -> ShortenerStack {
@@ -317,21 +315,7 @@ mod tests {
     #[test]
     fn sasl_and_tls_use_a_trigger_authentication_on_the_same_secrets() {
         let mut s = keda_stack();
-        s.spec.kafka.sasl = Some(KafkaSaslSpec {
-            mechanism: SaslMechanism::ScramSha256,
-            secret_ref: CredentialsSecretRef {
-                name: "kafka-user".into(),
-            },
-        });
-        s.spec.kafka.tls = Some(KafkaTlsSpec {
-            ca_secret_ref: Some(SecretKeyRef {
-                name: "kafka-ca".into(),
-                key: "ca.crt".into(),
-            }),
-            cert_secret_ref: Some(SecretRef {
-                name: "kafka-client".into(),
-            }),
-        });
+        crate::test_support::secure_kafka(&mut s, SaslMechanism::ScramSha256);
         let so = scaled_object(&s);
         let trigger = &so.data["spec"]["triggers"][0];
         assert_eq!(trigger["metadata"]["sasl"], "scram_sha256");

@@ -319,10 +319,7 @@ fn secret_volume(name: &str, secret: &str, items: &[(&str, &str)]) -> Volume {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{
-        CredentialsSecretRef, GeoIpSpec, KafkaSaslSpec, KafkaTlsSpec, SaslMechanism, SecretKeyRef,
-        SecretRef,
-    };
+    use crate::crd::{CredentialsSecretRef, GeoIpSpec, SaslMechanism, SecretKeyRef};
     use crate::test_support::stack;
 
     fn names(env: &[EnvVar]) -> Vec<&str> {
@@ -444,21 +441,7 @@ mod tests {
             name: "api-keys".into(),
             key: "keys".into(),
         });
-        s.spec.kafka.sasl = Some(KafkaSaslSpec {
-            mechanism: SaslMechanism::ScramSha512,
-            secret_ref: CredentialsSecretRef {
-                name: "kafka-user".into(),
-            },
-        });
-        s.spec.kafka.tls = Some(KafkaTlsSpec {
-            ca_secret_ref: Some(SecretKeyRef {
-                name: "kafka-ca".into(),
-                key: "ca.crt".into(),
-            }),
-            cert_secret_ref: Some(SecretRef {
-                name: "kafka-client".into(),
-            }),
-        });
+        crate::test_support::secure_kafka(&mut s, SaslMechanism::ScramSha512);
         let env = secret_env_vars(&s, Component::UrlApi);
         assert_eq!(
             names(&env),
