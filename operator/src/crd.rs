@@ -751,7 +751,7 @@ fn default_max_replicas() -> i32 {
     4
 }
 fn default_batch_size() -> i32 {
-    500
+    2000
 }
 fn default_batch_max_wait_ms() -> i64 {
     200

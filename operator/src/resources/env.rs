@@ -374,7 +374,7 @@ mod tests {
         let c = config_data(&s, Component::Consumer);
         assert_eq!(c["ADMIN_ADDR"], "0.0.0.0:9090");
         assert_eq!(c["KAFKA_GROUP_ID"], "shortener-consumer");
-        assert_eq!(c["BATCH_SIZE"], "500");
+        assert_eq!(c["BATCH_SIZE"], "2000");
         assert_eq!(c["BATCH_MAX_WAIT_MS"], "200");
         assert_eq!(c["CONCURRENCY"], "4");
         assert_eq!(c["GEOIP_DB_PATH"], "/var/lib/shortener/geoip/country.mmdb");

@@ -54,8 +54,9 @@ pub struct ConsumerArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     pub admin_addr: SocketAddr,
-    /// Most clicks written in one INSERT.
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 500,
+    /// Most clicks written in one INSERT. Large batches cost fewer round trips per click
+    /// (docs/performance.md); BATCH_MAX_WAIT_MS bounds how long a click waits for one.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 2000,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
     /// Longest a partial batch waits for more messages before it is written, in milliseconds.
@@ -85,7 +86,7 @@ impl ConsumerArgs {
             database,
             group_id: "shortener-consumer".into(),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            batch_size: 500,
+            batch_size: 2000,
             batch_max_wait_ms: 200,
             concurrency: 4,
             geoip_db_path: None,
@@ -121,7 +122,7 @@ mod tests {
     fn defaults_and_subcommands_parse() {
         let cli = Cli::try_parse_from(["consumer"]).unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.consumer.batch_size, 500);
+        assert_eq!(cli.consumer.batch_size, 2000);
         assert_eq!(cli.consumer.concurrency, 4);
         assert_eq!(cli.consumer.group_id, "shortener-consumer");
         assert_eq!(
