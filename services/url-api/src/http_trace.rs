@@ -39,14 +39,9 @@ impl<B> MakeSpan<B> for ServerSpan {
             .extensions()
             .get::<MatchedPath>()
             .map(MatchedPath::as_str);
-        let name = match route {
-            Some(route) => format!("{method} {route}"),
-            // Unmatched requests: the method alone, as the conventions ask.
-            None => method.to_owned(),
-        };
         let span = tracing::info_span!(
             "HTTP request",
-            otel.name = name,
+            otel.name = Empty,
             otel.kind = "server",
             http.request.method = method,
             http.route = route,
@@ -54,6 +49,16 @@ impl<B> MakeSpan<B> for ServerSpan {
             http.response.status_code = Empty,
             otel.status_code = Empty,
         );
+        // Filtered out (e.g. RUST_LOG=warn): skip the name and the header parsing.
+        if span.is_disabled() {
+            return span;
+        }
+        let name = match route {
+            Some(route) => format!("{method} {route}"),
+            // Unmatched requests: the method alone, as the conventions ask.
+            None => method.to_owned(),
+        };
+        span.record("otel.name", name.as_str());
         let parent = propagation::extract_http(req.headers());
         if parent.span().span_context().is_valid() {
             // Fails only when the span is disabled (filtered out): nothing to continue then.

@@ -3,6 +3,7 @@
 //! Requests are labelled by the matched route template (`/api/v1/links/{code}`), never by
 //! the raw path, so cardinality stays bounded.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -49,9 +50,20 @@ pub struct RpcLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// Every metric the service exports; cheap to clone (all handles are shared).
+/// Every metric the service exports. Cloned into each request's middleware, so it is one
+/// `Arc` around the handles (each of which is itself shared).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<MetricHandles>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricHandles;
+
+    fn deref(&self) -> &MetricHandles {
+        &self.0
+    }
+}
+
+pub struct MetricHandles {
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_duration: HistogramFamily<RouteLabels>,
     pub cache_hits: Counter,
@@ -72,7 +84,7 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let m = Self {
+        let m = MetricHandles {
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
             cache_hits: Counter::default(),
@@ -134,7 +146,7 @@ impl Metrics {
             "Circuit breaker state of analytics-rpc calls: 0 closed, 1 open, 2 half-open",
             m.breaker_state.clone(),
         );
-        m
+        Self(Arc::new(m))
     }
 
     pub fn drop_click(&self, reason: DropReason) {
