@@ -89,7 +89,9 @@ impl ClickPublisher {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
-            .set("linger.ms", "5")
+            // Fewer, larger produce requests: measured +15 % redirect throughput over 5 ms
+            // on 2 cores (docs/performance.md); 25 ms more delay is nothing for analytics.
+            .set("linger.ms", "25")
             .set(
                 "queue.buffering.max.messages",
                 queue_capacity.clamp(1, i32::MAX as usize).to_string(),
