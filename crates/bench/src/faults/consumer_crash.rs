@@ -5,25 +5,15 @@ use std::time::{Duration, Instant};
 
 use shortener_testkit::postgres::fresh_database;
 
-use super::database::{committed, PARTITIONS};
-use super::{wait_for, FaultEnv};
+use super::database::committed;
+use super::{broker_with_backlog, wait_for, FaultEnv};
 use crate::clicks;
-use crate::outage::FlakyBroker;
 use crate::stack::ConsumerProc;
 
 pub async fn killed_mid_batch(env: &FaultEnv) -> anyhow::Result<(bool, String)> {
     let dir = env.case_dir("consumer-kill")?;
     let db = fresh_database().await;
-    let broker = FlakyBroker::start();
-    broker
-        .create_topic("clicks", PARTITIONS)
-        .map_err(anyhow::Error::msg)?;
-    broker
-        .create_topic("clicks.dlq", 1)
-        .map_err(anyhow::Error::msg)?;
-    let codes: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
-    let events = clicks::synthetic(60_000, &codes, 13);
-    clicks::produce(broker.bootstrap(), "clicks", &events).await?;
+    let (broker, events) = broker_with_backlog(60_000, 13).await?;
     let total = events.len() as i64;
 
     let spec = ConsumerProc::spec(&env.bin_dir, &dir, &db.url, broker.bootstrap())

@@ -9,12 +9,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::{Connection, PgConnection};
 
-use super::{wait_for, FaultEnv};
+use super::{broker_with_backlog, wait_for, FaultEnv, PARTITIONS};
 use crate::clicks;
-use crate::outage::{FlakyBroker, PgCluster};
+use crate::outage::PgCluster;
 use crate::stack::ConsumerProc;
 
-pub const PARTITIONS: i32 = 4;
 pub const GROUP: &str = "shortener-consumer";
 
 /// Sum of the group's committed offsets over the topic's partitions.
@@ -50,16 +49,7 @@ pub async fn stopped_under_load(env: &FaultEnv) -> anyhow::Result<(bool, String)
     let pool = shortener_common::db::DatabaseArgs::with_url(&db_url).lazy_pool()?;
     shortener_common::db::migrate(&pool).await?;
 
-    let broker = FlakyBroker::start();
-    broker
-        .create_topic("clicks", PARTITIONS)
-        .map_err(anyhow::Error::msg)?;
-    broker
-        .create_topic("clicks.dlq", 1)
-        .map_err(anyhow::Error::msg)?;
-    let codes: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
-    let events = clicks::synthetic(40_000, &codes, 11);
-    clicks::produce(broker.bootstrap(), "clicks", &events).await?;
+    let (broker, events) = broker_with_backlog(40_000, 11).await?;
 
     let spec = ConsumerProc::spec(&env.bin_dir, &dir, &db_url, broker.bootstrap())
         .env("BATCH_SIZE", "200")

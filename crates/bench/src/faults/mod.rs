@@ -11,6 +11,33 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use shortener_common::event::Click;
+
+use crate::clicks;
+use crate::outage::FlakyBroker;
+
+/// Partitions of the clicks topic in the consumer cases.
+pub const PARTITIONS: i32 = 4;
+
+/// A broker whose clicks topic (and its dead-letter topic) already holds `count` synthetic
+/// events over 50 codes, produced before any consumer runs: the backlog the consumer cases
+/// work through while something breaks.
+pub async fn broker_with_backlog(
+    count: usize,
+    seed: u64,
+) -> anyhow::Result<(FlakyBroker, Vec<Click>)> {
+    let broker = FlakyBroker::start();
+    broker
+        .create_topic("clicks", PARTITIONS)
+        .map_err(anyhow::Error::msg)?;
+    broker
+        .create_topic("clicks.dlq", 1)
+        .map_err(anyhow::Error::msg)?;
+    let codes: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
+    let events = clicks::synthetic(count, &codes, seed);
+    clicks::produce(broker.bootstrap(), "clicks", &events).await?;
+    Ok((broker, events))
+}
 
 /// Where the binaries are and where logs and data directories go.
 #[derive(Debug, Clone)]
