@@ -326,6 +326,16 @@ mod tests {
         env.iter().map(|e| e.name.as_str()).collect()
     }
 
+    /// (Secret name, key) an env var takes its value from.
+    fn secret_of(var: &EnvVar) -> (&str, &str) {
+        let sel = var
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .unwrap_or_else(|| panic!("{} is not from a Secret", var.name));
+        (sel.name.as_str(), sel.key.as_str())
+    }
+
     #[test]
     fn url_api_config_carries_the_contract_variables() {
         let mut s = stack();
@@ -396,17 +406,7 @@ mod tests {
         let mut s = stack();
         let env = database_env(&s.spec.database);
         assert_eq!(names(&env), ["DATABASE_URL"]);
-        let sel = env[0]
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
-        assert_eq!(
-            (sel.name.as_str(), sel.key.as_str()),
-            ("shortener-db", "url")
-        );
+        assert_eq!(secret_of(&env[0]), ("shortener-db", "url"));
         assert!(env[0].value.is_none());
 
         s.spec.database.url_secret_ref = None;
@@ -421,17 +421,7 @@ mod tests {
             env[2].value.as_deref(),
             Some("postgres://$(DB_USER):$(DB_PASSWORD)@pg.db.svc:5432/shortener?sslmode=require")
         );
-        let pw = env[1]
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
-        assert_eq!(
-            (pw.name.as_str(), pw.key.as_str()),
-            ("pg-creds", "password")
-        );
+        assert_eq!(secret_of(&env[1]), ("pg-creds", "password"));
     }
 
     #[test]
