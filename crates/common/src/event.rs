@@ -62,16 +62,21 @@ impl Click {
         }
     }
 
-    pub fn to_event(&self) -> ClickEvent {
+    /// The protobuf message, moving the strings (the publisher's path: no copies).
+    pub fn into_event(self) -> ClickEvent {
         ClickEvent {
             schema_version: SCHEMA_VERSION,
             event_id: self.event_id.to_string(),
-            short_code: self.short_code.clone(),
+            short_code: self.short_code,
             occurred_at: Some(to_timestamp(self.occurred_at)),
             ip: self.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            user_agent: self.user_agent.clone().unwrap_or_default(),
-            referer: self.referer.clone().unwrap_or_default(),
+            user_agent: self.user_agent.unwrap_or_default(),
+            referer: self.referer.unwrap_or_default(),
         }
+    }
+
+    pub fn to_event(&self) -> ClickEvent {
+        self.clone().into_event()
     }
 
     /// The Kafka payload.

@@ -4,12 +4,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
+use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
 
 use crate::config::TrustedProxies;
-use crate::AppState;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
@@ -55,14 +53,6 @@ impl ClientIpResolver {
     }
 
     /// The client IP of a request, from its `ConnectInfo` and headers.
-    pub fn from_parts(&self, parts: &Parts) -> Option<IpAddr> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        self.resolve(peer, &parts.headers)
-    }
-
     pub fn from_request<B>(&self, req: &axum::http::Request<B>) -> Option<IpAddr> {
         let peer = req
             .extensions()
@@ -78,21 +68,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()))
         .ok()
         .map(|ip| ip.to_canonical())
-}
-
-/// The resolved client IP of the request (None only when served without connect info).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self(state.client_ips.from_parts(parts)))
-    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub const DEFAULT_BREAKER_RESET_MS: u64 = 10_000;
 pub const DEFAULT_READ_RATE_LIMIT_PER_SECOND: u32 = 100;
 pub const DEFAULT_READ_RATE_LIMIT_BURST: u32 = 200;
 pub const DEFAULT_CLICK_QUEUE_CAPACITY: usize = 100_000;
+/// How long the producer waits to fill a batch of clicks (librdkafka `linger.ms`).
+pub const DEFAULT_CLICK_LINGER_MS: u64 = 25;
 
 /// Everything `url-api serve` needs. `Debug` masks the API keys (and, through the shared
 /// argument types, the database and SASL passwords).
@@ -87,6 +89,10 @@ pub struct Config {
     /// clicks are dropped and counted.
     #[arg(long, env = "CLICK_QUEUE_CAPACITY", default_value_t = DEFAULT_CLICK_QUEUE_CAPACITY)]
     pub click_queue_capacity: usize,
+    /// How long clicks wait to be sent in one batch, in milliseconds: longer batches cost
+    /// less CPU per click in the producer and the brokers (docs/performance.md).
+    #[arg(long, env = "CLICK_LINGER_MS", default_value_t = DEFAULT_CLICK_LINGER_MS)]
+    pub click_linger_ms: u64,
     /// Publish a ClickEvent per redirect.
     #[arg(long, env = "CLICKS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub clicks_enabled: bool,
@@ -123,6 +129,7 @@ impl std::fmt::Debug for Config {
             .field("breaker_failure_threshold", &self.breaker_failure_threshold)
             .field("breaker_reset_ms", &self.breaker_reset_ms)
             .field("click_queue_capacity", &self.click_queue_capacity)
+            .field("click_linger_ms", &self.click_linger_ms)
             .field("clicks_enabled", &self.clicks_enabled)
             .field("database", &self.database)
             .field("kafka", &self.kafka)
@@ -154,6 +161,7 @@ impl Config {
             breaker_failure_threshold: DEFAULT_BREAKER_FAILURE_THRESHOLD,
             breaker_reset_ms: DEFAULT_BREAKER_RESET_MS,
             click_queue_capacity: DEFAULT_CLICK_QUEUE_CAPACITY,
+            click_linger_ms: DEFAULT_CLICK_LINGER_MS,
             clicks_enabled: true,
             database,
             kafka,

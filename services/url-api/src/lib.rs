@@ -142,6 +142,7 @@ impl AppState {
             Some(Arc::new(ClickPublisher::new(
                 &config.kafka,
                 config.click_queue_capacity,
+                Duration::from_millis(config.click_linger_ms),
                 metrics.clone(),
             )?))
         } else {
@@ -215,10 +216,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::track,
-        ))
+        .layer(metrics::TrackLayer::new(state.metrics.clone()))
         .layer(http_trace::layer())
 }
 

@@ -1,32 +1,63 @@
 //! Prometheus metrics of url-api and the middleware that records HTTP requests.
 //!
 //! Requests are labelled by the matched route template (`/api/v1/links/{code}`), never by
-//! the raw path, so cardinality stays bounded.
+//! the raw path, so cardinality stays bounded. One histogram family covers requests: its
+//! `_count` series are the request counts by method, route and status.
 
+use std::fmt::Write;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use axum::extract::MatchedPath;
+use axum::http;
+use pin_project_lite::pin_project;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use tower::{Layer, Service};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: &'static str,
-    pub route: String,
+    pub route: Route,
     pub status: u16,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub method: &'static str,
-    pub route: String,
+/// The matched route template, or `unmatched`. Holds axum's shared `MatchedPath`, so
+/// labelling a request copies no string.
+#[derive(Debug, Clone)]
+pub struct Route(Option<MatchedPath>);
+
+impl Route {
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -64,8 +95,7 @@ impl std::ops::Deref for Metrics {
 }
 
 pub struct MetricHandles {
-    pub http_requests: Family<RequestLabels, Counter>,
-    pub http_duration: HistogramFamily<RouteLabels>,
+    pub http_requests: HistogramFamily<RequestLabels>,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub clicks_published: Counter,
@@ -85,8 +115,7 @@ fn latency_histogram() -> Histogram {
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = MetricHandles {
-            http_requests: Family::default(),
-            http_duration: Family::new_with_constructor(latency_histogram),
+            http_requests: Family::new_with_constructor(latency_histogram),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             clicks_published: Counter::default(),
@@ -97,14 +126,9 @@ impl Metrics {
             breaker_state: Gauge::default(),
         };
         registry.register(
-            "http_requests",
-            "HTTP requests by method, route template and status",
-            m.http_requests.clone(),
-        );
-        registry.register(
             "http_request_duration_seconds",
-            "HTTP request latency by method and route template",
-            m.http_duration.clone(),
+            "HTTP requests and their latency by method, route template and status",
+            m.http_requests.clone(),
         );
         registry.register(
             "redirect_cache_hits",
@@ -170,31 +194,89 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Middleware recording count and latency per route template and status.
-pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = method_label(req.method());
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    let elapsed = start.elapsed().as_secs_f64();
-    metrics
-        .http_duration
-        .get_or_create(&RouteLabels {
-            method,
-            route: route.clone(),
-        })
-        .observe(elapsed);
-    metrics
-        .http_requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status: resp.status().as_u16(),
-        })
-        .inc();
-    resp
+/// The layer recording every request's latency by method, route template and status.
+/// A plain tower layer: no boxed inner service or future per request on the redirect path.
+#[derive(Clone)]
+pub struct TrackLayer {
+    metrics: Metrics,
+}
+
+impl TrackLayer {
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, B, ResBody> Service<http::Request<B>> for Track<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let route = Route(req.extensions().get::<MatchedPath>().cloned());
+        let method = method_label(req.method());
+        TrackFuture {
+            inner: self.inner.call(req),
+            metrics: self.metrics.clone(),
+            labels: Some((method, route)),
+            start: Instant::now(),
+        }
+    }
+}
+
+pin_project! {
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        metrics: Metrics,
+        labels: Option<(&'static str, Route)>,
+        start: Instant,
+    }
+}
+
+impl<F, ResBody, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        if let (Ok(resp), Some((method, route))) = (&result, this.labels.take()) {
+            this.metrics
+                .http_requests
+                .get_or_create(&RequestLabels {
+                    method,
+                    route,
+                    status: resp.status().as_u16(),
+                })
+                .observe(this.start.elapsed().as_secs_f64());
+        }
+        Poll::Ready(result)
+    }
 }

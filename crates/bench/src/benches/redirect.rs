@@ -154,7 +154,11 @@ pub async fn run(
     let (mut redirects, mut published, mut dropped, mut failed) = (0.0, 0.0, 0.0, 0.0);
     for _ in 0..300 {
         let text = reqwest::get(api.url("/metrics")).await?.text().await?;
-        redirects = metric_sum_matching(&text, "http_requests_total", "status=\"302\"");
+        redirects = metric_sum_matching(
+            &text,
+            "http_request_duration_seconds_count",
+            "status=\"302\"",
+        );
         published = metric_sum(&text, "clicks_published_total").unwrap_or(0.0);
         dropped = metric_sum(&text, "clicks_dropped_total").unwrap_or(0.0);
         failed = metric_sum(&text, "clicks_delivery_failed_total").unwrap_or(0.0);

@@ -87,7 +87,11 @@ pub async fn exercise(
         let url = format!("http://{addr}/metrics");
         async move {
             let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
-            let redirects = metric_sum_matching(&text, "http_requests_total", "status=\"302\"");
+            let redirects = metric_sum_matching(
+                &text,
+                "http_request_duration_seconds_count",
+                "status=\"302\"",
+            );
             let published =
                 crate::procs::metric_sum(&text, "clicks_published_total").unwrap_or(0.0);
             let dropped = crate::procs::metric_sum(&text, "clicks_dropped_total").unwrap_or(0.0);

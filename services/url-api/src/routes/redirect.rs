@@ -1,15 +1,15 @@
 //! `GET /{code}`: the hot path.
 
+use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use shortener_common::event::Click;
 
 use crate::cache::CachedLink;
 use crate::clicks::header_text;
-use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ErrorBody};
 use crate::validate::is_plausible_code;
 use crate::{store, AppState};
@@ -29,10 +29,10 @@ use crate::{store, AppState};
 )]
 pub async fn redirect(
     State(state): State<AppState>,
-    method: Method,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
     code: Result<Path<String>, PathRejection>,
+    // The request itself rather than cloned headers: nothing is copied but what a click
+    // keeps.
+    req: Request,
 ) -> Result<Response, ApiError> {
     let Ok(Path(code)) = code else {
         return Err(ApiError::NotFound);
@@ -40,29 +40,25 @@ pub async fn redirect(
     if !is_plausible_code(&code) {
         return Err(ApiError::NotFound);
     }
-    let (long_url, expires_at, deleted) = match lookup(&state, &code).await? {
+    let (location, expires_at, deleted) = match lookup(&state, &code).await? {
         CachedLink::Missing => return Err(ApiError::NotFound),
         CachedLink::Found {
-            long_url,
+            location,
             expires_at,
             deleted,
-        } => (long_url, expires_at, deleted),
+        } => (location, expires_at, deleted),
     };
     if deleted || expires_at.is_some_and(|t| t <= Utc::now()) {
         return Err(ApiError::Gone);
     }
-    let location = HeaderValue::from_str(&long_url).map_err(|_| {
-        tracing::error!(code, "stored long_url is not a valid header value");
-        ApiError::Internal
-    })?;
     // HEAD (link previews, monitors) is not a click.
-    if method == Method::GET {
+    if req.method() == Method::GET {
         if let Some(clicks) = &state.clicks {
-            clicks.publish(&Click::now(
+            clicks.publish(Click::now(
                 code,
-                ip,
-                header_text(&headers, header::USER_AGENT),
-                header_text(&headers, header::REFERER),
+                state.client_ips.from_request(&req),
+                header_text(req.headers(), header::USER_AGENT),
+                header_text(req.headers(), header::REFERER),
             ));
         }
     }
@@ -93,7 +89,10 @@ async fn lookup(state: &AppState, code: &str) -> Result<CachedLink, ApiError> {
         .map_err(ApiError::from_db)?
     {
         Some(row) => CachedLink::Found {
-            long_url: row.long_url.into(),
+            location: HeaderValue::from_maybe_shared(Bytes::from(row.long_url)).map_err(|_| {
+                tracing::error!(code, "stored long_url is not a valid header value");
+                ApiError::Internal
+            })?,
             expires_at: row.expires_at,
             deleted: row.deleted_at.is_some(),
         },
