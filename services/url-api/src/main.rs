@@ -5,6 +5,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use url_api::Config;
 
+// Many small allocations move between the runtime's workers and librdkafka's threads;
+// mimalloc handles that with less contention than glibc malloc (docs/performance.md). It
+// also serves the C libraries' malloc (the `override` feature), librdkafka's included.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "url-api", version, about = "URL shortener HTTP API")]
 struct Cli {

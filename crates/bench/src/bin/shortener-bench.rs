@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 use shortener_bench::benches::{self, BenchEnv};
 use shortener_bench::results::{self, Row};
 
+// The same allocator as the services, so the baseline differs from url-api only in
+// what the handler does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "shortener-bench", about = "Benchmarks of shortener-stack")]
 struct Cli {
