@@ -51,6 +51,13 @@ impl Row {
         self
     }
 
+    /// An absolute lower bound, e.g. a ratio computed elsewhere >= 0.8.
+    pub fn at_least(mut self, min: f64) -> Self {
+        self.target = Some(format!(">= {min}"));
+        self.pass = Some(self.value >= min);
+        self
+    }
+
     /// An absolute upper bound, e.g. p99 < 5 ms.
     pub fn below(mut self, max: f64) -> Self {
         self.target = Some(format!("< {max} {}", self.unit));

@@ -56,6 +56,10 @@ impl Tansu {
         Ok(t)
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.service.pid()
+    }
+
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

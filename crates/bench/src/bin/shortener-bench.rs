@@ -42,8 +42,8 @@ struct Common {
     /// Connections of the redirect load.
     #[arg(long, global = true, default_value_t = 64)]
     connections: usize,
-    /// Alternating baseline/url-api redirect rounds (the median is reported).
-    #[arg(long, global = true, default_value_t = 3)]
+    /// Alternating baseline/url-api redirect round pairs (the median pair ratio is judged).
+    #[arg(long, global = true, default_value_t = 5)]
     rounds: usize,
     /// Events pre-produced for each consumer configuration.
     #[arg(long, global = true, default_value_t = 50_000)]
