@@ -121,14 +121,18 @@ impl LinkCache {
 mod tests {
     use super::*;
 
-    #[test]
-    fn stores_and_invalidates_entries() {
-        let cache = LinkCache::new(10, Duration::from_secs(60));
-        let found = CachedLink::Found {
+    fn found() -> CachedLink {
+        CachedLink::Found {
             location: HeaderValue::from_static("https://example.com/"),
             expires_at: None,
             deleted: false,
-        };
+        }
+    }
+
+    #[test]
+    fn stores_and_invalidates_entries() {
+        let cache = LinkCache::new(10, Duration::from_secs(60));
+        let found = found();
         cache.insert_read("abc", found.clone(), cache.ticket());
         cache.insert_read("nope", CachedLink::Missing, cache.ticket());
         assert_eq!(cache.get("abc"), Some(found));
@@ -140,11 +144,7 @@ mod tests {
     #[test]
     fn a_read_that_raced_with_an_invalidation_is_not_cached() {
         let cache = LinkCache::new(10, Duration::from_secs(60));
-        let stale = CachedLink::Found {
-            location: HeaderValue::from_static("https://example.com/"),
-            expires_at: None,
-            deleted: false,
-        };
+        let stale = found();
         // A redirect read the live row, then the link was deleted and invalidated before
         // the redirect stored what it read.
         let ticket = cache.ticket();
@@ -165,15 +165,11 @@ mod tests {
 
     #[test]
     fn entries_expire_after_their_ttl() {
-        let cache = LinkCache::new(10, Duration::from_millis(50));
-        let found = CachedLink::Found {
-            location: HeaderValue::from_static("https://example.com/"),
-            expires_at: None,
-            deleted: false,
-        };
+        let cache = LinkCache::new(10, Duration::from_millis(300));
+        let found = found();
         cache.insert_read("abc", found.clone(), cache.ticket());
         assert_eq!(cache.get("abc"), Some(found));
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(400));
         assert_eq!(cache.get("abc"), None);
     }
 }
