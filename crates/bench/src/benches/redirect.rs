@@ -165,16 +165,13 @@ pub async fn run(
             &svc_pids,
         )
         .await?;
+        let ratio = if b.rps > 0.0 { s.rps / b.rps } else { 0.0 };
         eprintln!(
             "redirect round {round}: url-api {:.0} req/s p99 {:.2} ms {s_cpu:.1} µs CPU/req, \
-             baseline {:.0} req/s p99 {:.2} ms {b_cpu:.1} µs CPU/req, ratio {:.2}",
-            s.rps,
-            s.p99_ms,
-            b.rps,
-            b.p99_ms,
-            s.rps / b.rps
+             baseline {:.0} req/s p99 {:.2} ms {b_cpu:.1} µs CPU/req, ratio {ratio:.2}",
+            s.rps, s.p99_ms, b.rps, b.p99_ms
         );
-        ratios.push(if b.rps > 0.0 { s.rps / b.rps } else { 0.0 });
+        ratios.push(ratio);
         base_cpu.push(b_cpu);
         svc_cpu.push(s_cpu);
         base_rounds.push(b);
