@@ -41,20 +41,30 @@ fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
-/// One load round and the CPU time the server-side processes (`pids`) spent on it,
-/// per request, in microseconds (warm-up included, at the round's measured rate).
-async fn measured_round(spec: LoadSpec, pids: &[u32]) -> anyhow::Result<(LoadReport, f64)> {
-    let cpu = || -> Duration { pids.iter().filter_map(|p| cpu_time(*p)).sum() };
+/// One load round and the CPU time each server-side process (`pids`) spent on it, per
+/// request, in microseconds (warm-up included, at the round's measured rate).
+async fn measured_round(spec: LoadSpec, pids: &[u32]) -> anyhow::Result<(LoadReport, Vec<f64>)> {
+    let cpu = || -> Vec<Duration> {
+        pids.iter()
+            .map(|p| cpu_time(*p).unwrap_or_default())
+            .collect()
+    };
     let window = spec.warmup + spec.duration;
     let before = cpu();
     let report = loadgen::run(spec).await?;
-    let spent = cpu().saturating_sub(before);
     let requests = report.rps * window.as_secs_f64();
-    let per_request_us = if requests > 0.0 {
-        spent.as_secs_f64() * 1e6 / requests
-    } else {
-        0.0
-    };
+    let per_request_us = cpu()
+        .iter()
+        .zip(&before)
+        .map(|(after, before)| {
+            let spent = after.saturating_sub(*before).as_secs_f64();
+            if requests > 0.0 {
+                spent * 1e6 / requests
+            } else {
+                0.0
+            }
+        })
+        .collect();
     Ok((report, per_request_us))
 }
 
@@ -147,13 +157,15 @@ pub async fn run(
     // the host, noisy neighbours) hits both sides alike. The target is judged on the
     // median of the per-pair ratios: each pair ran back to back, under the same conditions.
     let baseline_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let svc_pids: Vec<u32> = [api.service.pid(), broker.pid()]
-        .into_iter()
-        .flatten()
-        .collect();
-    let base_pids: Vec<u32> = baseline.pid().into_iter().collect();
+    let pid = |p: Option<u32>, what: &str| p.ok_or_else(|| anyhow::anyhow!("{what} has exited"));
+    let svc_pids = [
+        pid(api.service.pid(), "url-api")?,
+        pid(broker.pid(), "tansu")?,
+    ];
+    let base_pids = [pid(baseline.pid(), "baseline")?];
     let (mut base_rounds, mut svc_rounds, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut base_cpu, mut svc_cpu) = (Vec::new(), Vec::new());
+    let (mut base_cpu, mut svc_cpu, mut api_cpu, mut broker_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..opts.rounds {
         let (b, b_cpu) = measured_round(
             redirect_spec(baseline_addr, codes.clone(), opts.connections, env),
@@ -166,14 +178,22 @@ pub async fn run(
         )
         .await?;
         let ratio = if b.rps > 0.0 { s.rps / b.rps } else { 0.0 };
+        let (b_cpu, a_cpu, k_cpu) = (b_cpu[0], s_cpu[0], s_cpu[1]);
         eprintln!(
-            "redirect round {round}: url-api {:.0} req/s p99 {:.2} ms {s_cpu:.1} µs CPU/req, \
-             baseline {:.0} req/s p99 {:.2} ms {b_cpu:.1} µs CPU/req, ratio {ratio:.2}",
-            s.rps, s.p99_ms, b.rps, b.p99_ms
+            "redirect round {round}: url-api {:.0} req/s p99 {:.2} ms {:.1} µs CPU/req \
+             ({a_cpu:.1} url-api + {k_cpu:.1} broker), baseline {:.0} req/s p99 {:.2} ms \
+             {b_cpu:.1} µs CPU/req, ratio {ratio:.2}",
+            s.rps,
+            s.p99_ms,
+            a_cpu + k_cpu,
+            b.rps,
+            b.p99_ms
         );
         ratios.push(ratio);
         base_cpu.push(b_cpu);
-        svc_cpu.push(s_cpu);
+        svc_cpu.push(a_cpu + k_cpu);
+        api_cpu.push(a_cpu);
+        broker_cpu.push(k_cpu);
         base_rounds.push(b);
         svc_rounds.push(s);
     }
@@ -252,7 +272,12 @@ pub async fn run(
             "links": opts.links,
             "ratio_median_of_pairs": ratio,
             "round_ratios": ratios,
-            "cpu_us_per_request": { "url_api_and_broker": svc_cpu, "baseline": base_cpu },
+            "cpu_us_per_request": {
+                "url_api_and_broker": svc_cpu,
+                "url_api": api_cpu,
+                "broker": broker_cpu,
+                "baseline": base_cpu,
+            },
             "url_api_median": svc,
             "baseline_median": base,
             "url_api_rounds": svc_rounds,
