@@ -3,6 +3,7 @@
 pub mod config;
 pub mod db;
 pub mod event;
+pub mod event_batch;
 pub mod health;
 pub mod kafka;
 pub mod proto;

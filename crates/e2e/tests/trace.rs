@@ -1,6 +1,6 @@
 //! One trace from the redirect to the stored click, every hop over real loopback sockets:
-//! a `traceparent` sent to url-api reaches its server span, the producer span, the Kafka
-//! message headers, and the consumer's process, enrichment and insert spans; a link-details
+//! a `traceparent` sent to url-api reaches its server span, the producer span, the click's
+//! headers in its Kafka batch, and the consumer's process, enrichment and insert spans; a link-details
 //! request's client span reaches analytics-rpc's server span through gRPC metadata.
 //!
 //! The capturing subscriber is process-wide (spans come from many runtime threads), so
@@ -13,6 +13,7 @@ mod common;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::SpanData;
 use serde_json::json;
+use shortener_common::event_batch::decode_batch;
 use shortener_testkit::tracing::{attr, capture_global, lineage, Capture};
 
 use common::{Stack, StackOptions, TOPIC};
@@ -100,7 +101,7 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
         ],
     );
 
-    let publish = wait_span(&capture, trace, "send clicks").await;
+    let publish = wait_span(&capture, trace, "create clicks").await;
     let server_id = server.span_context.span_id();
     assert_eq!(lineage(&publish), (trace, server_id, SpanKind::Producer));
     assert_attrs(
@@ -108,19 +109,19 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
         &[
             ("messaging.system", "kafka"),
             ("messaging.destination.name", TOPIC),
-            ("messaging.operation.type", "send"),
-            ("messaging.kafka.message.key", &code),
+            ("messaging.operation.type", "create"),
         ],
     );
 
-    // The message on the topic carries the producer span's context.
+    // The click in its batch on the topic carries the producer span's context.
     let messages = broker.consume_all(TOPIC, 1, WAIT).await;
     let message = &messages[0];
-    assert_eq!(message.key.as_deref(), Some(code.as_bytes()));
+    let entries = decode_batch(message.payload.as_deref().unwrap()).unwrap();
+    assert_eq!(entries.len(), 1);
     let publish_id = publish.span_context.span_id();
     assert_eq!(
-        message.header("traceparent"),
-        Some(format!("00-{trace}-{publish_id}-01").as_str())
+        entries[0].headers.get("traceparent"),
+        Some(&format!("00-{trace}-{publish_id}-01"))
     );
 
     let process = wait_span(&capture, trace, "process clicks").await;
@@ -137,7 +138,6 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
             ("messaging.destination.partition.id", &partition),
             ("messaging.kafka.offset", &offset),
             ("messaging.consumer.group.name", "trace-e2e"),
-            ("messaging.kafka.message.key", &code),
         ],
     );
     let process_id = process.span_context.span_id();

@@ -7,16 +7,22 @@
 //! batch, and `ON CONFLICT (event_id) DO NOTHING` turns the replay into duplicates that
 //! are counted, not stored.
 //!
+//! # Batches
+//! url-api sends many clicks per message (a ClickBatch, docs/kafka.md). Each click of a
+//! batch is handled as the single-click message it would have been: its own span, its
+//! own row or dead letter. Offsets are per message, so a batch is committed whole.
+//!
 //! # Traces
-//! Every message gets a `process clicks` consumer span parented to the producer's span,
-//! whose W3C context url-api put in the message headers: the redirect, its publish and
-//! the message's processing form one trace. A child `enrich click` span covers decoding
+//! Every click gets a `process clicks` consumer span parented to the producer's span,
+//! whose W3C context url-api put in the click's headers: the redirect, its publish and
+//! the click's processing form one trace. A child `enrich click` span covers decoding
 //! and enrichment. A batch mixes messages of many traces, so its single `INSERT clicks`
 //! span is a child of the process span of the batch's first stored message and carries a
 //! span link to the process span of every other stored message; each trace thus reaches
 //! the insert either as its parent or through a link. Process spans stay open until the
 //! batch's offsets are committed, so their duration is the message's whole handling.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,11 +34,12 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use shortener_common::db::is_transient;
-use shortener_common::event::{Click, SCHEMA_VERSION};
+use shortener_common::event::Click;
+use shortener_common::event_batch::{decode_batch, BATCH_SCHEMA_VERSION, SINGLE_SCHEMA_VERSION};
 use shortener_common::kafka::HEADER_SCHEMA_VERSION;
 use shortener_common::telemetry::propagation;
 use sqlx::PgPool;
@@ -209,21 +216,58 @@ pub async fn worker(p: Arc<Pipeline>, mut rx: mpsc::Receiver<OwnedMessage>) {
     }
 }
 
-/// Why a message cannot be stored, before touching the database.
+fn schema_version(msg: &OwnedMessage) -> Option<&[u8]> {
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == HEADER_SCHEMA_VERSION)
+        .and_then(|h| h.value)
+}
+
+/// The single-click messages a consumed message stands for: itself, or each entry of a
+/// ClickBatch rebuilt as the message it would have been alone (same topic, partition,
+/// offset and timestamp, its own headers), so that decoding, tracing and dead-lettering
+/// handle one click at a time. Err: why the batch cannot be read at all.
+pub fn single_clicks(msg: &OwnedMessage) -> Result<Vec<Cow<'_, OwnedMessage>>, String> {
+    if schema_version(msg) != Some(BATCH_SCHEMA_VERSION.as_bytes()) {
+        return Ok(vec![Cow::Borrowed(msg)]);
+    }
+    let payload = msg.payload().ok_or("message has no payload")?;
+    let entries = decode_batch(payload).map_err(|e| format!("payload is not a ClickBatch: {e}"))?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| {
+            let single = OwnedHeaders::new_with_capacity(entry.headers.len() + 1).insert(Header {
+                key: HEADER_SCHEMA_VERSION,
+                value: Some(SINGLE_SCHEMA_VERSION),
+            });
+            let headers = entry.headers.iter().fold(single, |h, (key, value)| {
+                h.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            });
+            Cow::Owned(OwnedMessage::new(
+                Some(entry.event),
+                None,
+                msg.topic().to_string(),
+                msg.timestamp(),
+                msg.partition(),
+                msg.offset(),
+                Some(headers),
+            ))
+        })
+        .collect())
+}
+
+/// Why a single-click message cannot be stored, before touching the database.
 pub fn decode(msg: &OwnedMessage) -> Result<Click, String> {
-    if let Some(headers) = msg.headers() {
-        let version = headers
-            .iter()
-            .find(|h| h.key == HEADER_SCHEMA_VERSION)
-            .and_then(|h| h.value);
-        if let Some(v) = version {
-            let expected = SCHEMA_VERSION.to_string();
-            if v != expected.as_bytes() {
-                return Err(format!(
-                    "unsupported {HEADER_SCHEMA_VERSION} header {:?} (this build reads {SCHEMA_VERSION})",
-                    String::from_utf8_lossy(v)
-                ));
-            }
+    if let Some(v) = schema_version(msg) {
+        if v != SINGLE_SCHEMA_VERSION.as_bytes() {
+            return Err(format!(
+                "unsupported {HEADER_SCHEMA_VERSION} header {:?} (this build reads \
+                 {SINGLE_SCHEMA_VERSION} and {BATCH_SCHEMA_VERSION})",
+                String::from_utf8_lossy(v)
+            ));
         }
     }
     let payload = msg.payload().ok_or("message has no payload")?;
@@ -234,13 +278,30 @@ pub fn decode(msg: &OwnedMessage) -> Result<Click, String> {
 /// offsets. Errs only when cancelled while retrying.
 pub async fn process_batch(p: &Pipeline, batch: &[OwnedMessage]) -> Result<(), Cancelled> {
     let started = Instant::now();
-    let spans: Vec<Span> = batch.iter().map(|m| process_span(p, m)).collect();
-    let mut rows = Vec::with_capacity(batch.len());
-    let mut row_msg = Vec::with_capacity(batch.len());
+    // One unit per click; an unreadable batch is one unit, dead-lettered whole.
+    let mut units: Vec<Cow<'_, OwnedMessage>> = Vec::with_capacity(batch.len());
+    let mut unreadable: Vec<(usize, String)> = Vec::new();
+    for msg in batch {
+        match single_clicks(msg) {
+            Ok(clicks) => units.extend(clicks),
+            Err(e) => {
+                unreadable.push((units.len(), e));
+                units.push(Cow::Borrowed(msg));
+            }
+        }
+    }
+    let spans: Vec<Span> = units.iter().map(|m| process_span(p, m)).collect();
+    let mut rows = Vec::with_capacity(units.len());
+    let mut row_msg = Vec::with_capacity(units.len());
     let mut dead: Vec<(usize, String)> = Vec::new();
-    for (i, msg) in batch.iter().enumerate() {
+    let mut unreadable = unreadable.into_iter().peekable();
+    for (i, msg) in units.iter().enumerate() {
         let enrich_span = tracing::info_span!(parent: &spans[i], "enrich click");
-        match enrich_span.in_scope(|| decode(msg).map(|c| (p.enricher.enrich(&c), c))) {
+        let decoded = match unreadable.next_if(|(u, _)| *u == i) {
+            Some((_, e)) => Err(e),
+            None => enrich_span.in_scope(|| decode(msg).map(|c| (p.enricher.enrich(&c), c))),
+        };
+        match decoded {
             Ok((enrichment, click)) => {
                 rows.push(ClickRow { click, enrichment });
                 row_msg.push(i);
@@ -263,7 +324,7 @@ pub async fn process_batch(p: &Pipeline, batch: &[OwnedMessage]) -> Result<(), C
     dead.extend(outcome.rejected.into_iter().map(|(r, e)| (row_msg[r], e)));
     dead.sort_by_key(|(i, _)| *i);
     for (i, error) in &dead {
-        let msg = &batch[*i];
+        let msg = &units[*i];
         let span = &spans[*i];
         span.in_scope(|| {
             tracing::warn!(
@@ -477,7 +538,9 @@ fn commit(p: &Pipeline, batch: &[OwnedMessage]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::message::{Header, OwnedHeaders, Timestamp};
+    use rdkafka::message::Timestamp;
+    use shortener_common::event_batch::BatchWriter;
+    use std::collections::HashMap;
 
     fn message(payload: Option<Vec<u8>>, headers: Option<OwnedHeaders>) -> OwnedMessage {
         OwnedMessage::new(
@@ -504,13 +567,9 @@ mod tests {
         let garbage = decode(&message(Some(vec![0xff, 0xff]), None)).unwrap_err();
         assert!(garbage.contains("not a ClickEvent"), "{garbage}");
 
-        let v2 = OwnedHeaders::new().insert(Header {
-            key: HEADER_SCHEMA_VERSION,
-            value: Some("2"),
-        });
-        let err = decode(&message(Some(click.encode()), Some(v2))).unwrap_err();
+        let err = decode(&message(Some(click.encode()), Some(version("3")))).unwrap_err();
         assert!(
-            err.contains("unsupported schema-version header \"2\""),
+            err.contains("unsupported schema-version header \"3\""),
             "{err}"
         );
         let v1 = OwnedHeaders::new().insert(Header {
@@ -518,6 +577,61 @@ mod tests {
             value: Some("1"),
         });
         assert!(decode(&message(Some(click.encode()), Some(v1))).is_ok());
+    }
+
+    fn version(v: &str) -> OwnedHeaders {
+        OwnedHeaders::new().insert(Header {
+            key: HEADER_SCHEMA_VERSION,
+            value: Some(v),
+        })
+    }
+
+    #[test]
+    fn a_batch_becomes_the_single_click_messages_it_holds() {
+        let clicks: Vec<Click> = (0..3)
+            .map(|i| Click::now(format!("c{i}"), None, None, None))
+            .collect();
+        let mut writer = BatchWriter::default();
+        for (i, c) in clicks.iter().enumerate() {
+            let headers = HashMap::from([("traceparent".to_string(), format!("tp-{i}"))]);
+            writer.push(&c.to_event(), headers);
+        }
+        let batch = message(Some(writer.take().0), Some(version(BATCH_SCHEMA_VERSION)));
+        let singles = single_clicks(&batch).unwrap();
+        assert_eq!(singles.len(), 3);
+        for (i, (single, click)) in singles.iter().zip(&clicks).enumerate() {
+            assert_eq!(&decode(single).unwrap(), click);
+            assert_eq!(
+                (single.topic(), single.partition(), single.offset()),
+                ("clicks", 0, 7)
+            );
+            let headers: Vec<(String, String)> = single
+                .headers()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    let v = String::from_utf8(h.value.unwrap().to_vec()).unwrap();
+                    (h.key.to_string(), v)
+                })
+                .collect();
+            assert_eq!(
+                headers,
+                [
+                    ("schema-version".into(), "1".into()),
+                    ("traceparent".into(), format!("tp-{i}"))
+                ]
+            );
+        }
+
+        // A single-click message stands for itself; an unreadable batch is an error.
+        let one = message(Some(clicks[0].encode()), None);
+        assert!(matches!(
+            single_clicks(&one).unwrap()[..],
+            [Cow::Borrowed(_)]
+        ));
+        let bad = message(Some(vec![0x0a, 0xff]), Some(version(BATCH_SCHEMA_VERSION)));
+        let err = single_clicks(&bad).unwrap_err();
+        assert!(err.contains("not a ClickBatch"), "{err}");
     }
 
     #[test]

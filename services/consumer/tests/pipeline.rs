@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use common::*;
@@ -23,7 +23,11 @@ async fn stores_every_event_once_with_its_enrichment() {
     let code = "enrich1";
     let n = 400;
     let clicks: Vec<_> = (0..n).map(|i| click(code, i)).collect();
-    let messages: Vec<_> = clicks.iter().map(message).collect();
+    // As url-api sends them: batches of 50 clicks.
+    let messages: Vec<_> = clicks
+        .chunks(50)
+        .map(|c| batch(c, |_| HashMap::new()))
+        .collect();
     broker.produce_batch(TOPIC, &messages).await;
 
     let started = Instant::now();
@@ -45,7 +49,7 @@ async fn stores_every_event_once_with_its_enrichment() {
     );
 
     // Redelivery: the same events again (same event_id) are skipped, not stored.
-    broker.produce_batch(TOPIC, &messages[..100]).await;
+    broker.produce_batch(TOPIC, &messages[..2]).await;
     wait_until("the redelivered events counted as duplicates", || async {
         running.metrics.duplicates.get() >= 100
     })
@@ -100,7 +104,7 @@ async fn stores_every_event_once_with_its_enrichment() {
     assert_eq!(lag.len(), PARTITIONS as usize);
     assert!(lag.iter().all(|l| l.lag == 0), "{lag:?}");
     let committed: i64 = lag.iter().map(|l| l.committed.unwrap_or(0)).sum();
-    assert_eq!(committed, (n + 100) as i64);
+    assert_eq!(committed, messages.len() as i64 + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -117,7 +121,7 @@ async fn poison_messages_are_dead_lettered_and_replayable() {
         // Not protobuf at all.
         TestMessage::new(code, vec![0xff, 0xfe, 0x00, 0x01]),
         // A ClickEvent from a future schema.
-        TestMessage::new(code, good[0].encode()).header(HEADER_SCHEMA_VERSION, "2"),
+        TestMessage::new(code, good[0].encode()).header(HEADER_SCHEMA_VERSION, "3"),
         // Decodes and validates, but Postgres refuses NUL bytes in text: rejected by the
         // database, isolated row by row.
         message(&nul),
@@ -191,7 +195,7 @@ async fn poison_messages_are_dead_lettered_and_replayable() {
         errors,
         HashSet::from([
             "payload is not a ClickEvent protobuf".to_string(),
-            "unsupported schema-version header \"2\" (this build reads 1)".to_string(),
+            "unsupported schema-version header \"3\" (this build reads 1 and 2)".to_string(),
             "database rejected the click".to_string(),
         ])
     );
@@ -257,6 +261,83 @@ async fn poison_messages_are_dead_lettered_and_replayable() {
             .iter()
             .any(|d| d.payload == m.payload && d.key == m.key));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_is_stored_click_by_click_and_only_its_bad_click_is_dead_lettered() {
+    let broker = broker();
+    let db = fresh_database().await;
+    let code = "batch1";
+    let dlq = format!("{TOPIC}.dlq");
+    let mut clicks: Vec<_> = (0..6).map(|i| click(code, i)).collect();
+    // Postgres refuses NUL bytes in text: this click alone is rejected by the database.
+    clicks[3].user_agent = Some("agent\0with a NUL byte".into());
+    let traceparent = |i: usize| format!("00-{:032x}-{:016x}-01", i + 1, i + 1);
+    let readable = batch(&clicks, |i| {
+        HashMap::from([("traceparent".to_string(), traceparent(i))])
+    });
+    let unreadable = TestMessage {
+        key: None,
+        payload: vec![0x0a, 0xff, 0x01],
+        headers: vec![(HEADER_SCHEMA_VERSION.into(), b"2".to_vec())],
+    };
+    let mut positions = Vec::new();
+    for m in [&readable, &unreadable] {
+        let headers: Vec<(&str, &[u8])> = m
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        positions.push(broker.produce(TOPIC, None, &m.payload, &headers).await);
+    }
+
+    let running = start(args(&broker, &db.url, "g-batch")).await;
+    wait_until("the good clicks of the batch stored", || async {
+        count(&db.pool, code).await == 5
+    })
+    .await;
+    wait_until("two dead letters", || async {
+        running.metrics.dead_lettered.get() == 2
+    })
+    .await;
+    running.shutdown().await;
+
+    let dead = broker.consume_all(&dlq, 2, WAIT).await;
+    let source = |d: &shortener_testkit::kafka::Received| -> (i32, i64) {
+        let header = |name| d.header(name).unwrap().parse::<i64>().unwrap();
+        (
+            header(HEADER_DLQ_SOURCE_PARTITION) as i32,
+            header(HEADER_DLQ_SOURCE_OFFSET),
+        )
+    };
+    let error =
+        |d: &shortener_testkit::kafka::Received| d.header(HEADER_DLQ_ERROR).unwrap().to_string();
+    // The bad click alone, as the single-click message it would have been: its event,
+    // its trace context, and the batch it came from.
+    let single = dead
+        .iter()
+        .find(|d| error(d).starts_with("database rejected the click"))
+        .expect("the rejected click is dead-lettered");
+    assert_eq!(
+        single.payload.as_deref(),
+        Some(clicks[3].encode().as_slice())
+    );
+    assert_eq!(single.header(HEADER_SCHEMA_VERSION), Some("1"));
+    assert_eq!(single.header("traceparent"), Some(traceparent(3).as_str()));
+    assert_eq!(source(single), positions[0]);
+    // A batch that cannot be read is dead-lettered whole.
+    let whole = dead
+        .iter()
+        .find(|d| error(d).starts_with("payload is not a ClickBatch"))
+        .expect("the unreadable batch is dead-lettered");
+    assert_eq!(
+        whole.payload.as_deref(),
+        Some(unreadable.payload.as_slice())
+    );
+    assert_eq!(source(whole), positions[1]);
+    // Both messages are done with: nothing left for the group.
+    let lag = group_lag(broker.bootstrap(), "g-batch").await;
+    assert!(lag.iter().all(|l| l.lag == 0), "{lag:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

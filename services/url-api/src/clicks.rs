@@ -1,59 +1,80 @@
-//! Publishing one ClickEvent per redirect to Kafka, fire-and-forget.
+//! Publishing clicks to Kafka in batches, fire-and-forget.
 //!
-//! `publish` never blocks and never fails the redirect: it hands the message to
-//! librdkafka's local queue (bounded by CLICK_QUEUE_CAPACITY) and returns. A background
-//! thread owned by the producer delivers it (idempotent producer, acks=all, retries until
-//! `message.timeout.ms`), so clicks survive a broker outage of minutes. When the queue is
-//! full the click is dropped and counted. Outcomes are counted from the delivery callback.
+//! `publish` never blocks and never fails the redirect: it appends the click to the open
+//! batch. The batch goes to librdkafka's local queue as one ClickBatch message once it
+//! holds CLICK_BATCH_MAX clicks, or from the batcher thread at most CLICK_LINGER_MS after
+//! its first click. librdkafka gathers the batches of up to another CLICK_LINGER_MS into
+//! one produce request and delivers them (idempotent producer, acks=all, retries until
+//! `message.timeout.ms`), so clicks survive a broker outage of minutes. The queue holds
+//! about CLICK_QUEUE_CAPACITY clicks; when it is full a batch is dropped and its clicks
+//! are counted. Outcomes are counted per click from the delivery callback.
 //!
-//! Each click gets a producer span (`send clicks`), a child of the redirect's server span,
-//! whose W3C context travels in the message headers so the consumer continues the trace.
-//! The span covers the hand-off to the local queue only: it is created and ended
-//! synchronously, and the redirect never waits for the broker.
+//! Each click gets a producer span (`create clicks`), a child of the redirect's server
+//! span, whose W3C context travels with the click inside the batch so the consumer
+//! continues the trace. The span covers appending to the batch only: the redirect never
+//! waits for the broker.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use prost::Message;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
-use shortener_common::event::{Click, MAX_HEADER_VALUE_LEN, SCHEMA_VERSION};
+use shortener_common::event::{Click, MAX_HEADER_VALUE_LEN};
+use shortener_common::event_batch::{BatchWriter, BATCH_SCHEMA_VERSION};
 use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
 use shortener_common::telemetry::propagation;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{DropReason, Metrics};
 
-/// How long librdkafka keeps retrying a click before reporting it failed.
+/// How long librdkafka keeps retrying a batch before reporting its clicks failed.
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest shutdown waits for queued clicks to be delivered.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two log lines about failed deliveries or drops.
 const LOG_EVERY_SECS: i64 = 10;
 
-/// Counts delivery outcomes; runs on the producer's polling thread.
+/// How clicks are grouped into Kafka messages.
+#[derive(Debug, Clone, Copy)]
+pub struct ClickBatching {
+    /// Clicks the local queue holds while the brokers are slow or down.
+    pub queue_capacity: usize,
+    /// Longest a click waits for its batch to fill.
+    pub linger: Duration,
+    /// Most clicks in one message.
+    pub batch_max: usize,
+}
+
+/// Counts delivery outcomes per click; runs on the producer's polling thread. The
+/// delivery opaque of a message is its number of clicks.
 pub struct DeliveryContext {
     metrics: Metrics,
     last_failure_log: AtomicI64,
+    /// Clicks handed to librdkafka and not yet reported delivered or failed.
+    queued: AtomicI64,
 }
 
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, clicks: usize) {
+        self.queued.fetch_sub(clicks as i64, Ordering::Relaxed);
         match result {
             Ok(_) => {
-                self.metrics.clicks_published.inc();
+                self.metrics.clicks_published.inc_by(clicks as u64);
             }
             Err((err, _)) => {
-                self.metrics.clicks_delivery_failed.inc();
+                self.metrics.clicks_delivery_failed.inc_by(clicks as u64);
                 if should_log(&self.last_failure_log) {
-                    tracing::warn!(error = %err, "click event delivery failed");
+                    tracing::warn!(error = %err, clicks, "click batch delivery failed");
                 }
             }
         }
@@ -69,34 +90,88 @@ fn should_log(last: &AtomicI64) -> bool {
             .is_ok()
 }
 
-pub struct ClickPublisher {
+/// The producer and the open batch, shared by the request path and the batcher thread.
+struct BatchSender {
     producer: ThreadedProducer<DeliveryContext>,
     topic: String,
-    /// `send {topic}`, the producer span's name.
-    span_name: String,
-    /// The schema-version header's value.
-    schema_version: String,
+    open: Mutex<BatchWriter>,
     metrics: Metrics,
     last_drop_log: AtomicI64,
+}
+
+impl BatchSender {
+    fn open(&self) -> MutexGuard<'_, BatchWriter> {
+        // A panic while appending leaves at worst a truncated last entry: keep going.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends whatever the open batch holds.
+    fn send_open(&self) {
+        let (payload, clicks) = self.open().take();
+        if clicks > 0 {
+            self.send(&payload, clicks);
+        }
+    }
+
+    /// Queues one ClickBatch message (unkeyed: any partition will do) without waiting.
+    fn send(&self, payload: &[u8], clicks: usize) {
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: HEADER_SCHEMA_VERSION,
+            value: Some(BATCH_SCHEMA_VERSION),
+        });
+        let record = BaseRecord::<(), [u8], usize>::with_opaque_to(&self.topic, clicks)
+            .payload(payload)
+            .headers(headers);
+        let queued = &self.producer.context().queued;
+        queued.fetch_add(clicks as i64, Ordering::Relaxed);
+        if let Err((err, _)) = self.producer.send(record) {
+            queued.fetch_sub(clicks as i64, Ordering::Relaxed);
+            let reason = match err {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                    DropReason::queue_full
+                }
+                _ => DropReason::produce_error,
+            };
+            self.metrics.drop_clicks(reason, clicks as u64);
+            if should_log(&self.last_drop_log) {
+                tracing::warn!(error = %err, ?reason, clicks, "click batch dropped");
+            }
+        }
+    }
+}
+
+pub struct ClickPublisher {
+    sender: Arc<BatchSender>,
+    batch_max: usize,
+    /// `create {topic}`, the producer span's name.
+    span_name: String,
+    /// Dropping it stops the batcher thread, which sends the open batch first.
+    stop: Option<mpsc::Sender<()>>,
+    batcher: Option<JoinHandle<()>>,
 }
 
 impl ClickPublisher {
     /// A producer for `kafka`'s topic. Connects in the background; never blocks.
     pub fn new(
         kafka: &KafkaArgs,
-        queue_capacity: usize,
-        linger: Duration,
+        batching: ClickBatching,
         metrics: Metrics,
     ) -> Result<Self, KafkaError> {
+        let batch_max = batching.batch_max.max(1);
         let mut config = kafka.client_config();
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
-            .set("linger.ms", linger.as_millis().to_string())
+            // Fewer, larger produce requests: the brokers' CPU goes with their number.
+            .set("linger.ms", batching.linger.as_millis().to_string())
             .set(
                 "queue.buffering.max.messages",
-                queue_capacity.clamp(1, i32::MAX as usize).to_string(),
+                batching
+                    .queue_capacity
+                    .div_ceil(batch_max)
+                    .clamp(1, i32::MAX as usize)
+                    .to_string(),
             )
             .set(
                 "message.timeout.ms",
@@ -105,82 +180,103 @@ impl ClickPublisher {
         let producer = config.create_with_context(DeliveryContext {
             metrics: metrics.clone(),
             last_failure_log: AtomicI64::new(0),
+            queued: AtomicI64::new(0),
         })?;
-        Ok(Self {
+        let sender = Arc::new(BatchSender {
             producer,
             topic: kafka.kafka_topic.clone(),
-            span_name: format!("send {}", kafka.kafka_topic),
-            schema_version: SCHEMA_VERSION.to_string(),
+            open: Mutex::new(BatchWriter::default()),
             metrics,
             last_drop_log: AtomicI64::new(0),
+        });
+        let (stop, stopped) = mpsc::channel::<()>();
+        let batcher = {
+            let sender = sender.clone();
+            let linger = batching.linger;
+            std::thread::Builder::new()
+                .name("click batcher".into())
+                .spawn(move || loop {
+                    let timed_out = stopped.recv_timeout(linger) == Err(RecvTimeoutError::Timeout);
+                    sender.send_open();
+                    if !timed_out {
+                        return;
+                    }
+                })
+                .map_err(|e| KafkaError::ClientCreation(format!("click batcher thread: {e}")))?
+        };
+        Ok(Self {
+            span_name: format!("create {}", kafka.kafka_topic),
+            sender,
+            batch_max,
+            stop: Some(stop),
+            batcher: Some(batcher),
         })
     }
 
-    /// Queues `click` (keyed by its short code) without waiting.
+    /// Adds `click` to the open batch, and queues the batch when that fills it.
     pub fn publish(&self, click: Click) {
         let span = tracing::info_span!(
             "click publish",
             otel.name = self.span_name.as_str(),
             otel.kind = "producer",
             messaging.system = "kafka",
-            messaging.operation.type = "send",
-            messaging.operation.name = "send",
-            messaging.destination.name = self.topic.as_str(),
-            messaging.kafka.message.key = click.short_code.as_str(),
-            otel.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
+            messaging.operation.type = "create",
+            messaging.operation.name = "create",
+            messaging.destination.name = self.sender.topic.as_str(),
         );
-        let _entered = span.enter();
-        let event = click.into_event();
-        let payload = event.encode_to_vec();
-        let headers = OwnedHeaders::new_with_capacity(2).insert(Header {
-            key: HEADER_SCHEMA_VERSION,
-            value: Some(self.schema_version.as_bytes()),
-        });
+        let event = span.in_scope(|| click.into_event());
         // A disabled span (filtered out) has no context of its own to carry.
         let headers = if span.is_disabled() {
-            headers
+            Default::default()
         } else {
-            propagation::inject_kafka(&span.context(), headers)
+            propagation::inject_map(&span.context())
         };
-        let record = BaseRecord::to(&self.topic)
-            .key(event.short_code.as_bytes())
-            .payload(&payload)
-            .headers(headers);
-        if let Err((err, _)) = self.producer.send(record) {
-            let reason = match err {
-                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
-                    DropReason::queue_full
-                }
-                _ => DropReason::produce_error,
-            };
-            self.metrics.drop_click(reason);
-            span.record("otel.status_code", "ERROR");
-            span.record("error.type", tracing::field::debug(reason));
-            if should_log(&self.last_drop_log) {
-                tracing::warn!(error = %err, ?reason, "click event dropped");
-            }
+        drop(span);
+        let full = {
+            let mut open = self.sender.open();
+            open.push(&event, headers);
+            (open.len() >= self.batch_max).then(|| open.take())
+        };
+        if let Some((payload, clicks)) = full {
+            self.sender.send(&payload, clicks);
         }
     }
 
-    /// Messages queued locally and not yet acknowledged.
-    pub fn in_flight(&self) -> i32 {
-        self.producer.in_flight_count()
+    /// Clicks not yet acknowledged: in the open batch or queued in librdkafka.
+    pub fn in_flight(&self) -> i64 {
+        self.sender.open().len() as i64
+            + self
+                .sender
+                .producer
+                .context()
+                .queued
+                .load(Ordering::Relaxed)
     }
 
-    /// Waits (blocking) up to `timeout` for queued clicks to be delivered.
+    /// Sends the open batch, then waits (blocking) up to `timeout` for queued clicks to be
+    /// delivered.
     pub fn flush(&self, timeout: Duration) {
+        self.sender.send_open();
         let queued = self.in_flight();
         if queued == 0 {
             return;
         }
-        match self.producer.flush(timeout) {
+        match self.sender.producer.flush(timeout) {
             Ok(()) => tracing::info!(queued, "click events flushed"),
             Err(e) => tracing::warn!(
                 error = %e,
                 left = self.in_flight(),
                 "click events still queued at shutdown are lost"
             ),
+        }
+    }
+}
+
+impl Drop for ClickPublisher {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(batcher) = self.batcher.take() {
+            let _ = batcher.join();
         }
     }
 }

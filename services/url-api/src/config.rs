@@ -21,8 +21,10 @@ pub const DEFAULT_BREAKER_RESET_MS: u64 = 10_000;
 pub const DEFAULT_READ_RATE_LIMIT_PER_SECOND: u32 = 100;
 pub const DEFAULT_READ_RATE_LIMIT_BURST: u32 = 200;
 pub const DEFAULT_CLICK_QUEUE_CAPACITY: usize = 100_000;
-/// How long the producer waits to fill a batch of clicks (librdkafka `linger.ms`).
+/// Longest a click waits in url-api for its batch to fill.
 pub const DEFAULT_CLICK_LINGER_MS: u64 = 25;
+/// Most clicks in one Kafka message.
+pub const DEFAULT_CLICK_BATCH_MAX: usize = 100;
 
 /// Everything `url-api serve` needs. `Debug` masks the API keys (and, through the shared
 /// argument types, the database and SASL passwords).
@@ -89,10 +91,13 @@ pub struct Config {
     /// clicks are dropped and counted.
     #[arg(long, env = "CLICK_QUEUE_CAPACITY", default_value_t = DEFAULT_CLICK_QUEUE_CAPACITY)]
     pub click_queue_capacity: usize,
-    /// How long clicks wait to be sent in one batch, in milliseconds: longer batches cost
-    /// less CPU per click in the producer and the brokers (docs/performance.md).
-    #[arg(long, env = "CLICK_LINGER_MS", default_value_t = DEFAULT_CLICK_LINGER_MS)]
+    /// Longest a click waits to be sent with others in one Kafka message, in milliseconds.
+    #[arg(long, env = "CLICK_LINGER_MS", default_value_t = DEFAULT_CLICK_LINGER_MS, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub click_linger_ms: u64,
+    /// Most clicks in one Kafka message (a ClickBatch): bigger batches cost less CPU per
+    /// click in url-api and the brokers (docs/kafka.md, docs/performance.md).
+    #[arg(long, env = "CLICK_BATCH_MAX", default_value_t = DEFAULT_CLICK_BATCH_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub click_batch_max: usize,
     /// Publish a ClickEvent per redirect.
     #[arg(long, env = "CLICKS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub clicks_enabled: bool,
@@ -130,6 +135,7 @@ impl std::fmt::Debug for Config {
             .field("breaker_reset_ms", &self.breaker_reset_ms)
             .field("click_queue_capacity", &self.click_queue_capacity)
             .field("click_linger_ms", &self.click_linger_ms)
+            .field("click_batch_max", &self.click_batch_max)
             .field("clicks_enabled", &self.clicks_enabled)
             .field("database", &self.database)
             .field("kafka", &self.kafka)
@@ -162,6 +168,7 @@ impl Config {
             breaker_reset_ms: DEFAULT_BREAKER_RESET_MS,
             click_queue_capacity: DEFAULT_CLICK_QUEUE_CAPACITY,
             click_linger_ms: DEFAULT_CLICK_LINGER_MS,
+            click_batch_max: DEFAULT_CLICK_BATCH_MAX,
             clicks_enabled: true,
             database,
             kafka,
@@ -220,5 +227,32 @@ mod tests {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains(r#"api_keys: "***""#), "{text}");
+    }
+
+    #[test]
+    fn click_batching_settings_are_bounded() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let parse = |extra: &[&str]| {
+            let base = ["url-api", "--database-url", "postgres://db/s"];
+            <Cli as clap::Parser>::try_parse_from(base.iter().chain(extra)).map(|c| c.config)
+        };
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(
+            (defaults.click_batch_max, defaults.click_linger_ms),
+            (DEFAULT_CLICK_BATCH_MAX, DEFAULT_CLICK_LINGER_MS)
+        );
+        let set = parse(&["--click-batch-max", "500", "--click-linger-ms", "5"]).unwrap();
+        assert_eq!((set.click_batch_max, set.click_linger_ms), (500, 5));
+        for bad in [
+            ["--click-batch-max", "0"],
+            ["--click-linger-ms", "0"],
+            ["--click-linger-ms", "60001"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -43,7 +43,7 @@ pub use config::Config;
 use analytics_client::AnalyticsClient;
 use auth::{ApiKeys, KeyConfigError};
 use cache::LinkCache;
-use clicks::ClickPublisher;
+use clicks::{ClickBatching, ClickPublisher};
 use client_ip::ClientIpResolver;
 use error::ApiError;
 use metrics::Metrics;
@@ -141,8 +141,11 @@ impl AppState {
         let clicks = if config.clicks_enabled {
             Some(Arc::new(ClickPublisher::new(
                 &config.kafka,
-                config.click_queue_capacity,
-                Duration::from_millis(config.click_linger_ms),
+                ClickBatching {
+                    queue_capacity: config.click_queue_capacity,
+                    linger: Duration::from_millis(config.click_linger_ms),
+                    batch_max: config.click_batch_max,
+                },
                 metrics.clone(),
             )?))
         } else {

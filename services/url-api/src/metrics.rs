@@ -173,10 +173,10 @@ impl Metrics {
         Self(Arc::new(m))
     }
 
-    pub fn drop_click(&self, reason: DropReason) {
+    pub fn drop_clicks(&self, reason: DropReason, clicks: u64) {
         self.clicks_dropped
             .get_or_create(&DropLabels { reason })
-            .inc();
+            .inc_by(clicks);
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 use shortener_common::event::Click;
+use shortener_common::event_batch::{decode_batch, BATCH_SCHEMA_VERSION};
 use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
 use shortener_common::proto::analytics::analytics_service_server::{
     AnalyticsService, AnalyticsServiceServer,
@@ -58,13 +59,16 @@ async fn redirects_publish_decodable_click_events() {
     let app = start(|c| {
         c.clicks_enabled = true;
         c.kafka = KafkaArgs::new(bootstrap, "clicks-pub");
+        c.click_batch_max = 5;
+        c.click_linger_ms = 300;
         // The test client connects from loopback, acting as a trusted proxy.
         c.trusted_proxies = url_api::config::parse_proxies("127.0.0.1/32").unwrap();
     })
     .await;
     let code = app.create_ok(ALICE, "https://example.com/tracked").await;
 
-    const N: usize = 20;
+    // Four full batches, and two clicks that only the linger timer sends.
+    const N: usize = 22;
     for i in 0..N {
         let resp = app
             .client
@@ -87,47 +91,50 @@ async fn redirects_publish_decodable_click_events() {
         .unwrap();
     assert_eq!(head.status(), 302);
 
-    let received = broker
-        .consume_all("clicks-pub", N, Duration::from_secs(60))
-        .await;
-    let mut seen = HashSet::new();
-    for msg in &received {
-        assert_eq!(msg.key.as_deref(), Some(code.as_bytes()));
-        assert_eq!(msg.header(HEADER_SCHEMA_VERSION), Some("1"));
-        let click = Click::decode(msg.payload.as_deref().unwrap()).expect("decodable event");
-        assert_eq!(click.short_code, code);
-        let i: usize = click.user_agent.as_deref().unwrap()["agent/".len()..]
-            .parse()
-            .unwrap();
-        assert_eq!(
-            click.referer.as_deref(),
-            Some(format!("https://ref.example/{i}").as_str())
-        );
-        assert_eq!(click.ip, Some(format!("203.0.113.{i}").parse().unwrap()));
-        assert!(seen.insert(i), "click {i} published twice");
-    }
-    assert_eq!(seen.len(), N);
-    // Same key, same partition: per-link order is kept.
-    assert_eq!(
-        received
-            .iter()
-            .map(|m| m.partition)
-            .collect::<HashSet<_>>()
-            .len(),
-        1
-    );
-
     let published = wait_until(Duration::from_secs(30), || async {
         metric(&app.metrics().await, "clicks_published_total") == Some(N as f64)
     })
     .await;
     assert!(published, "{}", app.metrics().await);
-    let total: i64 = tokio::task::spawn_blocking(move || broker.high_watermarks("clicks-pub"))
-        .await
-        .unwrap()
-        .iter()
-        .sum();
-    assert_eq!(total, N as i64, "exactly one event per GET redirect");
+    let messages: i64 = tokio::task::spawn_blocking({
+        let bootstrap = broker.bootstrap().to_string();
+        move || shortener_testkit::kafka::high_watermarks(&bootstrap, "clicks-pub")
+    })
+    .await
+    .unwrap()
+    .iter()
+    .sum();
+    assert!(
+        messages >= 5,
+        "at most 5 clicks per message: {messages} messages"
+    );
+    let received = broker
+        .consume_all("clicks-pub", messages as usize, Duration::from_secs(60))
+        .await;
+    let mut seen = HashSet::new();
+    for msg in &received {
+        assert_eq!(msg.key, None, "batches are unkeyed");
+        assert_eq!(
+            msg.header(HEADER_SCHEMA_VERSION),
+            Some(BATCH_SCHEMA_VERSION)
+        );
+        let entries = decode_batch(msg.payload.as_deref().unwrap()).expect("a ClickBatch");
+        assert!((1..=5).contains(&entries.len()), "{} clicks", entries.len());
+        for entry in entries {
+            let click = Click::decode(&entry.event).expect("decodable event");
+            assert_eq!(click.short_code, code);
+            let i: usize = click.user_agent.as_deref().unwrap()["agent/".len()..]
+                .parse()
+                .unwrap();
+            assert_eq!(
+                click.referer.as_deref(),
+                Some(format!("https://ref.example/{i}").as_str())
+            );
+            assert_eq!(click.ip, Some(format!("203.0.113.{i}").parse().unwrap()));
+            assert!(seen.insert(i), "click {i} published twice");
+        }
+    }
+    assert_eq!(seen.len(), N, "exactly one event per GET redirect");
     app.stop().await;
 }
 
@@ -172,18 +179,22 @@ async fn redirects_work_while_the_broker_is_down() {
 async fn a_full_local_queue_drops_and_counts_clicks() {
     let app = start(|c| {
         c.clicks_enabled = true;
-        c.click_queue_capacity = 5;
+        // Room for two batches of five; a batch leaves when full, never by the timer.
+        c.click_queue_capacity = 10;
+        c.click_batch_max = 5;
+        c.click_linger_ms = 60_000;
         c.kafka = KafkaArgs::new(format!("127.0.0.1:{}", closed_port()), "clicks");
     })
     .await;
     let code = app.create_ok(ALICE, "https://example.com/q").await;
-    for _ in 0..30 {
+    for _ in 0..32 {
         assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
     }
+    // Six batches: two queued, four dropped with their clicks counted; two clicks wait.
     let text = app.metrics().await;
     assert_eq!(
         metric(&text, r#"clicks_dropped_total{reason="queue_full"}"#),
-        Some(25.0),
+        Some(20.0),
         "{text}"
     );
 }

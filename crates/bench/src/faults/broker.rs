@@ -126,9 +126,7 @@ pub async fn exercise(
             format!("after 120 s: {r} redirects, {p} published, {d} dropped, {f} failed"),
         ));
     };
-    let on_topic: i64 = shortener_testkit::kafka::high_watermarks(broker.bootstrap(), "clicks")
-        .iter()
-        .sum();
+    let on_topic = clicks_on_topic(broker.bootstrap(), "clicks").await?;
     let queued = redirects_now - published_during - dropped_during;
     let pass = before.errors == 0
         && during.errors == 0
@@ -149,4 +147,24 @@ pub async fn exercise(
             during.requests, during.errors, during.p99_ms
         ),
     ))
+}
+
+/// Clicks in all the ClickBatch messages of `topic`.
+async fn clicks_on_topic(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
+    let messages: i64 = shortener_testkit::kafka::high_watermarks(bootstrap, topic)
+        .iter()
+        .sum();
+    let received = shortener_testkit::kafka::consume_all(
+        bootstrap,
+        topic,
+        messages as usize,
+        Duration::from_secs(120),
+    )
+    .await;
+    let mut clicks = 0;
+    for m in &received {
+        let payload = m.payload.as_deref().unwrap_or_default();
+        clicks += shortener_common::event_batch::decode_batch(payload)?.len() as i64;
+    }
+    Ok(clicks)
 }

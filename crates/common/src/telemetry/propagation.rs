@@ -2,9 +2,11 @@
 //! headers, gRPC metadata and Kafka message headers. All go through the global
 //! propagator that `telemetry::init` installs.
 
+use std::collections::HashMap;
+
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::Context;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::Headers;
 
 struct HttpHeaders<'a>(&'a http::HeaderMap);
 struct HttpHeadersMut<'a>(&'a mut http::HeaderMap);
@@ -78,22 +80,12 @@ pub fn extract_grpc(metadata: &tonic::metadata::MetadataMap) -> Context {
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&Meta(metadata)))
 }
 
-/// Appends `cx` as Kafka message headers.
-pub fn inject_kafka(cx: &Context, headers: OwnedHeaders) -> OwnedHeaders {
-    struct Collect(Vec<(String, String)>);
-    impl Injector for Collect {
-        fn set(&mut self, key: &str, value: String) {
-            self.0.push((key.to_string(), value));
-        }
-    }
-    let mut fields = Collect(Vec::new());
+/// `cx` as header names and values, for a message that carries its headers itself (a
+/// click inside a batch).
+pub fn inject_map(cx: &Context) -> HashMap<String, String> {
+    let mut fields = HashMap::new();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, &mut fields));
-    fields.0.iter().fold(headers, |h, (k, v)| {
-        h.insert(Header {
-            key: k,
-            value: Some(v.as_bytes()),
-        })
-    })
+    fields
 }
 
 /// The producer's context carried by a Kafka message's headers.
@@ -131,6 +123,7 @@ mod tests {
     use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
     use opentelemetry::{SpanId, TraceId};
     use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use rdkafka::message::{Header, OwnedHeaders};
 
     const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -178,11 +171,20 @@ mod tests {
     #[test]
     fn kafka_round_trip_keeps_other_headers() {
         install();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "schema-version",
-            value: Some("1"),
-        });
-        let headers = inject_kafka(&remote_cx(), headers);
+        let injected = inject_map(&remote_cx());
+        assert_eq!(injected["traceparent"], TRACEPARENT);
+        let headers = injected.iter().fold(
+            OwnedHeaders::new().insert(Header {
+                key: "schema-version",
+                value: Some("1"),
+            }),
+            |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(v),
+                })
+            },
+        );
         let keys: Vec<&str> = headers.iter().map(|h| h.key).collect();
         assert!(keys.contains(&"schema-version") && keys.contains(&"traceparent"));
         let cx = extract_kafka(Some(&headers));

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use consumer::{ConsumerApp, ConsumerArgs};
 use shortener_common::db::DatabaseArgs;
-use shortener_common::event::{Click, SCHEMA_VERSION};
+use shortener_common::event::Click;
+use shortener_common::event_batch::{BatchWriter, BATCH_SCHEMA_VERSION, SINGLE_SCHEMA_VERSION};
 use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
 use shortener_testkit::kafka::{MockBroker, TestMessage};
 use sqlx::PgPool;
@@ -132,10 +134,23 @@ pub fn expected(i: usize) -> (&'static str, &'static str, &'static str, &'static
     ][i % 4]
 }
 
-/// What url-api publishes: key = short code, header schema-version.
+/// A single-click message (what dead letters and replays are): key = short code.
 pub fn message(click: &Click) -> TestMessage {
     TestMessage::new(click.short_code.clone(), click.encode())
-        .header(HEADER_SCHEMA_VERSION, SCHEMA_VERSION.to_string())
+        .header(HEADER_SCHEMA_VERSION, SINGLE_SCHEMA_VERSION)
+}
+
+/// What url-api publishes: an unkeyed ClickBatch, each click with its own headers.
+pub fn batch(clicks: &[Click], headers: impl Fn(usize) -> HashMap<String, String>) -> TestMessage {
+    let mut writer = BatchWriter::default();
+    for (i, c) in clicks.iter().enumerate() {
+        writer.push(&c.to_event(), headers(i));
+    }
+    TestMessage {
+        key: None,
+        payload: writer.take().0,
+        headers: vec![(HEADER_SCHEMA_VERSION.into(), BATCH_SCHEMA_VERSION.into())],
+    }
 }
 
 pub async fn count(pool: &PgPool, code: &str) -> i64 {

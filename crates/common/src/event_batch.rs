@@ -1,0 +1,94 @@
+//! Many clicks per Kafka message: the ClickBatch payload (schema-version header "2").
+//!
+//! url-api sends clicks in batches because the per-message cost of a Kafka client and
+//! broker, paid once per redirect, is most of the CPU a redirect costs (docs/kafka.md).
+//! Each entry keeps a click exactly as a single-click message would carry it, its encoded
+//! ClickEvent and its headers, so the consumer turns a batch back into single-click
+//! messages and handles, dead-letters and replays them one by one.
+
+use std::collections::HashMap;
+
+use prost::Message;
+
+use crate::proto::events::{ClickBatch, ClickBatchEntry, ClickEvent};
+
+/// The `schema-version` header of a single-click message (a ClickEvent payload).
+pub const SINGLE_SCHEMA_VERSION: &str = "1";
+/// The `schema-version` header of a ClickBatch message.
+pub const BATCH_SCHEMA_VERSION: &str = "2";
+
+/// Accumulates encoded entries; the buffer is a valid ClickBatch at any time, because a
+/// repeated field is the concatenation of its encoded elements.
+#[derive(Debug, Default)]
+pub struct BatchWriter {
+    buf: Vec<u8>,
+    clicks: usize,
+}
+
+impl BatchWriter {
+    /// Appends one click with the headers its own message would have had.
+    pub fn push(&mut self, event: &ClickEvent, headers: HashMap<String, String>) {
+        let entry = ClickBatchEntry {
+            event: event.encode_to_vec(),
+            headers,
+        };
+        prost::encoding::message::encode(1, &entry, &mut self.buf);
+        self.clicks += 1;
+    }
+
+    /// Clicks in the batch.
+    pub fn len(&self) -> usize {
+        self.clicks
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clicks == 0
+    }
+
+    /// The encoded ClickBatch and its number of clicks, leaving the writer empty.
+    pub fn take(&mut self) -> (Vec<u8>, usize) {
+        let clicks = std::mem::take(&mut self.clicks);
+        (std::mem::take(&mut self.buf), clicks)
+    }
+}
+
+/// The entries of a ClickBatch payload.
+pub fn decode_batch(payload: &[u8]) -> Result<Vec<ClickBatchEntry>, prost::DecodeError> {
+    Ok(ClickBatch::decode(payload)?.entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Click;
+
+    #[test]
+    fn a_written_batch_decodes_to_its_entries_in_order() {
+        let clicks: Vec<Click> = (0..3)
+            .map(|i| Click::now(format!("code{i}"), None, None, None))
+            .collect();
+        let mut w = BatchWriter::default();
+        assert!(w.is_empty());
+        for (i, c) in clicks.iter().enumerate() {
+            let headers = HashMap::from([("traceparent".to_string(), format!("tp{i}"))]);
+            w.push(&c.to_event(), if i == 1 { HashMap::new() } else { headers });
+        }
+        assert_eq!(w.len(), 3);
+        let (payload, n) = w.take();
+        assert_eq!(n, 3);
+        assert!(w.is_empty() && w.take().0.is_empty());
+        let entries = decode_batch(&payload).unwrap();
+        assert_eq!(entries.len(), 3);
+        for (i, (entry, click)) in entries.iter().zip(&clicks).enumerate() {
+            assert_eq!(&Click::decode(&entry.event).unwrap(), click);
+            let tp = entry.headers.get("traceparent").cloned();
+            assert_eq!(tp, (i != 1).then(|| format!("tp{i}")));
+        }
+    }
+
+    #[test]
+    fn garbage_is_not_a_batch() {
+        assert!(decode_batch(b"\x0a\xff\xff").is_err());
+        assert_eq!(decode_batch(b"").unwrap(), vec![]);
+    }
+}
