@@ -52,10 +52,18 @@ impl Click {
         user_agent: Option<String>,
         referer: Option<String>,
     ) -> Self {
+        // One clock read for both; the id's random bits keep ids unique within a
+        // millisecond, across processes too.
+        let occurred_at = Utc::now();
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            occurred_at.timestamp().max(0) as u64,
+            occurred_at.timestamp_subsec_nanos(),
+        );
         Self {
-            event_id: Uuid::now_v7(),
+            event_id: Uuid::new_v7(ts),
             short_code: short_code.into(),
-            occurred_at: Utc::now(),
+            occurred_at,
             ip,
             user_agent,
             referer,
@@ -66,7 +74,11 @@ impl Click {
     pub fn into_event(self) -> ClickEvent {
         ClickEvent {
             schema_version: SCHEMA_VERSION,
-            event_id: self.event_id.to_string(),
+            event_id: self
+                .event_id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .to_owned(),
             short_code: self.short_code,
             occurred_at: Some(to_timestamp(self.occurred_at)),
             ip: self.ip.map(|ip| ip.to_string()).unwrap_or_default(),
