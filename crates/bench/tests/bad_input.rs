@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use consumer::{ConsumerApp, ConsumerArgs};
 use shortener_common::event::{Click, ClickEvent, SCHEMA_VERSION};
+use shortener_common::event_batch::BatchWriter;
 use shortener_common::kafka::{KafkaArgs, HEADER_DLQ_ERROR, HEADER_SCHEMA_VERSION};
 use shortener_testkit::kafka::MockBroker;
 use shortener_testkit::postgres::fresh_database;
@@ -399,6 +400,13 @@ fn topic_corpus(valid: &Click) -> Vec<BadMessage> {
         f(&mut e);
         Some(prost::Message::encode_to_vec(&e))
     };
+    let in_batch = |f: &dyn Fn(&mut ClickEvent)| {
+        let mut e = good.clone();
+        f(&mut e);
+        let mut batch = BatchWriter::default();
+        batch.push(&e, Default::default());
+        Some(batch.take().0)
+    };
     let encoded = valid.encode();
     vec![
         (
@@ -419,8 +427,23 @@ fn topic_corpus(valid: &Click) -> Vec<BadMessage> {
             Some("1"),
         ),
         (
-            "schema version 2 in header",
+            "schema version 3 in header",
             Some(encoded.clone()),
+            Some("3"),
+        ),
+        (
+            "unreadable click batch",
+            Some(b"\x0a\xff\xff garbage".to_vec()),
+            Some("2"),
+        ),
+        (
+            "single click where a batch is announced",
+            Some(encoded.clone()),
+            Some("2"),
+        ),
+        (
+            "click batch holding an invalid click",
+            in_batch(&|e| e.short_code.clear()),
             Some("2"),
         ),
         (

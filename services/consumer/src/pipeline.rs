@@ -225,7 +225,7 @@ fn schema_version(msg: &OwnedMessage) -> Option<&[u8]> {
 
 /// The single-click messages a consumed message stands for: itself, or each entry of a
 /// ClickBatch rebuilt as the message it would have been alone (same topic, partition,
-/// offset and timestamp, its own headers), so that decoding, tracing and dead-lettering
+/// offset, timestamp and key, its own headers), so that decoding, tracing and dead-lettering
 /// handle one click at a time. Err: why the batch cannot be read at all.
 pub fn single_clicks(msg: &OwnedMessage) -> Result<Vec<Cow<'_, OwnedMessage>>, String> {
     if schema_version(msg) != Some(BATCH_SCHEMA_VERSION.as_bytes()) {
@@ -248,7 +248,7 @@ pub fn single_clicks(msg: &OwnedMessage) -> Result<Vec<Cow<'_, OwnedMessage>>, S
             });
             Cow::Owned(OwnedMessage::new(
                 Some(entry.event),
-                None,
+                msg.key().map(<[u8]>::to_vec),
                 msg.topic().to_string(),
                 msg.timestamp(),
                 msg.partition(),
@@ -605,6 +605,7 @@ mod tests {
                 (single.topic(), single.partition(), single.offset()),
                 ("clicks", 0, 7)
             );
+            assert_eq!(single.key(), Some(&b"k"[..]));
             let headers: Vec<(String, String)> = single
                 .headers()
                 .unwrap()
