@@ -66,6 +66,29 @@ impl BatchWriter {
     }
 }
 
+/// How many clicks a ClickBatch payload holds, read from its framing without decoding
+/// them; None when it is not a ClickBatch. Lets the consumer size its database batches in
+/// clicks before it decodes anything.
+pub fn count_entries(payload: &[u8]) -> Option<usize> {
+    use prost::bytes::Buf;
+    use prost::encoding::{decode_key, decode_varint, WireType};
+    let mut buf = payload;
+    let mut entries = 0;
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf).ok()?;
+        if tag != 1 || wire_type != WireType::LengthDelimited {
+            return None;
+        }
+        let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+        if len > buf.remaining() {
+            return None;
+        }
+        buf.advance(len);
+        entries += 1;
+    }
+    Some(entries)
+}
+
 /// The entries of a ClickBatch payload.
 pub fn decode_batch(payload: &[u8]) -> Result<Vec<ClickBatchEntry>, prost::DecodeError> {
     Ok(ClickBatch::decode(payload)?.entries)
@@ -91,6 +114,7 @@ mod tests {
         let (payload, n) = w.take();
         assert_eq!(n, 3);
         assert!(w.is_empty() && w.take().0.is_empty());
+        assert_eq!(count_entries(&payload), Some(3));
         let entries = decode_batch(&payload).unwrap();
         assert_eq!(entries.len(), 3);
         // Byte for byte what prost writes for the same entries.
@@ -110,5 +134,11 @@ mod tests {
     fn garbage_is_not_a_batch() {
         assert!(decode_batch(b"\x0a\xff\xff").is_err());
         assert_eq!(decode_batch(b"").unwrap(), vec![]);
+        assert_eq!(count_entries(b""), Some(0));
+        // Cut short, another field, a single ClickEvent (field 1 is a varint there).
+        assert_eq!(count_entries(b"\x0a\x05ab"), None);
+        assert_eq!(count_entries(b"\x12\x00"), None);
+        let single = Click::now("c", None, None, None).encode();
+        assert_eq!(count_entries(&single), None);
     }
 }

@@ -54,8 +54,10 @@ pub struct ConsumerArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     pub admin_addr: SocketAddr,
-    /// Most clicks written in one INSERT. Large batches cost fewer round trips per click
-    /// (docs/performance.md); BATCH_MAX_WAIT_MS bounds how long a click waits for one.
+    /// Clicks gathered for one INSERT: messages are added until they hold this many (the
+    /// last may overshoot by the clicks of one url-api batch). Large batches cost fewer
+    /// round trips per click (docs/performance.md); BATCH_MAX_WAIT_MS bounds how long a
+    /// click waits for one.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 2000,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,

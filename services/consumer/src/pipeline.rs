@@ -39,7 +39,9 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use shortener_common::db::is_transient;
 use shortener_common::event::Click;
-use shortener_common::event_batch::{decode_batch, BATCH_SCHEMA_VERSION, SINGLE_SCHEMA_VERSION};
+use shortener_common::event_batch::{
+    count_entries, decode_batch, BATCH_SCHEMA_VERSION, SINGLE_SCHEMA_VERSION,
+};
 use shortener_common::kafka::HEADER_SCHEMA_VERSION;
 use shortener_common::telemetry::propagation;
 use sqlx::PgPool;
@@ -190,8 +192,8 @@ pub async fn dispatch(p: Arc<Pipeline>, workers: Vec<mpsc::Sender<OwnedMessage>>
     }
 }
 
-/// Collects up to `batch_size` messages or whatever arrived within `batch_max_wait` of the
-/// first one, processes them, repeats. On cancellation the batch being collected is still
+/// Collects messages holding up to `batch_size` clicks (at least one message), or whatever
+/// arrived within `batch_max_wait` of the first one, processes them, repeats. On cancellation the batch being collected is still
 /// processed; queued messages are left for the next owner of the partition.
 pub async fn worker(p: Arc<Pipeline>, mut rx: mpsc::Receiver<OwnedMessage>) {
     loop {
@@ -200,13 +202,20 @@ pub async fn worker(p: Arc<Pipeline>, mut rx: mpsc::Receiver<OwnedMessage>) {
             _ = p.cancel.cancelled() => return,
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
+        let mut clicks = clicks_in(&first);
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + p.batch_max_wait;
-        while batch.len() < p.batch_size {
+        while clicks < p.batch_size {
             tokio::select! {
                 biased;
                 _ = p.cancel.cancelled() => break,
-                m = rx.recv() => match m { Some(m) => batch.push(m), None => break },
+                m = rx.recv() => match m {
+                    Some(m) => {
+                        clicks += clicks_in(&m);
+                        batch.push(m);
+                    }
+                    None => break,
+                },
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
@@ -221,6 +230,14 @@ fn schema_version(msg: &OwnedMessage) -> Option<&[u8]> {
         .iter()
         .find(|h| h.key == HEADER_SCHEMA_VERSION)
         .and_then(|h| h.value)
+}
+
+/// Clicks in a message, from a batch's framing (counted as one when unreadable).
+fn clicks_in(msg: &OwnedMessage) -> usize {
+    if schema_version(msg) != Some(BATCH_SCHEMA_VERSION.as_bytes()) {
+        return 1;
+    }
+    msg.payload().and_then(count_entries).unwrap_or(1).max(1)
 }
 
 /// The single-click messages a consumed message stands for: itself, or each entry of a
