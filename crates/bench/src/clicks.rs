@@ -179,26 +179,34 @@ pub async fn count_clicks(pool: &PgPool) -> Result<i64, sqlx::Error> {
     Ok(n)
 }
 
-/// Produces every event to `topic` (key = short code, schema-version header, idempotent
-/// producer) and waits for all acknowledgements.
+/// Produces every event to `topic` as url-api sends them (ClickBatch messages of its
+/// default CLICK_BATCH_MAX clicks, unkeyed, idempotent producer) and waits for all
+/// acknowledgements.
 pub async fn produce(bootstrap: &str, topic: &str, events: &[Click]) -> anyhow::Result<()> {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::FutureRecord;
-    use shortener_common::event::SCHEMA_VERSION;
+    use shortener_common::event_batch::{BatchWriter, BATCH_SCHEMA_VERSION, DEFAULT_BATCH_MAX};
     use shortener_common::kafka::HEADER_SCHEMA_VERSION;
 
     let producer = shortener_testkit::kafka::producer(bootstrap);
-    let version = SCHEMA_VERSION.to_string();
     for chunk in events.chunks(10_000) {
-        let payloads: Vec<Vec<u8>> = chunk.iter().map(Click::encode).collect();
-        let mut pending = Vec::with_capacity(chunk.len());
-        for (click, payload) in chunk.iter().zip(&payloads) {
+        let payloads: Vec<Vec<u8>> = chunk
+            .chunks(DEFAULT_BATCH_MAX)
+            .map(|clicks| {
+                let mut batch = BatchWriter::default();
+                for click in clicks {
+                    batch.push(&click.to_event(), Default::default());
+                }
+                batch.take().0
+            })
+            .collect();
+        let mut pending = Vec::with_capacity(payloads.len());
+        for payload in &payloads {
             let headers = OwnedHeaders::new().insert(Header {
                 key: HEADER_SCHEMA_VERSION,
-                value: Some(version.as_bytes()),
+                value: Some(BATCH_SCHEMA_VERSION),
             });
-            let record = FutureRecord::to(topic)
-                .key(click.short_code.as_bytes())
+            let record = FutureRecord::<(), [u8]>::to(topic)
                 .payload(payload.as_slice())
                 .headers(headers);
             pending.push(

@@ -12,6 +12,9 @@ use prost::Message;
 
 use crate::proto::events::{ClickBatch, ClickBatchEntry, ClickEvent};
 
+/// Most clicks in one message unless configured otherwise (url-api's CLICK_BATCH_MAX).
+pub const DEFAULT_BATCH_MAX: usize = 100;
+
 /// The `schema-version` header of a single-click message (a ClickEvent payload).
 pub const SINGLE_SCHEMA_VERSION: &str = "1";
 /// The `schema-version` header of a ClickBatch message.

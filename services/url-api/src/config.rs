@@ -24,7 +24,7 @@ pub const DEFAULT_CLICK_QUEUE_CAPACITY: usize = 100_000;
 /// Longest a click waits in url-api for its batch to fill.
 pub const DEFAULT_CLICK_LINGER_MS: u64 = 25;
 /// Most clicks in one Kafka message.
-pub const DEFAULT_CLICK_BATCH_MAX: usize = 100;
+pub const DEFAULT_CLICK_BATCH_MAX: usize = shortener_common::event_batch::DEFAULT_BATCH_MAX;
 
 /// Everything `url-api serve` needs. `Debug` masks the API keys (and, through the shared
 /// argument types, the database and SASL passwords).
