@@ -410,7 +410,8 @@ pub struct AutoscalingSpec {
     /// ScaledObject does (the operator then leaves the Deployment's replicas alone).
     #[serde(default)]
     pub mode: AutoscalingMode,
-    /// Consumer-group lag (messages) one pod is expected to absorb.
+    /// Consumer-group lag (messages) one pod is expected to absorb. A url-api message holds
+    /// up to CLICK_BATCH_MAX clicks (100 by default).
     #[serde(default = "default_target_lag")]
     #[schemars(range(min = 1))]
     pub target_lag_per_replica: i64,
