@@ -179,9 +179,8 @@ pub async fn count_clicks(pool: &PgPool) -> Result<i64, sqlx::Error> {
     Ok(n)
 }
 
-/// Produces every event to `topic` as url-api sends them (ClickBatch messages of its
-/// default CLICK_BATCH_MAX clicks, unkeyed, idempotent producer) and waits for all
-/// acknowledgements.
+/// Produces every event to `topic` in ClickBatch messages of url-api's default
+/// CLICK_BATCH_MAX clicks (idempotent producer) and waits for all acknowledgements.
 pub async fn produce(bootstrap: &str, topic: &str, events: &[Click]) -> anyhow::Result<()> {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::FutureRecord;
@@ -201,12 +200,17 @@ pub async fn produce(bootstrap: &str, topic: &str, events: &[Click]) -> anyhow::
             })
             .collect();
         let mut pending = Vec::with_capacity(payloads.len());
-        for payload in &payloads {
+        for (i, payload) in payloads.iter().enumerate() {
             let headers = OwnedHeaders::new().insert(Header {
                 key: HEADER_SCHEMA_VERSION,
                 value: Some(BATCH_SCHEMA_VERSION),
             });
-            let record = FutureRecord::<(), [u8]>::to(topic)
+            // Keyed by position, so the batches spread evenly over the partitions: the
+            // librdkafka mock cluster keeps only the last 5 MB of each partition's log, and
+            // the sticky partitioner url-api relies on fills one partition at a time.
+            let key = i.to_string();
+            let record = FutureRecord::to(topic)
+                .key(key.as_str())
                 .payload(payload.as_slice())
                 .headers(headers);
             pending.push(
