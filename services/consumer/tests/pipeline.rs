@@ -9,8 +9,7 @@ use std::time::Instant;
 use common::*;
 use consumer::ReplayArgs;
 use shortener_common::kafka::{
-    HEADER_DLQ_ERROR, HEADER_DLQ_SOURCE_OFFSET, HEADER_DLQ_SOURCE_PARTITION,
-    HEADER_DLQ_SOURCE_TOPIC, HEADER_SCHEMA_VERSION,
+    HEADER_DLQ_ERROR, HEADER_DLQ_SOURCE_OFFSET, HEADER_DLQ_SOURCE_TOPIC, HEADER_SCHEMA_VERSION,
 };
 use shortener_testkit::kafka::TestMessage;
 use shortener_testkit::postgres::fresh_database;
@@ -136,19 +135,7 @@ async fn poison_messages_are_dead_lettered_and_replayable() {
             }
         }
     }
-    let mut positions = Vec::new();
-    for m in &all {
-        let headers: Vec<(&str, &[u8])> = m
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice()))
-            .collect();
-        positions.push(
-            broker
-                .produce(TOPIC, m.key.as_deref(), &m.payload, &headers)
-                .await,
-        );
-    }
+    let positions = produce_in_order(&broker, &all).await;
 
     let running = start(args(&broker, &db.url, "g-poison")).await;
     wait_until("the good clicks stored", || async {
@@ -163,16 +150,10 @@ async fn poison_messages_are_dead_lettered_and_replayable() {
 
     let dead = broker.consume_all(&dlq, 3, WAIT).await;
     for d in &dead {
-        let source_partition: i32 = d
-            .header(HEADER_DLQ_SOURCE_PARTITION)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let source_offset: i64 = d.header(HEADER_DLQ_SOURCE_OFFSET).unwrap().parse().unwrap();
         assert_eq!(d.header(HEADER_DLQ_SOURCE_TOPIC), Some(TOPIC));
         let original = positions
             .iter()
-            .position(|p| *p == (source_partition, source_offset))
+            .position(|p| *p == dlq_source(d))
             .expect("source position is one we produced");
         assert_eq!(d.key, all[original].key, "original key kept");
         assert_eq!(d.payload.as_deref(), Some(all[original].payload.as_slice()));
@@ -281,15 +262,7 @@ async fn a_batch_is_stored_click_by_click_and_only_its_bad_click_is_dead_lettere
         payload: vec![0x0a, 0xff, 0x01],
         headers: vec![(HEADER_SCHEMA_VERSION.into(), b"2".to_vec())],
     };
-    let mut positions = Vec::new();
-    for m in [&readable, &unreadable] {
-        let headers: Vec<(&str, &[u8])> = m
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice()))
-            .collect();
-        positions.push(broker.produce(TOPIC, None, &m.payload, &headers).await);
-    }
+    let positions = produce_in_order(&broker, &[readable, unreadable.clone()]).await;
 
     let running = start(args(&broker, &db.url, "g-batch")).await;
     wait_until("the good clicks of the batch stored", || async {
@@ -303,13 +276,6 @@ async fn a_batch_is_stored_click_by_click_and_only_its_bad_click_is_dead_lettere
     running.shutdown().await;
 
     let dead = broker.consume_all(&dlq, 2, WAIT).await;
-    let source = |d: &shortener_testkit::kafka::Received| -> (i32, i64) {
-        let header = |name| d.header(name).unwrap().parse::<i64>().unwrap();
-        (
-            header(HEADER_DLQ_SOURCE_PARTITION) as i32,
-            header(HEADER_DLQ_SOURCE_OFFSET),
-        )
-    };
     let error =
         |d: &shortener_testkit::kafka::Received| d.header(HEADER_DLQ_ERROR).unwrap().to_string();
     // The bad click alone, as the single-click message it would have been: its event,
@@ -324,7 +290,7 @@ async fn a_batch_is_stored_click_by_click_and_only_its_bad_click_is_dead_lettere
     );
     assert_eq!(single.header(HEADER_SCHEMA_VERSION), Some("1"));
     assert_eq!(single.header("traceparent"), Some(traceparent(3).as_str()));
-    assert_eq!(source(single), positions[0]);
+    assert_eq!(dlq_source(single), positions[0]);
     // A batch that cannot be read is dead-lettered whole.
     let whole = dead
         .iter()
@@ -334,7 +300,7 @@ async fn a_batch_is_stored_click_by_click_and_only_its_bad_click_is_dead_lettere
         whole.payload.as_deref(),
         Some(unreadable.payload.as_slice())
     );
-    assert_eq!(source(whole), positions[1]);
+    assert_eq!(dlq_source(whole), positions[1]);
     // Both messages are done with: nothing left for the group.
     let lag = group_lag(broker.bootstrap(), "g-batch").await;
     assert!(lag.iter().all(|l| l.lag == 0), "{lag:?}");

@@ -14,8 +14,10 @@ use consumer::{ConsumerApp, ConsumerArgs};
 use shortener_common::db::DatabaseArgs;
 use shortener_common::event::Click;
 use shortener_common::event_batch::{BatchWriter, BATCH_SCHEMA_VERSION, SINGLE_SCHEMA_VERSION};
-use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
-use shortener_testkit::kafka::{MockBroker, TestMessage};
+use shortener_common::kafka::{
+    KafkaArgs, HEADER_DLQ_SOURCE_OFFSET, HEADER_DLQ_SOURCE_PARTITION, HEADER_SCHEMA_VERSION,
+};
+use shortener_testkit::kafka::{MockBroker, Received, TestMessage};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -151,6 +153,39 @@ pub fn batch(clicks: &[Click], headers: impl Fn(usize) -> HashMap<String, String
         payload: writer.take().0,
         headers: vec![(HEADER_SCHEMA_VERSION.into(), BATCH_SCHEMA_VERSION.into())],
     }
+}
+
+/// Produces `messages` one after the other (so their offsets follow their order); returns
+/// each one's (partition, offset).
+pub async fn produce_in_order(broker: &MockBroker, messages: &[TestMessage]) -> Vec<(i32, i64)> {
+    let mut positions = Vec::with_capacity(messages.len());
+    for m in messages {
+        let headers: Vec<(&str, &[u8])> = m
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        positions.push(
+            broker
+                .produce(TOPIC, m.key.as_deref(), &m.payload, &headers)
+                .await,
+        );
+    }
+    positions
+}
+
+/// The (partition, offset) a dead letter came from, from its headers.
+pub fn dlq_source(dead: &Received) -> (i32, i64) {
+    let header = |name| {
+        dead.header(name)
+            .unwrap_or_else(|| panic!("dead letter without {name}"))
+            .parse::<i64>()
+            .unwrap()
+    };
+    (
+        header(HEADER_DLQ_SOURCE_PARTITION) as i32,
+        header(HEADER_DLQ_SOURCE_OFFSET),
+    )
 }
 
 pub async fn count(pool: &PgPool, code: &str) -> i64 {
