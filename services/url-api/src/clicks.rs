@@ -6,7 +6,7 @@
 //! its first click. librdkafka gathers the batches of up to another CLICK_LINGER_MS into
 //! one produce request and delivers them (idempotent producer, acks=all, retries until
 //! `message.timeout.ms`), so clicks survive a broker outage of minutes. The queue holds
-//! about CLICK_QUEUE_CAPACITY clicks; when it is full a batch is dropped and its clicks
+//! CLICK_QUEUE_CAPACITY clicks; when it is full a batch is dropped and its clicks
 //! are counted. Outcomes are counted per click from the delivery callback.
 //!
 //! Each click gets a producer span (`create clicks`), a child of the redirect's server
@@ -95,6 +95,8 @@ struct BatchSender {
     producer: ThreadedProducer<DeliveryContext>,
     topic: String,
     open: Mutex<BatchWriter>,
+    /// Most clicks queued in librdkafka (CLICK_QUEUE_CAPACITY).
+    capacity: i64,
     metrics: Metrics,
     last_drop_log: AtomicI64,
 }
@@ -122,20 +124,29 @@ impl BatchSender {
         let record = BaseRecord::<(), [u8], usize>::with_opaque_to(&self.topic, clicks)
             .payload(payload)
             .headers(headers);
+        // The queue is bounded in clicks, whatever the size of the batches holding them.
         let queued = &self.producer.context().queued;
-        queued.fetch_add(clicks as i64, Ordering::Relaxed);
+        let n = clicks as i64;
+        if queued.fetch_add(n, Ordering::Relaxed) + n > self.capacity {
+            queued.fetch_sub(n, Ordering::Relaxed);
+            return self.drop_batch(DropReason::queue_full, clicks, "local click queue full");
+        }
         if let Err((err, _)) = self.producer.send(record) {
-            queued.fetch_sub(clicks as i64, Ordering::Relaxed);
+            queued.fetch_sub(n, Ordering::Relaxed);
             let reason = match err {
                 KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
                     DropReason::queue_full
                 }
                 _ => DropReason::produce_error,
             };
-            self.metrics.drop_clicks(reason, clicks as u64);
-            if should_log(&self.last_drop_log) {
-                tracing::warn!(error = %err, ?reason, clicks, "click batch dropped");
-            }
+            self.drop_batch(reason, clicks, &err.to_string());
+        }
+    }
+
+    fn drop_batch(&self, reason: DropReason, clicks: usize, error: &str) {
+        self.metrics.drop_clicks(reason, clicks as u64);
+        if should_log(&self.last_drop_log) {
+            tracing::warn!(error, ?reason, clicks, "click batch dropped");
         }
     }
 }
@@ -165,13 +176,11 @@ impl ClickPublisher {
             .set("compression.type", "lz4")
             // Fewer, larger produce requests: the brokers' CPU goes with their number.
             .set("linger.ms", batching.linger.as_millis().to_string())
+            // Every message holds at least one click: the click bound (checked before each
+            // send) is reached first.
             .set(
                 "queue.buffering.max.messages",
-                batching
-                    .queue_capacity
-                    .div_ceil(batch_max)
-                    .clamp(1, i32::MAX as usize)
-                    .to_string(),
+                batching.queue_capacity.clamp(1, 10_000_000).to_string(),
             )
             .set(
                 "message.timeout.ms",
@@ -186,6 +195,7 @@ impl ClickPublisher {
             producer,
             topic: kafka.kafka_topic.clone(),
             open: Mutex::new(BatchWriter::default()),
+            capacity: batching.queue_capacity.clamp(1, i64::MAX as usize) as i64,
             metrics,
             last_drop_log: AtomicI64::new(0),
         });
