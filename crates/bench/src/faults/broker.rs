@@ -143,7 +143,7 @@ pub async fn exercise(
         format!(
             "{} redirects during the outage, {} failed (p99 {:.1} ms); {queued:.0} clicks waited in the queue; \
              within {drain_s:.1} s of the broker's return: {published:.0} published + {dropped:.0} dropped (counted) \
-             = {redirects:.0} redirects, {on_topic} on the topic by watermark, {failed:.0} delivery failures",
+             = {redirects:.0} redirects, {on_topic} clicks in the batches on the topic, {failed:.0} delivery failures",
             during.requests, during.errors, during.p99_ms
         ),
     ))
