@@ -14,6 +14,10 @@ use crate::proto::events::{ClickBatch, ClickBatchEntry, ClickEvent};
 
 /// Most clicks in one message unless configured otherwise (url-api's CLICK_BATCH_MAX).
 pub const DEFAULT_BATCH_MAX: usize = 100;
+/// A batch is sent once it reaches this size, whatever its number of clicks: well below
+/// the 1 MiB a Kafka broker accepts per message by default (`message.max.bytes`), even
+/// when the last click added is the largest valid one (~4 KiB).
+pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 
 /// The `schema-version` header of a single-click message (a ClickEvent payload).
 pub const SINGLE_SCHEMA_VERSION: &str = "1";
@@ -58,6 +62,11 @@ impl BatchWriter {
 
     pub fn is_empty(&self) -> bool {
         self.clicks == 0
+    }
+
+    /// Encoded size of the batch so far.
+    pub fn encoded_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// The encoded ClickBatch and its number of clicks, leaving the writer empty (with
@@ -114,7 +123,9 @@ mod tests {
             w.push(&c.to_event(), if i == 1 { HashMap::new() } else { headers });
         }
         assert_eq!(w.len(), 3);
+        let size = w.encoded_len();
         let (payload, n) = w.take();
+        assert_eq!(payload.len(), size);
         assert_eq!(n, 3);
         assert!(w.is_empty() && w.take().0.is_empty());
         assert_eq!(count_entries(&payload), Some(3));

@@ -2,7 +2,7 @@
 //!
 //! `publish` never blocks and never fails the redirect: it appends the click to the open
 //! batch. The batch goes to librdkafka's local queue as one ClickBatch message once it
-//! holds CLICK_BATCH_MAX clicks, or from the batcher thread at most CLICK_LINGER_MS after
+//! holds CLICK_BATCH_MAX clicks (or 512 KiB), or from the batcher thread at most CLICK_LINGER_MS after
 //! its first click. librdkafka gathers the batches of up to another CLICK_LINGER_MS into
 //! one produce request and delivers them (idempotent producer, acks=all, retries until
 //! `message.timeout.ms`), so clicks survive a broker outage of minutes. The queue holds
@@ -26,7 +26,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use shortener_common::event::{Click, MAX_HEADER_VALUE_LEN};
-use shortener_common::event_batch::{BatchWriter, BATCH_SCHEMA_VERSION};
+use shortener_common::event_batch::{BatchWriter, BATCH_SCHEMA_VERSION, MAX_BATCH_BYTES};
 use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
 use shortener_common::telemetry::propagation;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -245,7 +245,8 @@ impl ClickPublisher {
         let full = {
             let mut open = self.sender.open();
             open.push(&event, headers);
-            (open.len() >= self.batch_max).then(|| open.take())
+            let full = open.len() >= self.batch_max || open.encoded_len() >= MAX_BATCH_BYTES;
+            full.then(|| open.take())
         };
         if let Some((payload, clicks)) = full {
             self.sender.send(&payload, clicks);
@@ -310,6 +311,27 @@ pub fn header_text(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<
 mod tests {
     use super::*;
     use axum::http::{header, HeaderValue};
+
+    #[test]
+    fn a_batch_is_sent_when_its_bytes_reach_the_bound_before_its_clicks() {
+        // No broker listens there: sent batches wait in librdkafka's queue.
+        let kafka = KafkaArgs::new("127.0.0.1:9", "clicks");
+        let batching = ClickBatching {
+            queue_capacity: 100_000,
+            linger: Duration::from_secs(60),
+            batch_max: 10_000,
+        };
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        let publisher = ClickPublisher::new(&kafka, batching, metrics).unwrap();
+        let agent = "a".repeat(MAX_HEADER_VALUE_LEN);
+        for _ in 0..300 {
+            publisher.publish(Click::now("code", None, Some(agent.clone()), None));
+        }
+        let open = publisher.sender.open().len();
+        assert!(open < 300 && open > 0, "{open} clicks still in the open batch");
+        assert!(publisher.sender.open().encoded_len() < MAX_BATCH_BYTES);
+        assert_eq!(publisher.in_flight(), 300);
+    }
 
     #[test]
     fn header_text_is_cut_on_a_char_boundary() {

@@ -94,9 +94,10 @@ pub struct Config {
     /// Longest a click waits to be sent with others in one Kafka message, in milliseconds.
     #[arg(long, env = "CLICK_LINGER_MS", default_value_t = DEFAULT_CLICK_LINGER_MS, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub click_linger_ms: u64,
-    /// Most clicks in one Kafka message (a ClickBatch): bigger batches cost less CPU per
-    /// click in url-api and the brokers (docs/kafka.md, docs/performance.md).
-    #[arg(long, env = "CLICK_BATCH_MAX", default_value_t = DEFAULT_CLICK_BATCH_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    /// Most clicks in one Kafka message (a ClickBatch, also sent once it reaches 512 KiB):
+    /// bigger batches cost less CPU per click in url-api and the brokers (docs/kafka.md,
+    /// docs/performance.md).
+    #[arg(long, env = "CLICK_BATCH_MAX", default_value_t = DEFAULT_CLICK_BATCH_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub click_batch_max: usize,
     /// Publish a ClickEvent per redirect.
     #[arg(long, env = "CLICKS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
@@ -249,6 +250,7 @@ mod tests {
         assert_eq!((set.click_batch_max, set.click_linger_ms), (500, 5));
         for bad in [
             ["--click-batch-max", "0"],
+            ["--click-batch-max", "10001"],
             ["--click-linger-ms", "0"],
             ["--click-linger-ms", "60001"],
         ] {
