@@ -193,8 +193,9 @@ pub async fn dispatch(p: Arc<Pipeline>, workers: Vec<mpsc::Sender<OwnedMessage>>
 }
 
 /// Collects messages holding up to `batch_size` clicks (at least one message), or whatever
-/// arrived within `batch_max_wait` of the first one, processes them, repeats. On cancellation the batch being collected is still
-/// processed; queued messages are left for the next owner of the partition.
+/// arrived within `batch_max_wait` of the first one, processes them, repeats. On
+/// cancellation the batch being collected is still processed; queued messages are left for
+/// the next owner of the partition.
 pub async fn worker(p: Arc<Pipeline>, mut rx: mpsc::Receiver<OwnedMessage>) {
     loop {
         let first = tokio::select! {
@@ -232,9 +233,13 @@ fn schema_version(msg: &OwnedMessage) -> Option<&[u8]> {
         .and_then(|h| h.value)
 }
 
+fn is_batch(msg: &OwnedMessage) -> bool {
+    schema_version(msg) == Some(BATCH_SCHEMA_VERSION.as_bytes())
+}
+
 /// Clicks in a message, from a batch's framing (counted as one when unreadable).
 fn clicks_in(msg: &OwnedMessage) -> usize {
-    if schema_version(msg) != Some(BATCH_SCHEMA_VERSION.as_bytes()) {
+    if !is_batch(msg) {
         return 1;
     }
     msg.payload().and_then(count_entries).unwrap_or(1).max(1)
@@ -245,7 +250,7 @@ fn clicks_in(msg: &OwnedMessage) -> usize {
 /// offset, timestamp and key, its own headers), so that decoding, tracing and dead-lettering
 /// handle one click at a time. Err: why the batch cannot be read at all.
 pub fn single_clicks(msg: &OwnedMessage) -> Result<Vec<Cow<'_, OwnedMessage>>, String> {
-    if schema_version(msg) != Some(BATCH_SCHEMA_VERSION.as_bytes()) {
+    if !is_batch(msg) {
         return Ok(vec![Cow::Borrowed(msg)]);
     }
     let payload = msg.payload().ok_or("message has no payload")?;
@@ -295,27 +300,22 @@ pub fn decode(msg: &OwnedMessage) -> Result<Click, String> {
 /// offsets. Errs only when cancelled while retrying.
 pub async fn process_batch(p: &Pipeline, batch: &[OwnedMessage]) -> Result<(), Cancelled> {
     let started = Instant::now();
-    // One unit per click; an unreadable batch is one unit, dead-lettered whole.
-    let mut units: Vec<Cow<'_, OwnedMessage>> = Vec::with_capacity(batch.len());
-    let mut unreadable: Vec<(usize, String)> = Vec::new();
+    // One unit per click; an unreadable batch is one unit, dead-lettered whole with why.
+    let mut units: Vec<(Cow<'_, OwnedMessage>, Option<String>)> = Vec::with_capacity(batch.len());
     for msg in batch {
         match single_clicks(msg) {
-            Ok(clicks) => units.extend(clicks),
-            Err(e) => {
-                unreadable.push((units.len(), e));
-                units.push(Cow::Borrowed(msg));
-            }
+            Ok(clicks) => units.extend(clicks.into_iter().map(|c| (c, None))),
+            Err(e) => units.push((Cow::Borrowed(msg), Some(e))),
         }
     }
-    let spans: Vec<Span> = units.iter().map(|m| process_span(p, m)).collect();
+    let spans: Vec<Span> = units.iter().map(|(m, _)| process_span(p, m)).collect();
     let mut rows = Vec::with_capacity(units.len());
     let mut row_msg = Vec::with_capacity(units.len());
     let mut dead: Vec<(usize, String)> = Vec::new();
-    let mut unreadable = unreadable.into_iter().peekable();
-    for (i, msg) in units.iter().enumerate() {
+    for (i, (msg, unreadable)) in units.iter_mut().enumerate() {
         let enrich_span = tracing::info_span!(parent: &spans[i], "enrich click");
-        let decoded = match unreadable.next_if(|(u, _)| *u == i) {
-            Some((_, e)) => Err(e),
+        let decoded = match unreadable.take() {
+            Some(e) => Err(e),
             None => enrich_span.in_scope(|| decode(msg).map(|c| (p.enricher.enrich(&c), c))),
         };
         match decoded {
@@ -341,7 +341,7 @@ pub async fn process_batch(p: &Pipeline, batch: &[OwnedMessage]) -> Result<(), C
     dead.extend(outcome.rejected.into_iter().map(|(r, e)| (row_msg[r], e)));
     dead.sort_by_key(|(i, _)| *i);
     for (i, error) in &dead {
-        let msg = &units[*i];
+        let msg = &units[*i].0;
         let span = &spans[*i];
         span.in_scope(|| {
             tracing::warn!(

@@ -328,7 +328,10 @@ mod tests {
             publisher.publish(Click::now("code", None, Some(agent.clone()), None));
         }
         let open = publisher.sender.open().len();
-        assert!(open < 300 && open > 0, "{open} clicks still in the open batch");
+        assert!(
+            open < 300 && open > 0,
+            "{open} clicks still in the open batch"
+        );
         assert!(publisher.sender.open().encoded_len() < MAX_BATCH_BYTES);
         assert_eq!(publisher.in_flight(), 300);
     }
