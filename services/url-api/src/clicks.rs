@@ -2,8 +2,8 @@
 //!
 //! `publish` never blocks and never fails the redirect: it appends the click to the open
 //! batch. The batch goes to librdkafka's local queue as one ClickBatch message once it
-//! holds CLICK_BATCH_MAX clicks (or 512 KiB), or from the batcher thread at most CLICK_LINGER_MS after
-//! its first click. librdkafka gathers the batches of up to another CLICK_LINGER_MS into
+//! holds CLICK_BATCH_MAX clicks (or 512 KiB), or from the batcher thread at most
+//! CLICK_LINGER_MS after its first click. librdkafka gathers the batches of up to another CLICK_LINGER_MS into
 //! one produce request and delivers them (idempotent producer, acks=all, retries until
 //! `message.timeout.ms`), so clicks survive a broker outage of minutes. The queue holds
 //! CLICK_QUEUE_CAPACITY clicks; when it is full a batch is dropped and its clicks
@@ -117,13 +117,6 @@ impl BatchSender {
 
     /// Queues one ClickBatch message (unkeyed: any partition will do) without waiting.
     fn send(&self, payload: &[u8], clicks: usize) {
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: HEADER_SCHEMA_VERSION,
-            value: Some(BATCH_SCHEMA_VERSION),
-        });
-        let record = BaseRecord::<(), [u8], usize>::with_opaque_to(&self.topic, clicks)
-            .payload(payload)
-            .headers(headers);
         // The queue is bounded in clicks, whatever the size of the batches holding them.
         let queued = &self.producer.context().queued;
         let n = clicks as i64;
@@ -131,6 +124,13 @@ impl BatchSender {
             queued.fetch_sub(n, Ordering::Relaxed);
             return self.drop_batch(DropReason::queue_full, clicks, "local click queue full");
         }
+        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+            key: HEADER_SCHEMA_VERSION,
+            value: Some(BATCH_SCHEMA_VERSION),
+        });
+        let record = BaseRecord::<(), [u8], usize>::with_opaque_to(&self.topic, clicks)
+            .payload(payload)
+            .headers(headers);
         if let Err((err, _)) = self.producer.send(record) {
             queued.fetch_sub(n, Ordering::Relaxed);
             let reason = match err {
