@@ -4,7 +4,7 @@
 //! No redirect may fail, and every click queued during the outage must reach the topic
 //! once the broker is back.
 
-use shortener_bench::faults::broker::exercise;
+use shortener_bench::faults::broker::{exercise, QUEUE_FOR_THE_OUTAGE};
 use shortener_bench::outage::FlakyBroker;
 use shortener_bench::stack::API_KEY;
 use shortener_common::kafka::KafkaArgs;
@@ -21,6 +21,7 @@ async fn redirects_survive_a_broker_outage_and_queued_clicks_are_delivered() {
     config.api_keys = format!("faults:{API_KEY}");
     config.rate_limit_per_second = 100_000;
     config.rate_limit_burst = 100_000;
+    config.click_queue_capacity = QUEUE_FOR_THE_OUTAGE;
     let state = AppState::new(&config, db.pool.clone()).expect("url-api state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

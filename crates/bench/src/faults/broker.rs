@@ -16,9 +16,12 @@ use crate::procs::metric_sum_matching;
 use crate::stack::{create_link, UrlApi};
 
 pub const OUTAGE: Duration = Duration::from_secs(10);
+/// `CLICK_QUEUE_CAPACITY` with room for every click of the outage: 10 s at over 10 000
+/// redirects/s outgrows the default of 100 000.
+pub const QUEUE_FOR_THE_OUTAGE: usize = 1_000_000;
 
-/// Runs redirect load through a 10 s broker outage. `queue_capacity` None keeps the
-/// default (large enough to hold the outage); a small one forces drops.
+/// Runs redirect load through a 10 s broker outage. `queue_capacity` None gives the queue
+/// room for the whole outage ([`QUEUE_FOR_THE_OUTAGE`]); a small one forces drops.
 pub async fn outage_under_load(
     env: &FaultEnv,
     queue_capacity: Option<u32>,
@@ -33,16 +36,15 @@ pub async fn outage_under_load(
         .create_topic("clicks", 4)
         .map_err(anyhow::Error::msg)?;
     let db = fresh_database().await;
-    let mut spec = UrlApi::spec(
+    let capacity = queue_capacity.map_or(QUEUE_FOR_THE_OUTAGE, |c| c as usize);
+    let spec = UrlApi::spec(
         &env.bin_dir,
         &dir,
         &db.url,
         broker.bootstrap(),
         "http://127.0.0.1:9",
-    );
-    if let Some(cap) = queue_capacity {
-        spec = spec.env("CLICK_QUEUE_CAPACITY", cap.to_string());
-    }
+    )
+    .env("CLICK_QUEUE_CAPACITY", capacity.to_string());
     let api = UrlApi::start(spec).await?;
     exercise(api.addr, &broker, queue_capacity.is_some()).await
 }
