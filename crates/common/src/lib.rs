@@ -1,5 +1,6 @@
 //! Code shared by the shortener-stack binaries (url-api, consumer, analytics-rpc, operator).
 
+pub mod bots;
 pub mod config;
 pub mod db;
 pub mod event;
