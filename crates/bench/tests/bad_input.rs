@@ -354,11 +354,11 @@ fn http_corpus() -> Vec<Case> {
             "method_not_allowed",
         ),
         case(
-            "PATCH on a link",
+            "PATCH without a body",
             "PATCH",
             "/api/v1/links/taken-alias",
-            405,
-            "method_not_allowed",
+            415,
+            "unsupported_media_type",
         ),
         case(
             "POST on a redirect",
@@ -375,6 +375,139 @@ fn http_corpus() -> Vec<Case> {
             "method_not_allowed",
         ),
     ];
+    // Descriptive fields, query forwarding and UTM parameters, on create and on edit.
+    let field_cases: [(&'static str, serde_json::Value, &'static str); 12] = [
+        (
+            "title too long",
+            serde_json::json!({ "title": "t".repeat(201) }),
+            "invalid_title",
+        ),
+        (
+            "title with NUL",
+            serde_json::json!({ "title": "a\u{0}b" }),
+            "invalid_title",
+        ),
+        (
+            "description with bell",
+            serde_json::json!({ "description": "\u{7}" }),
+            "invalid_description",
+        ),
+        (
+            "description too long",
+            serde_json::json!({ "description": "d".repeat(1001) }),
+            "invalid_description",
+        ),
+        (
+            "tag with space",
+            serde_json::json!({ "tags": ["two words"] }),
+            "invalid_tags",
+        ),
+        (
+            "empty tag",
+            serde_json::json!({ "tags": [""] }),
+            "invalid_tags",
+        ),
+        (
+            "21 tags",
+            serde_json::json!({ "tags": (0..21).map(|i| format!("t{i}")).collect::<Vec<_>>() }),
+            "invalid_tags",
+        ),
+        (
+            "tags not a list",
+            serde_json::json!({ "tags": "a,b" }),
+            "invalid_json",
+        ),
+        (
+            "forward_query not a bool",
+            serde_json::json!({ "forward_query": "no" }),
+            "invalid_json",
+        ),
+        (
+            "empty utm_source",
+            serde_json::json!({ "utm": { "source": "" } }),
+            "invalid_utm",
+        ),
+        (
+            "utm with control character",
+            serde_json::json!({ "utm": { "campaign": "a\nb" } }),
+            "invalid_utm",
+        ),
+        (
+            "unknown utm field",
+            serde_json::json!({ "utm": { "id": "x" } }),
+            "invalid_json",
+        ),
+    ];
+    for (name, fields, code) in field_cases {
+        let mut body = fields.clone();
+        body["long_url"] = "https://example.com/never".into();
+        cases.push(create(name, body.to_string(), 400, code));
+        let mut c = case(name, "PATCH", "/api/v1/links/taken-alias", 400, code);
+        c.headers.push(("content-type", "application/json".into()));
+        c.body = fields.to_string().into_bytes();
+        cases.push(c);
+    }
+    for (name, body, status, code) in [
+        (
+            "edit to a javascript: URL",
+            r#"{"long_url":"javascript:alert(1)"}"#,
+            400,
+            "invalid_url",
+        ),
+        ("edit changing nothing", "{}", 400, "invalid_request"),
+        (
+            "edit renaming the code",
+            r#"{"alias":"other"}"#,
+            400,
+            "invalid_json",
+        ),
+        (
+            "edit with both expiries",
+            r#"{"expires_at":null,"expires_in_secs":5}"#,
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let mut c = case(name, "PATCH", "/api/v1/links/taken-alias", status, code);
+        c.headers.push(("content-type", "application/json".into()));
+        c.body = body.into();
+        cases.push(c);
+    }
+    let mut c = case(
+        "edit of an unknown code",
+        "PATCH",
+        "/api/v1/links/unknown-code",
+        404,
+        "not_found",
+    );
+    c.headers.push(("content-type", "application/json".into()));
+    c.body = br#"{"title":"x"}"#.to_vec();
+    cases.push(c);
+    for (name, query) in [
+        ("list with unknown order", "order=popular"),
+        ("list with a bad tag", "tags=a%20b"),
+        ("list with a bad date", "created_after=yesterday"),
+        (
+            "list with an empty date range",
+            "created_after=2026-01-02T00:00:00Z&created_before=2026-01-01T00:00:00Z",
+        ),
+        ("list with an offset cursor by date", "cursor=o100"),
+    ] {
+        cases.push(case(
+            name,
+            "GET",
+            &format!("/api/v1/links?{query}"),
+            400,
+            "invalid_query",
+        ));
+    }
+    cases.push(case(
+        "list with a 201-character q",
+        "GET",
+        &format!("/api/v1/links?q={}", "q".repeat(201)),
+        400,
+        "invalid_query",
+    ));
     // Valid but unusual input is accepted and stored normalized.
     for (name, url) in [
         ("IDN host", "https://bücher.example.com/straße"),

@@ -5,9 +5,10 @@
 //!
 //! Entries carry the expiry and deleted state, so expiry is exact even for cached links.
 //! Misses are cached for a few seconds too (a scan of random codes must not hammer the
-//! database) and are invalidated when the code is created. Invalidation is local to this
-//! process: with several replicas a deleted link may keep redirecting on another replica
-//! for at most `CACHE_TTL_SECS`.
+//! database) and are invalidated when the code is created. Every replica also drops a
+//! code when Postgres notifies a change of it (`invalidation`), so an edit or delete
+//! reaches all replicas within about a second; while that notification channel is down,
+//! `CACHE_TTL_SECS` still bounds how long a stale entry is served.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub enum CachedLink {
         location: HeaderValue,
         expires_at: Option<DateTime<Utc>>,
         deleted: bool,
+        /// Append the visitor's query string to `location`.
+        forward_query: bool,
     },
     Missing,
 }
@@ -108,6 +111,14 @@ impl LinkCache {
         }
     }
 
+    /// Drops every entry: after notifications may have been missed.
+    pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(inner) = &self.inner {
+            inner.clear();
+        }
+    }
+
     /// Call after the database write that changed `code`.
     pub fn invalidate(&self, code: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -126,6 +137,7 @@ mod tests {
             location: HeaderValue::from_static("https://example.com/"),
             expires_at: None,
             deleted: false,
+            forward_query: true,
         }
     }
 
@@ -139,6 +151,8 @@ mod tests {
         assert_eq!(cache.get("nope"), Some(CachedLink::Missing));
         cache.invalidate("abc");
         assert_eq!(cache.get("abc"), None);
+        cache.clear();
+        assert_eq!(cache.get("nope"), None);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("{0}")]
     InvalidQuery(String),
+    #[error(transparent)]
+    InvalidField(#[from] crate::metadata::FieldError),
     #[error("request body must be JSON with Content-Type: application/json")]
     UnsupportedMediaType,
     #[error("request body is too large")]
@@ -67,7 +69,8 @@ impl ApiError {
             | Self::InvalidAlias(_)
             | Self::InvalidRequest(_)
             | Self::InvalidJson(_)
-            | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            | Self::InvalidQuery(_)
+            | Self::InvalidField(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -90,6 +93,7 @@ impl ApiError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidJson(_) => "invalid_json",
             Self::InvalidQuery(_) => "invalid_query",
+            Self::InvalidField(e) => e.code(),
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unauthorized => "unauthorized",

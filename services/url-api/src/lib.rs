@@ -16,7 +16,10 @@ pub mod client_ip;
 pub mod codes;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod http_trace;
+pub mod invalidation;
+pub mod metadata;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
@@ -205,7 +208,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/links", get(links::list).post(links::create))
         .route(
             "/api/v1/links/{code}",
-            get(links::details).delete(links::delete),
+            get(links::details).patch(links::edit).delete(links::delete),
         )
         .route("/api/v1/links/{code}/stats", get(stats::stats))
         .layer(rate_limit::layer(state.write_limit.clone()))
@@ -233,6 +236,7 @@ pub async fn serve(
     let janitors = [
         rate_limit::spawn_janitor(state.write_limit.clone()),
         rate_limit::spawn_janitor(state.read_limit.clone()),
+        invalidation::spawn_listener(&state.pool, state.cache.clone()),
     ];
     let publisher = state.clicks.clone();
     let app = router(state);

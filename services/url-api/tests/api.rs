@@ -470,6 +470,8 @@ async fn health_readiness_and_openapi() {
     }
     assert!(paths["/api/v1/links"]["post"].is_object());
     assert!(paths["/api/v1/links/{code}"]["delete"].is_object());
+    assert!(paths["/api/v1/links/{code}"]["patch"].is_object());
+    assert!(doc["components"]["schemas"]["EditLinkRequest"]["properties"]["tags"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     app.stop().await;
 }

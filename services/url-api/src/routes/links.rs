@@ -6,12 +6,16 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Owner;
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use crate::store::{self, Cursor, DeleteOutcome, LinkRow, NewLink, SHORT_CODE_CONSTRAINT};
+use crate::metadata::{self, Utm};
+use crate::store::{
+    self, Cursor, DeleteOutcome, LinkPatch, LinkRow, ListFilter, ListOrder, NewLink,
+    SHORT_CODE_CONSTRAINT,
+};
 use crate::validate::{check_alias, is_plausible_code};
 use crate::{codes, AppState};
 
@@ -32,6 +36,17 @@ pub struct CreateLinkRequest {
     pub expires_at: Option<DateTime<Utc>>,
     /// Expiry relative to now, in seconds. Exclusive with `expires_at`.
     pub expires_in_secs: Option<i64>,
+    /// Up to 200 characters.
+    pub title: Option<String>,
+    /// Up to 1000 characters.
+    pub description: Option<String>,
+    /// Up to 20 tags of 1 to 50 letters, digits, `-`, `_`, `.`; stored lowercased.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Append the short URL's query string to the destination (default true).
+    pub forward_query: Option<bool>,
+    /// UTM parameters set in the destination's query.
+    pub utm: Option<Utm>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -41,6 +56,48 @@ pub struct LinkResponse {
     pub long_url: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub forward_query: bool,
+    /// When the link was last edited; null if never.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// `PATCH` body: only the fields present change; `null` clears a nullable field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditLinkRequest {
+    /// New target URL (checked as on create).
+    pub long_url: Option<String>,
+    /// New absolute expiry, or null for none. Exclusive with `expires_in_secs`.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// New expiry relative to now, in seconds.
+    pub expires_in_secs: Option<i64>,
+    /// New title, or null to remove it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub title: Option<Option<String>>,
+    /// New description, or null to remove it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// Replaces all tags.
+    pub tags: Option<Vec<String>>,
+    pub forward_query: Option<bool>,
+    /// UTM parameters set in the (new or current) destination's query.
+    pub utm: Option<Utm>,
+}
+
+/// A present field, null included, becomes `Some`; an absent one stays `None` (default).
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -57,7 +114,20 @@ pub struct ListQuery {
     pub limit: Option<u32>,
     /// Opaque cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,
+    /// Case-insensitive text searched in the code, the long URL and the title.
+    pub q: Option<String>,
+    /// Comma-separated tags; only links carrying all of them.
+    pub tags: Option<String>,
+    /// Links created at or after this time (RFC 3339).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Links created before this time (RFC 3339).
+    pub created_before: Option<DateTime<Utc>>,
+    /// `created` (newest first, the default) or `clicks` (most clicked first).
+    pub order: Option<String>,
 }
+
+/// Longest `q` accepted by the list.
+pub const MAX_SEARCH_CHARS: usize = 200;
 
 impl LinkResponse {
     pub fn from_row(state: &AppState, row: LinkRow) -> Self {
@@ -67,12 +137,21 @@ impl LinkResponse {
             long_url: row.long_url,
             created_at: row.created_at,
             expires_at: row.expires_at,
+            title: row.title,
+            description: row.description,
+            tags: row.tags,
+            forward_query: row.forward_query,
+            updated_at: row.updated_at,
         }
     }
 }
 
-fn expiry(req: &CreateLinkRequest, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let at = match (req.expires_at, req.expires_in_secs) {
+fn expiry(
+    expires_at: Option<DateTime<Utc>>,
+    expires_in_secs: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let at = match (expires_at, expires_in_secs) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidRequest(
                 "give either expires_at or expires_in_secs, not both".into(),
@@ -123,20 +202,35 @@ pub async fn create(
     Owner(owner): Owner,
     ApiJson(req): ApiJson<CreateLinkRequest>,
 ) -> Result<Response, ApiError> {
-    let url = state
-        .url_policy
-        .check(&req.long_url)
-        .map_err(|e| ApiError::InvalidUrl(e.to_string()))?;
-    let expires_at = expiry(&req, Utc::now())?;
+    let long_url = destination(&state, &req.long_url, req.utm.as_ref())?;
+    let expires_at = expiry(req.expires_at, req.expires_in_secs, Utc::now())?;
+    let title = req
+        .title
+        .as_deref()
+        .map(metadata::title)
+        .transpose()?
+        .flatten();
+    let description = req
+        .description
+        .as_deref()
+        .map(metadata::description)
+        .transpose()?
+        .flatten();
+    let tags = metadata::tags(&req.tags)?;
+    let mut link = NewLink {
+        short_code: "",
+        long_url: &long_url,
+        expires_at,
+        owner_key_id: &owner,
+        title: title.as_deref(),
+        description: description.as_deref(),
+        tags: &tags,
+        forward_query: req.forward_query.unwrap_or(true),
+    };
     let row = match &req.alias {
         Some(alias) => {
             check_alias(alias).map_err(|e| ApiError::InvalidAlias(e.to_string()))?;
-            let link = NewLink {
-                short_code: alias,
-                long_url: url.as_str(),
-                expires_at,
-                owner_key_id: &owner,
-            };
+            link.short_code = alias;
             store::insert(&state.pool, &link).await.map_err(|e| {
                 if shortener_common::db::is_unique_violation(&e, SHORT_CODE_CONSTRAINT) {
                     ApiError::AliasTaken(alias.clone())
@@ -145,7 +239,7 @@ pub async fn create(
                 }
             })?
         }
-        None => insert_with_random_code(&state, url.as_str(), expires_at, &owner).await?,
+        None => insert_with_random_code(&state, link).await?,
     };
     // A redirect may have cached "missing" for this code just before.
     state.cache.invalidate(&row.short_code);
@@ -159,19 +253,31 @@ pub async fn create(
         .into_response())
 }
 
-async fn insert_with_random_code(
-    state: &AppState,
-    long_url: &str,
-    expires_at: Option<DateTime<Utc>>,
-    owner: &str,
-) -> Result<LinkRow, ApiError> {
+/// The checked target URL, with `utm` parameters set.
+fn destination(state: &AppState, long_url: &str, utm: Option<&Utm>) -> Result<String, ApiError> {
+    let url = state
+        .url_policy
+        .check(long_url)
+        .map_err(|e| ApiError::InvalidUrl(e.to_string()))?;
+    let Some(utm) = utm else {
+        return Ok(url.into());
+    };
+    let url = utm.apply(&url)?;
+    if url.as_str().len() > state.url_policy.max_len {
+        return Err(ApiError::InvalidUrl(format!(
+            "long_url with its UTM parameters is longer than {} bytes",
+            state.url_policy.max_len
+        )));
+    }
+    Ok(url.into())
+}
+
+async fn insert_with_random_code(state: &AppState, link: NewLink<'_>) -> Result<LinkRow, ApiError> {
     for attempt in 1..=codes::MAX_ATTEMPTS {
         let code = codes::generate();
         let link = NewLink {
             short_code: &code,
-            long_url,
-            expires_at,
-            owner_key_id: owner,
+            ..link
         };
         match store::insert(&state.pool, &link).await {
             Ok(row) => return Ok(row),
@@ -184,7 +290,9 @@ async fn insert_with_random_code(
     Err(ApiError::CodeExhausted)
 }
 
-/// Lists the caller's live links, newest first (keyset pagination).
+/// Lists the caller's live links, newest first (keyset pagination) or most clicked first
+/// (offset pagination: pages may shift while clicks arrive), optionally searched and
+/// filtered by tags and creation time.
 #[utoipa::path(
     get,
     path = "/api/v1/links",
@@ -192,7 +300,7 @@ async fn insert_with_random_code(
     params(ListQuery),
     responses(
         (status = 200, description = "One page of links", body = LinkList),
-        (status = 400, description = "Bad limit or cursor", body = ErrorBody),
+        (status = 400, description = "Bad limit, cursor, q, tags, dates or order", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -208,13 +316,22 @@ pub async fn list(
             "limit must be between 1 and {MAX_PAGE_SIZE}"
         )));
     }
+    let filter = list_filter(&q)?;
     let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
-        Some(c) => {
-            Some(Cursor::decode(c).ok_or_else(|| ApiError::InvalidQuery("invalid cursor".into()))?)
-        }
+        Some(c) => Some(
+            Cursor::decode(c)
+                .filter(|c| {
+                    matches!(
+                        (filter.order, c),
+                        (ListOrder::Created, Cursor::After { .. })
+                            | (ListOrder::Clicks, Cursor::Offset(_))
+                    )
+                })
+                .ok_or_else(|| ApiError::InvalidQuery("invalid cursor".into()))?,
+        ),
         None => None,
     };
-    let (rows, next) = store::list_by_owner(&state.pool, &owner, limit, after)
+    let (rows, next) = store::list_by_owner(&state.pool, &owner, &filter, limit, after)
         .await
         .map_err(ApiError::from_db)?;
     Ok(Json(LinkList {
@@ -224,6 +341,47 @@ pub async fn list(
             .collect(),
         next_cursor: next.map(|c| c.encode()),
     }))
+}
+
+fn list_filter(q: &ListQuery) -> Result<ListFilter, ApiError> {
+    let search = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if let Some(text) = search {
+        if text.chars().count() > MAX_SEARCH_CHARS || text.chars().any(char::is_control) {
+            return Err(ApiError::InvalidQuery(format!(
+                "q must be at most {MAX_SEARCH_CHARS} characters without control characters"
+            )));
+        }
+    }
+    let tags = match q.tags.as_deref().filter(|t| !t.is_empty()) {
+        Some(list) => {
+            let given: Vec<String> = list.split(',').map(str::to_string).collect();
+            metadata::tags(&given).map_err(|e| ApiError::InvalidQuery(e.to_string()))?
+        }
+        None => Vec::new(),
+    };
+    if let (Some(a), Some(b)) = (q.created_after, q.created_before) {
+        if a >= b {
+            return Err(ApiError::InvalidQuery(
+                "created_after must be before created_before".into(),
+            ));
+        }
+    }
+    let order = match q.order.as_deref() {
+        None | Some("created") => ListOrder::Created,
+        Some("clicks") => ListOrder::Clicks,
+        Some(_) => {
+            return Err(ApiError::InvalidQuery(
+                "order must be created or clicks".into(),
+            ))
+        }
+    };
+    Ok(ListFilter {
+        q: search.map(str::to_string),
+        tags,
+        created_after: q.created_after,
+        created_before: q.created_before,
+        order,
+    })
 }
 
 /// The caller's link `code`, or 404 (also for other owners' links) / 410 (deleted).
@@ -289,6 +447,90 @@ pub async fn details(
     }))
 }
 
+/// Changes one of the caller's links: only the fields given, each checked as on create.
+/// Every replica stops serving the old version within about a second.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/links/{code}",
+    tag = "links",
+    params(("code" = String, Path, description = "Short code or alias")),
+    request_body = EditLinkRequest,
+    responses(
+        (status = 200, description = "The link as changed", body = LinkResponse),
+        (status = 400, description = "Invalid field, empty change or bad JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such link owned by this key", body = ErrorBody),
+        (status = 410, description = "Link was deleted", body = ErrorBody),
+        (status = 413, description = "Body larger than 16 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 429, description = "Rate limited (see Retry-After)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn edit(
+    State(state): State<AppState>,
+    Owner(owner): Owner,
+    code: Result<Path<String>, PathRejection>,
+    ApiJson(req): ApiJson<EditLinkRequest>,
+) -> Result<Json<LinkResponse>, ApiError> {
+    let current = owned_link(&state, &owner, code).await?;
+    let patch = link_patch(&state, &current, req, Utc::now())?;
+    if patch.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "the request changes nothing".into(),
+        ));
+    }
+    let row = store::update(&state.pool, &current.short_code, &owner, patch)
+        .await
+        .map_err(ApiError::from_db)?
+        // Deleted between the read and the update.
+        .ok_or(ApiError::Gone)?;
+    state.cache.invalidate(&row.short_code);
+    Ok(Json(LinkResponse::from_row(&state, row)))
+}
+
+/// The checked change `req` asks of `current`.
+fn link_patch(
+    state: &AppState,
+    current: &LinkRow,
+    req: EditLinkRequest,
+    now: DateTime<Utc>,
+) -> Result<LinkPatch, ApiError> {
+    let long_url = match (&req.long_url, &req.utm) {
+        (Some(url), utm) => Some(destination(state, url, utm.as_ref())?),
+        (None, Some(utm)) => Some(destination(state, &current.long_url, Some(utm))?),
+        (None, None) => None,
+    };
+    let expires_at = match (req.expires_at, req.expires_in_secs) {
+        (Some(None), None) => Some(None),
+        (Some(None), Some(_)) => {
+            return Err(ApiError::InvalidRequest(
+                "give either expires_at or expires_in_secs, not both".into(),
+            ))
+        }
+        (at, secs) if at.is_some() || secs.is_some() => Some(expiry(at.flatten(), secs, now)?),
+        _ => None,
+    };
+    let title = match req.title {
+        Some(Some(t)) => Some(metadata::title(&t)?),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let description = match req.description {
+        Some(Some(d)) => Some(metadata::description(&d)?),
+        Some(None) => Some(None),
+        None => None,
+    };
+    Ok(LinkPatch {
+        long_url,
+        expires_at,
+        title,
+        description,
+        tags: req.tags.as_deref().map(metadata::tags).transpose()?,
+        forward_query: req.forward_query,
+    })
+}
+
 /// Deletes one of the caller's links (soft delete: the code is never reused).
 #[utoipa::path(
     delete,
@@ -332,28 +574,29 @@ pub async fn delete(
 mod tests {
     use super::*;
 
-    fn req(at: Option<DateTime<Utc>>, secs: Option<i64>) -> CreateLinkRequest {
-        CreateLinkRequest {
-            long_url: "https://example.com".into(),
-            alias: None,
-            expires_at: at,
-            expires_in_secs: secs,
-        }
-    }
-
     #[test]
     fn expiry_rules() {
         let now = Utc::now();
-        assert_eq!(expiry(&req(None, None), now).unwrap(), None);
+        assert_eq!(expiry(None, None, now).unwrap(), None);
         assert_eq!(
-            expiry(&req(None, Some(60)), now).unwrap(),
+            expiry(None, Some(60), now).unwrap(),
             Some(now + Duration::seconds(60))
         );
         let later = now + Duration::hours(1);
-        assert_eq!(expiry(&req(Some(later), None), now).unwrap(), Some(later));
-        assert!(expiry(&req(Some(later), Some(5)), now).is_err());
-        assert!(expiry(&req(None, Some(0)), now).is_err());
-        assert!(expiry(&req(None, Some(MAX_EXPIRY_SECS + 1)), now).is_err());
-        assert!(expiry(&req(Some(now - Duration::seconds(1)), None), now).is_err());
+        assert_eq!(expiry(Some(later), None, now).unwrap(), Some(later));
+        assert!(expiry(Some(later), Some(5), now).is_err());
+        assert!(expiry(None, Some(0), now).is_err());
+        assert!(expiry(None, Some(MAX_EXPIRY_SECS + 1), now).is_err());
+        assert!(expiry(Some(now - Duration::seconds(1)), None, now).is_err());
+    }
+
+    #[test]
+    fn edit_bodies_tell_absent_from_null() {
+        let r: EditLinkRequest =
+            serde_json::from_str(r#"{"title": null, "description": "d"}"#).unwrap();
+        assert_eq!(r.title, Some(None));
+        assert_eq!(r.description, Some(Some("d".into())));
+        assert_eq!(r.expires_at, None);
+        assert!(serde_json::from_str::<EditLinkRequest>(r#"{"nope": 1}"#).is_err());
     }
 }

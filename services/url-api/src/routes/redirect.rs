@@ -11,6 +11,7 @@ use shortener_common::event::Click;
 use crate::cache::CachedLink;
 use crate::clicks::header_text;
 use crate::error::{ApiError, ErrorBody};
+use crate::forward::forwarded;
 use crate::validate::is_plausible_code;
 use crate::{store, AppState};
 
@@ -21,7 +22,7 @@ use crate::{store, AppState};
     tag = "redirect",
     params(("code" = String, Path, description = "Short code or alias")),
     responses(
-        (status = 302, description = "Redirect to the long URL (header Location)"),
+        (status = 302, description = "Redirect to the long URL (header Location), with this request's query string appended unless the link's forward_query is false"),
         (status = 404, description = "Unknown code", body = ErrorBody),
         (status = 410, description = "Link expired or deleted", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -40,17 +41,23 @@ pub async fn redirect(
     if !is_plausible_code(&code) {
         return Err(ApiError::NotFound);
     }
-    let (location, expires_at, deleted) = match lookup(&state, &code).await? {
+    let (location, expires_at, deleted, forward_query) = match lookup(&state, &code).await? {
         CachedLink::Missing => return Err(ApiError::NotFound),
         CachedLink::Found {
             location,
             expires_at,
             deleted,
-        } => (location, expires_at, deleted),
+            forward_query,
+        } => (location, expires_at, deleted, forward_query),
     };
     if deleted || expires_at.is_some_and(|t| t <= Utc::now()) {
         return Err(ApiError::Gone);
     }
+    // Only a request with a query string pays for building a new target.
+    let location = match req.uri().query() {
+        Some(query) if forward_query => forwarded(&location, query).unwrap_or(location),
+        _ => location,
+    };
     // HEAD (link previews, monitors) is not a click.
     if req.method() == Method::GET {
         if let Some(clicks) = &state.clicks {
@@ -95,6 +102,7 @@ async fn lookup(state: &AppState, code: &str) -> Result<CachedLink, ApiError> {
             })?,
             expires_at: row.expires_at,
             deleted: row.deleted_at.is_some(),
+            forward_query: row.forward_query,
         },
         None => CachedLink::Missing,
     };

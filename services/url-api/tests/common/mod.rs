@@ -89,6 +89,32 @@ impl TestApp {
         body["code"].as_str().unwrap().to_string()
     }
 
+    pub async fn patch(&self, key: &str, code: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .patch(self.url(&format!("/api/v1/links/{code}")))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a link from `body` and returns the created link.
+    pub async fn create_json(&self, key: &str, body: serde_json::Value) -> serde_json::Value {
+        let resp = self.create(key, body).await;
+        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+        resp.json().await.unwrap()
+    }
+
+    /// `Location` of a redirect through `path`, or its status when it is not a 302.
+    pub async fn location(&self, path: &str) -> Result<String, u16> {
+        let resp = self.get(path).await;
+        match resp.status().as_u16() {
+            302 => Ok(resp.headers()["location"].to_str().unwrap().to_string()),
+            other => Err(other),
+        }
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }

@@ -1,0 +1,408 @@
+//! Link management beyond create/delete: edits (and their reach across replicas),
+//! descriptive fields, list search and filters, query forwarding and UTM parameters.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// An edit or delete made through one replica stops the other replica's cached copy
+/// within about a second, far below its one-hour cache TTL.
+#[tokio::test]
+async fn edits_and_deletes_reach_every_replica_within_a_second() {
+    let a = start(|c| c.cache_ttl_secs = 3600).await;
+    let db = a.db.as_ref().unwrap();
+    let mut config_b = base_config(db.args());
+    config_b.cache_ttl_secs = 3600;
+    let b = start_with(config_b).await;
+
+    let code = a.create_ok(ALICE, "https://example.com/v1").await;
+    // Both replicas cache the first destination.
+    for app in [&a, &b] {
+        for _ in 0..2 {
+            assert_eq!(
+                app.location(&format!("/{code}")).await.as_deref(),
+                Ok("https://example.com/v1")
+            );
+        }
+    }
+    // B also caches "no such code" for an alias about to be created on A.
+    assert_eq!(b.location("/soon-made").await, Err(404));
+
+    let resp = a
+        .patch(
+            ALICE,
+            &code,
+            json!({ "long_url": "https://example.com/v2" }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let edited = Instant::now();
+    let seen = wait_until(Duration::from_secs(3), || async {
+        b.location(&format!("/{code}")).await.as_deref() == Ok("https://example.com/v2")
+    })
+    .await;
+    assert!(seen, "replica B still serves the old destination");
+    assert!(
+        edited.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        edited.elapsed()
+    );
+
+    a.create_json(
+        ALICE,
+        json!({ "long_url": "https://example.com/new", "alias": "soon-made" }),
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(3), || async {
+            b.location("/soon-made").await.is_ok()
+        })
+        .await,
+        "replica B still answers 404 for a created alias"
+    );
+
+    let resp = a
+        .client
+        .delete(a.url(&format!("/api/v1/links/{code}")))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let deleted = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(3), || async {
+            b.location(&format!("/{code}")).await == Err(410)
+        })
+        .await,
+        "replica B still redirects a deleted link"
+    );
+    assert!(deleted.elapsed() < Duration::from_millis(1500));
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn patch_changes_only_the_given_fields_with_create_validation() {
+    let app = start(|_| {}).await;
+    let created = app
+        .create_json(
+            ALICE,
+            json!({
+                "long_url": "https://example.com/a",
+                "alias": "editable",
+                "title": "  First title ",
+                "description": "about it",
+                "tags": ["Launch", "q3", "launch"],
+                "expires_in_secs": 3600,
+            }),
+        )
+        .await;
+    assert_eq!(created["title"], "First title");
+    assert_eq!(created["tags"], json!(["launch", "q3"]));
+    assert_eq!(created["forward_query"], true);
+    assert_eq!(created["updated_at"], Value::Null);
+    assert!(created["expires_at"].is_string());
+
+    // Title removed, tags replaced, expiry removed; the rest stays.
+    let resp = app
+        .patch(
+            ALICE,
+            "editable",
+            json!({ "title": null, "tags": ["other"], "expires_at": null }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["title"], Value::Null);
+    assert_eq!(v["description"], "about it");
+    assert_eq!(v["tags"], json!(["other"]));
+    assert_eq!(v["expires_at"], Value::Null);
+    assert_eq!(v["long_url"], "https://example.com/a");
+    assert!(v["updated_at"].is_string());
+    let details: Value = app
+        .get_auth(ALICE, "/api/v1/links/editable")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(details["tags"], json!(["other"]));
+
+    // Every field is checked as on create.
+    for (body, status, code) in [
+        (
+            json!({ "long_url": "javascript:alert(1)" }),
+            400,
+            "invalid_url",
+        ),
+        (
+            json!({ "long_url": "http://10.0.0.1/" }),
+            400,
+            "invalid_url",
+        ),
+        (json!({ "title": "x".repeat(201) }), 400, "invalid_title"),
+        (
+            json!({ "description": "\u{7}" }),
+            400,
+            "invalid_description",
+        ),
+        (json!({ "tags": ["no spaces"] }), 400, "invalid_tags"),
+        (json!({ "tags": "notalist" }), 400, "invalid_json"),
+        (json!({ "expires_in_secs": 0 }), 400, "invalid_request"),
+        (
+            json!({ "expires_at": "2001-01-01T00:00:00Z" }),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({ "expires_at": null, "expires_in_secs": 60 }),
+            400,
+            "invalid_request",
+        ),
+        (json!({ "utm": { "source": "" } }), 400, "invalid_utm"),
+        (json!({ "alias": "renamed" }), 400, "invalid_json"),
+        (json!({}), 400, "invalid_request"),
+    ] {
+        let resp = app.patch(ALICE, "editable", body.clone()).await;
+        assert_eq!(error_code(resp, status).await, code, "{body}");
+    }
+    // Someone else's link is not found; a deleted one is gone.
+    let resp = app.patch(BOB, "editable", json!({ "title": "mine" })).await;
+    assert_eq!(error_code(resp, 404).await, "not_found");
+    let resp = app
+        .patch(ALICE, "nosuchcode", json!({ "title": "t" }))
+        .await;
+    assert_eq!(error_code(resp, 404).await, "not_found");
+    app.client
+        .delete(app.url("/api/v1/links/editable"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    let resp = app.patch(ALICE, "editable", json!({ "title": "t" })).await;
+    assert_eq!(error_code(resp, 410).await, "gone");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn list_searches_filters_by_tag_and_date_and_orders_by_clicks() {
+    let app = start(|_| {}).await;
+    let pool = &app.db.as_ref().unwrap().pool;
+    let mk = |alias: &str, url: &str, title: &str, tags: Value| json!({ "long_url": url, "alias": alias, "title": title, "tags": tags });
+    app.create_json(
+        ALICE,
+        mk(
+            "spring-sale",
+            "https://shop.example/sale",
+            "Spring Sale",
+            json!(["promo", "2026"]),
+        ),
+    )
+    .await;
+    app.create_json(
+        ALICE,
+        mk(
+            "docs-home",
+            "https://docs.example/",
+            "Documentation",
+            json!(["docs"]),
+        ),
+    )
+    .await;
+    app.create_json(
+        ALICE,
+        mk(
+            "blog-100",
+            "https://blog.example/100%_off",
+            "Blog",
+            json!(["promo"]),
+        ),
+    )
+    .await;
+    app.create_json(
+        BOB,
+        mk(
+            "bob-sale",
+            "https://shop.example/bob",
+            "Sale",
+            json!(["promo"]),
+        ),
+    )
+    .await;
+
+    let codes = |v: Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let list = |query: &'static str| {
+        let app = &app;
+        async move {
+            let resp = app.get_auth(ALICE, &format!("/api/v1/links?{query}")).await;
+            assert_eq!(resp.status(), 200, "{query}");
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    // q matches code, destination or title, case-insensitively; wildcards are literal.
+    assert_eq!(codes(list("q=SALE").await), ["spring-sale"]);
+    assert_eq!(codes(list("q=docs.example").await), ["docs-home"]);
+    assert_eq!(codes(list("q=documentation").await), ["docs-home"]);
+    assert_eq!(codes(list("q=100%25_").await), ["blog-100"]);
+    assert_eq!(codes(list("q=%25").await), ["blog-100"]);
+    assert_eq!(codes(list("q=_").await), ["blog-100"]);
+    // Tags: all given ones must match.
+    assert_eq!(codes(list("tags=promo").await), ["blog-100", "spring-sale"]);
+    assert_eq!(codes(list("tags=PROMO,2026").await), ["spring-sale"]);
+    assert!(codes(list("tags=nothing").await).is_empty());
+    // Date range.
+    let created: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT short_code, created_at FROM links ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let docs_at = created[1].1;
+    let after = format!(
+        "/api/v1/links?created_after={}",
+        urlencode(&docs_at.to_rfc3339())
+    );
+    let v: Value = app.get_auth(ALICE, &after).await.json().await.unwrap();
+    assert_eq!(codes(v), ["blog-100", "docs-home"]);
+    let before = format!(
+        "/api/v1/links?created_before={}",
+        urlencode(&docs_at.to_rfc3339())
+    );
+    let v: Value = app.get_auth(ALICE, &before).await.json().await.unwrap();
+    assert_eq!(codes(v), ["spring-sale"]);
+
+    // Order by stored clicks: docs-home 3, spring-sale 1, blog-100 none.
+    for (code, n) in [("docs-home", 3), ("spring-sale", 1), ("bob-sale", 9)] {
+        for _ in 0..n {
+            sqlx::query(
+                "INSERT INTO clicks (event_id, short_code, occurred_at) \
+                 VALUES (gen_random_uuid(), $1, now())",
+            )
+            .bind(code)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    assert_eq!(
+        codes(list("order=clicks").await),
+        ["docs-home", "spring-sale", "blog-100"]
+    );
+    let page1 = list("order=clicks&limit=2").await;
+    let cursor = page1["next_cursor"].as_str().unwrap().to_string();
+    assert_eq!(codes(page1), ["docs-home", "spring-sale"]);
+    let page2: Value = app
+        .get_auth(
+            ALICE,
+            &format!("/api/v1/links?order=clicks&limit=2&cursor={cursor}"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page2["next_cursor"], Value::Null);
+    assert_eq!(codes(page2), ["blog-100"]);
+    // A cursor of the other order is refused.
+    let resp = app
+        .get_auth(ALICE, &format!("/api/v1/links?cursor={cursor}"))
+        .await;
+    assert_eq!(error_code(resp, 400).await, "invalid_query");
+
+    for bad in [
+        "order=popular",
+        "tags=a%20b",
+        "created_after=yesterday",
+        "created_after=2026-01-02T00:00:00Z&created_before=2026-01-01T00:00:00Z",
+    ] {
+        let resp = app.get_auth(ALICE, &format!("/api/v1/links?{bad}")).await;
+        assert_eq!(error_code(resp, 400).await, "invalid_query", "{bad}");
+    }
+    let long_q = format!("/api/v1/links?q={}", "x".repeat(201));
+    let resp = app.get_auth(ALICE, &long_q).await;
+    assert_eq!(error_code(resp, 400).await, "invalid_query");
+    app.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[tokio::test]
+async fn query_is_forwarded_unless_turned_off_and_utm_is_set_on_create() {
+    let app = start(|_| {}).await;
+    app.create_json(
+        ALICE,
+        json!({ "long_url": "https://example.com/p?x=1#top", "alias": "fwd" }),
+    )
+    .await;
+    app.create_json(
+        ALICE,
+        json!({ "long_url": "https://example.com/q", "alias": "nofwd", "forward_query": false }),
+    )
+    .await;
+    assert_eq!(
+        app.location("/fwd?ref=mail&id=%20").await.as_deref(),
+        Ok("https://example.com/p?x=1&ref=mail&id=%20#top")
+    );
+    assert_eq!(
+        app.location("/fwd").await.as_deref(),
+        Ok("https://example.com/p?x=1#top")
+    );
+    assert_eq!(
+        app.location("/nofwd?ref=mail").await.as_deref(),
+        Ok("https://example.com/q")
+    );
+    // Turned on by an edit, on the cached link too.
+    let resp = app
+        .patch(ALICE, "nofwd", json!({ "forward_query": true }))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        app.location("/nofwd?ref=mail").await.as_deref(),
+        Ok("https://example.com/q?ref=mail")
+    );
+
+    let v = app
+        .create_json(
+            ALICE,
+            json!({
+                "long_url": "https://example.com/land?utm_source=old&k=v",
+                "utm": { "source": "newsletter", "medium": "email", "campaign": "spring 26" },
+            }),
+        )
+        .await;
+    assert_eq!(
+        v["long_url"],
+        "https://example.com/land?k=v&utm_source=newsletter&utm_medium=email&utm_campaign=spring+26"
+    );
+    for (utm, code) in [
+        (json!({ "source": "" }), "invalid_utm"),
+        (json!({ "term": "x".repeat(201) }), "invalid_utm"),
+        (json!({ "id": "x" }), "invalid_json"),
+    ] {
+        let resp = app
+            .create(
+                ALICE,
+                json!({ "long_url": "https://example.com/", "utm": utm }),
+            )
+            .await;
+        assert_eq!(error_code(resp, 400).await, code);
+    }
+    let resp = app
+        .create(
+            ALICE,
+            json!({ "long_url": "https://example.com/", "forward_query": "yes" }),
+        )
+        .await;
+    assert_eq!(error_code(resp, 400).await, "invalid_json");
+    app.stop().await;
+}
