@@ -1,7 +1,6 @@
 //! `operator run`: the controller, its admin endpoints and leader election.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::autoscaling::{Autoscaler, KafkaLagReader};
 use crate::crd::ShortenerStack;
-use crate::leader::{LeaderElector, LeaseSettings};
+use crate::leader::{run_as_leader, LeaderElector, Leadership, LeaseSettings};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile, Context};
 use crate::resources::labels;
@@ -52,6 +51,13 @@ fn owned_watch_config() -> watcher::Config {
     watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
 }
 
+/// `/readyz`: a running replica is ready whether it leads or stands by. Tying readiness
+/// to leadership would keep a rolling update's new pod unready while the old one holds
+/// the Lease, so the rollout (and `helm upgrade --wait`) would never finish.
+pub fn readiness() -> Readiness {
+    Readiness::always()
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
@@ -60,28 +66,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    let reconciling = Arc::new(AtomicBool::new(false));
-    let readiness = {
-        let reconciling = reconciling.clone();
-        Readiness::new(move || {
-            let ok = reconciling.load(Ordering::Relaxed);
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err("standing by (not the leader)".to_string())
-                }
-            }
-        })
-    };
-    let router = health::router(Arc::new(registry), readiness);
+    let router = health::router(Arc::new(registry), readiness());
     let admin = tokio::spawn(health::serve(
         args.metrics_addr,
         router,
         shortener_common::shutdown::signal(),
     ));
 
-    let elector = if args.leader_election {
+    let mut ctx = Context::new(
+        client.clone(),
+        Arc::new(KafkaTopicManager::new(Duration::from_secs(
+            args.kafka_admin_timeout_secs,
+        ))),
+        metrics.clone(),
+    );
+    ctx.autoscaler = Some(Autoscaler::new(
+        client.clone(),
+        Arc::new(KafkaLagReader::new(Duration::from_secs(
+            args.kafka_admin_timeout_secs,
+        ))),
+        ctx.metrics.autoscaling.clone(),
+    ));
+    let ctx = Arc::new(ctx);
+
+    let outcome = if args.leader_election {
         let identity = args
             .pod_name
             .clone()
@@ -94,40 +102,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 args.lease_namespace.clone(),
                 identity,
             ),
-        );
-        tokio::select! {
-            _ = elector.acquire() => {}
-            _ = shortener_common::shutdown::signal() => return Ok(()),
-        }
-        Some(elector)
+        )
+        .with_gauge(metrics.leader.clone());
+        run_as_leader(
+            &elector,
+            shortener_common::shutdown::signal(),
+            run_controller(client, ctx),
+        )
+        .await
     } else {
-        None
+        metrics.leader.set(1);
+        Leadership::Released(run_controller(client, ctx).await)
     };
+    admin.abort();
+    match outcome {
+        // Exit so the pod restarts as a fresh candidate; continuing would risk two
+        // reconcilers.
+        Leadership::Lost => anyhow::bail!("lost the leader lease"),
+        Leadership::NeverLed => Ok(()),
+        Leadership::Released(result) => result,
+    }
+}
 
-    let mut ctx = Context::new(
-        client.clone(),
-        Arc::new(KafkaTopicManager::new(Duration::from_secs(
-            args.kafka_admin_timeout_secs,
-        ))),
-        metrics,
-    );
-    ctx.autoscaler = Some(Autoscaler::new(
-        client.clone(),
-        Arc::new(KafkaLagReader::new(Duration::from_secs(
-            args.kafka_admin_timeout_secs,
-        ))),
-        ctx.metrics.autoscaling.clone(),
-    ));
-    let ctx = Arc::new(ctx);
+/// The controller, until SIGTERM (in-flight reconciles finish first).
+async fn run_controller(client: Client, ctx: Arc<Context>) -> anyhow::Result<()> {
     let stacks: Api<ShortenerStack> = Api::all(client.clone());
     stacks
         .list(&kube::api::ListParams::default().limit(1))
         .await
         .context("cannot list ShortenerStacks: is the CRD installed (operator crd | kubectl apply -f -)?")?;
-
-    reconciling.store(true, Ordering::Relaxed);
     info!("controller started");
-    let controller = Controller::new(stacks, watcher::Config::default().any_semantic())
+    Controller::new(stacks, watcher::Config::default().any_semantic())
         .owns(Api::<Deployment>::all(client.clone()), owned_watch_config())
         .owns(Api::<Service>::all(client.clone()), owned_watch_config())
         .owns(Api::<ConfigMap>::all(client.clone()), owned_watch_config())
@@ -138,24 +143,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             if let Err(e) = result {
                 warn!(error = %e, "reconcile request failed");
             }
-        });
-
-    match &elector {
-        Some(elector) => {
-            tokio::select! {
-                _ = controller => {}
-                _ = elector.hold() => {
-                    reconciling.store(false, Ordering::Relaxed);
-                    // Exit so the pod restarts as a fresh candidate; continuing would risk
-                    // two reconcilers.
-                    anyhow::bail!("lost the leader lease");
-                }
-            }
-        }
-        None => controller.await,
-    }
-    reconciling.store(false, Ordering::Relaxed);
+        })
+        .await;
     info!("controller stopped");
-    admin.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_standby_replica_is_ready() {
+        // Nothing about leadership is known to the check: it passes before any election.
+        assert_eq!(super::readiness().check().await, Ok(()));
+    }
 }

@@ -5,7 +5,14 @@
 //! candidates racing for an expired lease cannot both win: the loser gets 409 Conflict.
 //! Expiry is judged by the local clock from the moment this process last saw the lease
 //! record change (as client-go does), so clock skew between nodes does not matter.
+//!
+//! A leader that stops (SIGTERM on a rolling update) releases the Lease, as client-go's
+//! `ReleaseOnCancel` does: it clears the holder, so a standby takes over at its next retry
+//! instead of waiting out the lease duration. Leadership is reported in the
+//! `shortener_operator_leader` gauge and a log line on every change; it never affects
+//! readiness (a standby is healthy).
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,6 +21,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
+use prometheus_client::metrics::gauge::Gauge;
 use tracing::{info, warn};
 
 #[derive(Clone, Debug)]
@@ -54,6 +62,19 @@ pub struct LeaderElector {
     api: Api<Lease>,
     settings: LeaseSettings,
     observed: Mutex<Option<Observed>>,
+    /// 1 while this replica leads.
+    leading: Gauge,
+}
+
+/// How `run_as_leader` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leadership<T> {
+    /// Shut down before winning the election.
+    NeverLed,
+    /// Led, finished its work (with this result) and handed the Lease back.
+    Released(T),
+    /// Another candidate took the Lease, or renewals failed: the work was stopped.
+    Lost,
 }
 
 impl LeaderElector {
@@ -62,7 +83,18 @@ impl LeaderElector {
             api: Api::namespaced(client, &settings.namespace),
             settings,
             observed: Mutex::new(None),
+            leading: Gauge::default(),
         }
+    }
+
+    /// Reports leadership in `gauge` (the `shortener_operator_leader` metric).
+    pub fn with_gauge(mut self, gauge: Gauge) -> Self {
+        self.leading = gauge;
+        self
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.settings.identity
     }
 
     fn spec(&self, acquire_time: Option<MicroTime>, transitions: i32) -> LeaseSpec {
@@ -151,7 +183,8 @@ impl LeaderElector {
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
-                    info!(lease = %self.settings.name, identity = %self.settings.identity, "became leader");
+                    self.leading.set(1);
+                    info!(lease = %self.settings.name, identity = %self.settings.identity, leader = true, "became leader");
                     return;
                 }
                 Ok(false) => {}
@@ -168,6 +201,12 @@ impl LeaderElector {
     /// candidates, and a renewal request that hangs counts as failed at that point: an
     /// unanswered API call must not keep this replica reconciling after another took over.
     pub async fn hold(&self) {
+        self.renew_until_lost().await;
+        self.leading.set(0);
+        warn!(lease = %self.settings.name, identity = %self.settings.identity, leader = false, "lost leadership");
+    }
+
+    async fn renew_until_lost(&self) {
         let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(self.settings.renew_period).await;
@@ -195,6 +234,69 @@ impl LeaderElector {
             }
         }
     }
+}
+
+impl LeaderElector {
+    /// Hands the Lease back if this candidate holds it: no holder, a one-second duration
+    /// (what client-go writes), transitions kept. The write carries the resourceVersion
+    /// read, so a Lease another candidate already took is left alone.
+    pub async fn release(&self) -> Result<bool, kube::Error> {
+        self.leading.set(0);
+        let Some(lease) = self.api.get_opt(&self.settings.name).await? else {
+            return Ok(false);
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.settings.identity.as_str()) {
+            return Ok(false);
+        }
+        let released = Lease {
+            metadata: lease.metadata.clone(),
+            spec: Some(LeaseSpec {
+                holder_identity: None,
+                lease_duration_seconds: Some(1),
+                acquire_time: None,
+                renew_time: Some(MicroTime(Utc::now())),
+                lease_transitions: spec.lease_transitions,
+                ..LeaseSpec::default()
+            }),
+        };
+        match self
+            .api
+            .replace(&self.settings.name, &PostParams::default(), &released)
+            .await
+        {
+            Ok(_) => {
+                info!(lease = %self.settings.name, identity = %self.settings.identity, leader = false, "released the leader lease");
+                Ok(true)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Runs `work` while this candidate leads: waits for the Lease (giving up when `shutdown`
+/// fires first), runs `work` until it ends by itself (the controller stops on SIGTERM),
+/// then releases the Lease so a standby takes over at once. If leadership is lost
+/// meanwhile, `work` is dropped at once: two reconcilers must never overlap.
+pub async fn run_as_leader<S, W, T>(elector: &LeaderElector, shutdown: S, work: W) -> Leadership<T>
+where
+    S: Future<Output = ()>,
+    W: Future<Output = T>,
+{
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = shutdown => return Leadership::NeverLed,
+    }
+    let result = tokio::select! {
+        result = work => result,
+        _ = elector.hold() => return Leadership::Lost,
+    };
+    if let Err(e) = elector.release().await {
+        // The successor then waits out the lease duration; nothing else is at stake.
+        warn!(error = %e, "cannot release the leader lease");
+    }
+    Leadership::Released(result)
 }
 
 #[cfg(test)]

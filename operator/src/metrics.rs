@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,8 @@ pub struct Metrics {
     pub reconciles: Family<OutcomeLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Family<OutcomeLabels, Histogram>,
+    /// 1 while this replica reconciles (holds the leader Lease, or runs without election).
+    pub leader: Gauge,
     pub autoscaling: crate::autoscaling::AutoscalingMetrics,
 }
 
@@ -35,6 +38,7 @@ impl Default for Metrics {
             duration: Family::new_with_constructor(|| {
                 Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
             }),
+            leader: Gauge::default(),
             autoscaling: Default::default(),
         }
     }
@@ -56,6 +60,11 @@ impl Metrics {
             "shortener_operator_reconcile_duration_seconds",
             "Time spent in one reconciliation, by outcome",
             self.duration.clone(),
+        );
+        registry.register(
+            "shortener_operator_leader",
+            "1 while this replica holds the leader Lease and reconciles, 0 on standby",
+            self.leader.clone(),
         );
         self.autoscaling.register_in(registry);
     }

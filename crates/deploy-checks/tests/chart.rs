@@ -346,3 +346,25 @@ fn service_monitor_without_the_service_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn upgrades_bring_a_ready_standby_up_before_the_old_leader_stops() {
+    let r = render_ok(json!({"replicaCount": 2}));
+    let deploy = r.one("Deployment");
+    let strategy = &deploy["spec"]["strategy"];
+    assert_eq!(strategy["type"], "RollingUpdate");
+    // A new pod first, then the old one goes: this only finishes if the new pod turns
+    // Ready while the old one still holds the Lease, which is why /readyz (the probe
+    // below) must not wait for leadership (`controller::readiness`).
+    assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0);
+    assert_eq!(strategy["rollingUpdate"]["maxSurge"], 1);
+    let c = operator_container(&r);
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // Time after SIGTERM to release the Lease.
+    assert!(
+        deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap()
+            >= 10
+    );
+}
