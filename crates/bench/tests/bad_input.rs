@@ -135,6 +135,51 @@ fn http_corpus() -> Vec<Case> {
             ),
             None,
         ),
+        // HEAD on every API read: the same answer as GET, without a body.
+        with_auth(
+            case(
+                "HEAD list without key",
+                "HEAD",
+                "/api/v1/links",
+                401,
+                "unauthorized",
+            ),
+            None,
+        ),
+        with_auth(
+            case(
+                "HEAD details without key",
+                "HEAD",
+                "/api/v1/links/taken-alias",
+                401,
+                "unauthorized",
+            ),
+            None,
+        ),
+        with_auth(
+            case(
+                "HEAD stats without key",
+                "HEAD",
+                "/api/v1/links/taken-alias/stats",
+                401,
+                "unauthorized",
+            ),
+            None,
+        ),
+        case(
+            "HEAD unknown details",
+            "HEAD",
+            "/api/v1/links/no-such-link",
+            404,
+            "not_found",
+        ),
+        case(
+            "HEAD stats with a bad range",
+            "HEAD",
+            "/api/v1/links/taken-alias/stats?from=yesterday",
+            400,
+            "invalid_query",
+        ),
         // Malformed JSON.
         create("truncated JSON", "{", 400, "invalid_json"),
         create("JSON array", "[]", 400, "invalid_json"),
@@ -254,6 +299,43 @@ fn http_corpus() -> Vec<Case> {
             "invalid_url",
         ),
         create_url("empty host", "https://", 400, "invalid_url"),
+        create_url(
+            "single-label host",
+            "http://kafka:9092/",
+            400,
+            "invalid_url",
+        ),
+        create_url(
+            "cloud metadata name",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            400,
+            "invalid_url",
+        ),
+        create_url("mDNS name", "http://printer.local/", 400, "invalid_url"),
+        create_url(
+            "cluster service name",
+            "http://kafka.default.svc.cluster.local:9092/",
+            400,
+            "invalid_url",
+        ),
+        create_url(
+            "IPv4-translated loopback",
+            "http://[::ffff:0:7f00:1]/",
+            400,
+            "invalid_url",
+        ),
+        create_url(
+            "local-use NAT64",
+            "http://[64:ff9b:1::a00:1]/",
+            400,
+            "invalid_url",
+        ),
+        create_url(
+            "the shortener itself",
+            "https://sho.rt/taken-alias",
+            400,
+            "invalid_url",
+        ),
         // Aliases.
         create_alias("alias too short", "ab", 400, "invalid_alias"),
         create_alias("alias too long", &"a".repeat(65), 400, "invalid_alias"),
@@ -641,6 +723,32 @@ async fn send(client: &reqwest::Client, base: &str, c: &Case) -> reqwest::Respon
         .unwrap_or_else(|e| panic!("{}: request failed: {e}", c.name))
 }
 
+/// Sends a request with one header of `size` bytes on a raw connection; returns the
+/// status line answered, empty when the server closed the connection instead.
+async fn huge_header(base: &str, size: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nhost: {addr}\r\nx-big: {}\r\n\r\n",
+        "a".repeat(size)
+    );
+    // The server may answer and close before reading it all: a failed write is expected.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("a 1 MB header must not hang the connection");
+    if read.is_err() && answer.is_empty() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_documented_errors_and_stores_nothing_wrong() {
     let db = fresh_database().await;
@@ -653,7 +761,10 @@ async fn bad_input_gets_documented_errors_and_stores_nothing_wrong() {
     config.api_keys = format!("corpus:{KEY}");
     config.rate_limit_per_second = 100_000;
     config.rate_limit_burst = 100_000;
+    config.read_rate_limit_burst = 50;
     config.public_base_url = "https://sho.rt".into();
+    // The client stands for the proxy reporting each client's address (IPv6 rotation).
+    config.trusted_proxies = url_api::config::parse_proxies("127.0.0.1").unwrap();
     let state = AppState::new(&config, db.pool.clone()).expect("url-api state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -693,12 +804,17 @@ async fn bad_input_gets_documented_errors_and_stores_nothing_wrong() {
             .is_some_and(|v| v == "application/json");
         let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
         let code = body["error"]["code"].as_str().map(str::to_string);
+        // A HEAD answer has the headers of the GET answer and no body.
+        let head = c.method == "HEAD";
         let ok = status == c.status
             && json
-            && match c.code {
-                Some(want) => code.as_deref() == Some(want) && body["error"]["message"].is_string(),
-                None => body["code"].is_string(),
-            };
+            && (head
+                || match c.code {
+                    Some(want) => {
+                        code.as_deref() == Some(want) && body["error"]["message"].is_string()
+                    }
+                    None => body["code"].is_string(),
+                });
         if !ok {
             failures.push(format!(
                 "{}: want {} {:?}, got {status} {:?} (json: {json})",
@@ -707,6 +823,38 @@ async fn bad_input_gets_documented_errors_and_stores_nothing_wrong() {
         }
         assert_ne!(status, 500, "{}: 500", c.name);
     }
+
+    // IPv6 rotation inside one /64: every address of it shares one read bucket (burst 50,
+    // then 100 a second), whatever key it guesses.
+    let (mut unauthorized, mut limited) = (0, 0);
+    for i in 0..300u32 {
+        let resp = client
+            .head(format!("{base}/api/v1/links"))
+            .header("x-forwarded-for", format!("2001:db8:5:5:{i:x}::{i:x}"))
+            .header("authorization", format!("Bearer guess-{i}"))
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            401 => unauthorized += 1,
+            429 => limited += 1,
+            other => failures.push(format!("IPv6 rotation: got {other}")),
+        }
+    }
+    assert!(
+        limited >= 100 && unauthorized + limited == 300,
+        "IPv6 rotation in a /64: {unauthorized} answered 401, {limited} limited"
+    );
+
+    // A 1 MB header: refused (431) or the connection closed, never served or hung; the
+    // server keeps serving.
+    let answer = huge_header(&base, 1 << 20).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "1 MB header answered {answer:?}"
+    );
+    let resp = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "served after a 1 MB header");
 
     // Malformed messages on the topic, plus valid events (one delivered twice).
     let valid: Vec<Click> = (0..3)

@@ -66,7 +66,8 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
         group_id: "trace-e2e",
         partitions: 2,
         geoip_db: None,
-        trusted_proxies: "",
+        // The test client stands for a proxy whose trace context is continued.
+        trusted_proxies: "127.0.0.1/32",
     })
     .await;
     let (http, base, db, broker) = (&stack.http, &stack.base, &stack.db, &stack.broker);

@@ -54,12 +54,20 @@ impl ClientIpResolver {
 
     /// The client IP of a request, from its `ConnectInfo` and headers.
     pub fn from_request<B>(&self, req: &axum::http::Request<B>) -> Option<IpAddr> {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        self.resolve(peer, req.headers())
+        self.resolve(peer(req), req.headers())
     }
+
+    /// True when the request came straight from a trusted proxy (whose headers, such as
+    /// the trace context, are believed).
+    pub fn peer_is_trusted<B>(&self, req: &axum::http::Request<B>) -> bool {
+        peer(req).is_some_and(|ip| self.is_trusted(ip.to_canonical()))
+    }
+}
+
+fn peer<B>(req: &axum::http::Request<B>) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// Accepts `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` and `[2001:db8::1]:443`.

@@ -1,4 +1,7 @@
-//! The server span of every HTTP request, continuing the caller's W3C trace context.
+//! The server span of every HTTP request, continuing the caller's W3C trace context when
+//! the caller is a trusted proxy (`TRUSTED_PROXIES`). From anyone else `traceparent` and
+//! `tracestate` are ignored and the request starts a new trace: an internet client must
+//! not choose the sampling decision nor the trace id copied into every click's headers.
 //!
 //! Named `{METHOD} {route}` after the matched route template (never the raw path, so
 //! names stay few), with the stable HTTP semantic-convention attributes. Cheap enough for
@@ -16,21 +19,27 @@ use tracing::field::Empty;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::client_ip::ClientIpResolver;
+
 /// The tower-http trace layer with [`ServerSpan`] and [`RecordStatus`]; 5xx responses are
 /// also logged as failures (tower-http's default).
 pub type HttpTraceLayer =
     TraceLayer<SharedClassifier<ServerErrorsAsFailures>, ServerSpan, (), RecordStatus>;
 
-pub fn layer() -> HttpTraceLayer {
+/// `trusted` decides whose trace context is continued.
+pub fn layer(trusted: ClientIpResolver) -> HttpTraceLayer {
     TraceLayer::new_for_http()
-        .make_span_with(ServerSpan)
+        .make_span_with(ServerSpan { trusted })
         .on_request(())
         .on_response(RecordStatus)
 }
 
-/// Makes the server span of a request, parented to the context in its `traceparent`.
-#[derive(Debug, Clone, Copy)]
-pub struct ServerSpan;
+/// Makes the server span of a request, parented to the context in its `traceparent` when
+/// the peer is a trusted proxy.
+#[derive(Debug, Clone)]
+pub struct ServerSpan {
+    trusted: ClientIpResolver,
+}
 
 impl<B> MakeSpan<B> for ServerSpan {
     fn make_span(&mut self, req: &Request<B>) -> Span {
@@ -59,6 +68,9 @@ impl<B> MakeSpan<B> for ServerSpan {
             None => method.to_owned(),
         };
         span.record("otel.name", name.as_str());
+        if !self.trusted.peer_is_trusted(req) {
+            return span;
+        }
         let parent = propagation::extract_http(req.headers());
         if parent.span().span_context().is_valid() {
             // Fails only when the span is disabled (filtered out): nothing to continue then.

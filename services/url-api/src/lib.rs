@@ -175,6 +175,9 @@ impl AppState {
             url_policy: UrlPolicy {
                 max_len: config.max_url_length,
                 allow_private: config.allow_private_targets,
+                own_host: base
+                    .host_str()
+                    .map(|h| h.trim_end_matches('.').to_ascii_lowercase()),
             },
             public_base_url: base.as_str().trim_end_matches('/').into(),
             write_limit,
@@ -223,7 +226,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(metrics::TrackLayer::new(state.metrics.clone()))
-        .layer(http_trace::layer())
+        .layer(http_trace::layer(state.client_ips.clone()))
 }
 
 /// Serves the application on `listener` until `shutdown` resolves, then drains in-flight

@@ -1,7 +1,10 @@
 //! Validation of long URLs and custom aliases.
 //!
 //! Target checks look only at the URL itself: the scheme, the host name and IP-literal
-//! hosts. Host names are NOT resolved (no DNS in the request path: it would add latency
+//! hosts. A host name must end in a suffix of the Public Suffix List under a registrable
+//! label, which rules out single-label names (`kafka`, a cluster's services) and private
+//! namespaces (`*.local`, `*.internal`, `metadata.google.internal`). Host names are NOT
+//! resolved (no DNS in the request path: it would add latency
 //! and an outage dependency, and the answer can change after validation anyway), so a
 //! public name that resolves to a private address is accepted; the redirect is served to
 //! the browser, which is what limits the blast radius.
@@ -36,10 +39,13 @@ pub const RESERVED_ALIASES: &[&str] = &[
 pub const ALIAS_MIN_LEN: usize = 3;
 pub const ALIAS_MAX_LEN: usize = 64;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UrlPolicy {
     pub max_len: usize,
     pub allow_private: bool,
+    /// The shortener's own host (of `PUBLIC_BASE_URL`, lowercase): a link to it would
+    /// redirect to another short link, or to itself.
+    pub own_host: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -60,6 +66,8 @@ pub enum UrlError {
     Credentials,
     #[error("target {0} is a local or private address")]
     PrivateTarget(String),
+    #[error("target {0} is this shortener: links to short links are not allowed")]
+    OwnHost(String),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -94,6 +102,11 @@ impl UrlPolicy {
             return Err(UrlError::Credentials);
         }
         let host = url.host().ok_or(UrlError::NoHost)?;
+        if let (Some(own), Some(name)) = (&self.own_host, url.host_str()) {
+            if name.trim_end_matches('.').eq_ignore_ascii_case(own) {
+                return Err(UrlError::OwnHost(host.to_string()));
+            }
+        }
         if !self.allow_private {
             let private = match &host {
                 Host::Domain(d) => is_local_name(d),
@@ -112,9 +125,17 @@ impl UrlPolicy {
     }
 }
 
+/// True for names that cannot be a public site: no registrable domain under a known
+/// public suffix (single labels, `.local`, `.internal`, unknown TLDs), `localhost`, and
+/// the special-use `.arpa` zone (`home.arpa`, reverse DNS).
 fn is_local_name(domain: &str) -> bool {
     let d = domain.trim_end_matches('.').to_ascii_lowercase();
-    d.is_empty() || d == "localhost" || d.ends_with(".localhost")
+    if d.is_empty() || d == "localhost" || d.ends_with(".localhost") {
+        return true;
+    }
+    let public = psl::suffix(d.as_bytes()).is_some_and(|s| s.is_known())
+        && psl::domain(d.as_bytes()).is_some();
+    !public || d == "arpa" || d.ends_with(".arpa")
 }
 
 /// True for addresses a public link must not point at.
@@ -151,6 +172,14 @@ fn is_private_v6(ip: Ipv6Addr) -> bool {
     }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return is_private_v4(embedded(s[6], s[7]));
+    }
+    // IPv4-translated ::ffff:0:a.b.c.d (SIIT).
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return is_private_v4(embedded(s[6], s[7]));
+    }
+    // Local-use NAT64 64:ff9b:1::/48 translates into whatever the operator's network holds.
+    if s[..3] == [0x64, 0xff9b, 1] {
+        return true;
     }
     if s[0] == 0x2002 {
         return is_private_v4(embedded(s[1], s[2]));
@@ -199,6 +228,7 @@ mod tests {
     const STRICT: UrlPolicy = UrlPolicy {
         max_len: 2048,
         allow_private: false,
+        own_host: None,
     };
 
     fn rejected(url: &str) -> UrlError {
@@ -215,8 +245,9 @@ mod tests {
 
     #[test]
     fn normalizes_idn_hosts_to_punycode() {
-        let u = STRICT.check("https://bücher.example/straße").unwrap();
-        assert_eq!(u.host_str(), Some("xn--bcher-kva.example"));
+        let u = STRICT.check("https://bücher.example.com/straße").unwrap();
+        assert_eq!(u.host_str(), Some("xn--bcher-kva.example.com"));
+        assert!(STRICT.check("https://bücher.de/").is_ok());
     }
 
     #[test]
@@ -276,6 +307,10 @@ mod tests {
             "http://[::ffff:10.0.0.1]/",
             "http://[64:ff9b::a9fe:a9fe]/",
             "http://[2002:c0a8:0101::1]/",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[::ffff:0:a00:1]/",
+            "http://[64:ff9b:1::808:808]/",
+            "http://[64:ff9b:1:ffff::1]/",
         ] {
             assert!(
                 matches!(rejected(url), UrlError::PrivateTarget(_)),
@@ -287,9 +322,84 @@ mod tests {
             "http://100.128.0.1/",
             "http://172.32.0.1/",
             "http://notlocalhost.com/",
+            "http://[::ffff:0:808:808]/",
+            "http://[64:ff9b::808:808]/",
+            "http://[64:ff9b:2::1]/",
         ] {
             assert!(STRICT.check(url).is_ok(), "{url} should be accepted");
         }
+    }
+
+    #[test]
+    fn rejects_internal_and_single_label_names() {
+        for url in [
+            "http://kafka:9092/",
+            "http://postgres/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://metadata.google.internal./",
+            "http://printer.local/",
+            "http://kafka.default.svc.cluster.local:9092/",
+            "http://db.internal/",
+            "http://router.home.arpa/",
+            "http://1.0.0.127.in-addr.arpa/",
+            "http://intranet.corp/",
+            "http://nas.lan/",
+            "http://com/",
+            "http://bücher.example/",
+        ] {
+            assert!(
+                matches!(rejected(url), UrlError::PrivateTarget(_)),
+                "{url} should be rejected"
+            );
+        }
+        for url in [
+            "https://github.com/",
+            "https://someone.github.io/x",
+            "https://news.bbc.co.uk/",
+            "https://a.b.example.com.au/",
+            "https://example.com./",
+            "https://xn--bcher-kva.de/",
+        ] {
+            assert!(STRICT.check(url).is_ok(), "{url} should be accepted");
+        }
+    }
+
+    #[test]
+    fn rejects_links_to_the_shortener_itself() {
+        let policy = UrlPolicy {
+            own_host: Some("go.example.com".into()),
+            ..STRICT
+        };
+        for url in [
+            "https://go.example.com/abc",
+            "http://GO.Example.com:8080/abc",
+            "https://go.example.com./abc",
+        ] {
+            assert!(
+                matches!(policy.check(url), Err(UrlError::OwnHost(_))),
+                "{url}"
+            );
+        }
+        assert!(policy.check("https://www.go.example.com/abc").is_ok());
+        // Also when private targets are allowed (a development setup).
+        let open = UrlPolicy {
+            allow_private: true,
+            own_host: Some("localhost".into()),
+            ..STRICT
+        };
+        assert!(matches!(
+            open.check("http://localhost:8080/abc"),
+            Err(UrlError::OwnHost(_))
+        ));
+        assert!(open.check("http://127.0.0.1:3000/").is_ok());
+        let by_ip = UrlPolicy {
+            own_host: Some("[2001:db8::1]".into()),
+            ..STRICT
+        };
+        assert!(matches!(
+            by_ip.check("http://[2001:db8::1]:8080/abc"),
+            Err(UrlError::OwnHost(_))
+        ));
     }
 
     #[test]
@@ -297,6 +407,7 @@ mod tests {
         let open = UrlPolicy {
             max_len: 2048,
             allow_private: true,
+            own_host: None,
         };
         assert!(open.check("http://localhost:3000/").is_ok());
         assert!(open.check("http://10.0.0.1/").is_ok());

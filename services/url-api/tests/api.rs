@@ -185,6 +185,13 @@ async fn invalid_urls_are_rejected() {
         "http://[::1]:8080/",
         "http://localhost/",
         "http://foo.localhost/",
+        "http://kafka:9092/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://printer.local/",
+        "http://[::ffff:0:7f00:1]/",
+        "http://[64:ff9b:1::a00:1]/",
+        // The shortener itself (PUBLIC_BASE_URL): a redirect chain or loop.
+        "https://sho.rt/abc",
         "not a url",
         long.as_str(),
     ] {
@@ -193,10 +200,10 @@ async fn invalid_urls_are_rejected() {
     }
     // IDN hosts come back normalized.
     let resp = app
-        .create(ALICE, json!({ "long_url": "https://bücher.example/" }))
+        .create(ALICE, json!({ "long_url": "https://bücher.example.com/" }))
         .await;
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["long_url"], "https://xn--bcher-kva.example/");
+    assert_eq!(v["long_url"], "https://xn--bcher-kva.example.com/");
     app.stop().await;
 }
 
@@ -317,6 +324,81 @@ async fn api_reads_are_rate_limited_per_key_but_redirects_are_not() {
     for _ in 0..5 {
         assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn head_requests_share_the_read_limit() {
+    let app = start(|c| {
+        c.read_rate_limit_per_second = 1;
+        c.read_rate_limit_burst = 2;
+    })
+    .await;
+    let code = app.create_ok(ALICE, "https://example.com/head-limit").await;
+    let head = |path: String, key: Option<&str>| {
+        let mut req = app.client.head(app.url(&path));
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        req.send()
+    };
+    for path in ["/api/v1/links".to_string(), format!("/api/v1/links/{code}")] {
+        assert_eq!(head(path, Some(ALICE)).await.unwrap().status(), 200);
+    }
+    // The burst is spent by HEAD alone: the next HEAD, and a GET, are refused.
+    let resp = head(format!("/api/v1/links/{code}/stats"), Some(ALICE))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(app.get_auth(ALICE, "/api/v1/links").await.status(), 429);
+    // Guessing keys with HEAD is limited like with GET.
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let key = format!("guess-{i}");
+        statuses.push(
+            head("/api/v1/links".into(), Some(&key))
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [401, 401, 429, 429]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn clients_rotating_addresses_in_one_ipv6_64_share_a_bucket() {
+    let app = start(|c| {
+        c.read_rate_limit_per_second = 1;
+        c.read_rate_limit_burst = 3;
+        // The test client stands for the proxy that reports each client's address.
+        c.trusted_proxies = url_api::config::parse_proxies("127.0.0.1").unwrap();
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 1..=6u32 {
+        let resp = app
+            .client
+            .get(app.url("/api/v1/links"))
+            .header("x-api-key", format!("guess-{i}"))
+            .header("x-forwarded-for", format!("2001:db8:aa:bb:{i:x}::{i:x}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+    // Another /64 has its own bucket.
+    let resp = app
+        .client
+        .get(app.url("/api/v1/links"))
+        .header("x-forwarded-for", "2001:db8:aa:bc::1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
     app.stop().await;
 }
 

@@ -1,5 +1,6 @@
-//! Server spans of HTTP requests: the caller's `traceparent` is continued, names and
-//! attributes follow the HTTP semantic conventions, 5xx answers are errors. A
+//! Server spans of HTTP requests: the `traceparent` of a trusted proxy is continued (anyone
+//! else's is ignored), names and attributes follow the HTTP semantic conventions, 5xx
+//! answers are errors. A
 //! current-thread runtime keeps every span on the thread whose subscriber captures them.
 
 mod common;
@@ -17,7 +18,10 @@ async fn server_spans_continue_the_callers_trace_and_mark_server_errors() {
     // Nothing listens on port 1: a redirect that misses the cache answers 503.
     let mut database = DatabaseArgs::with_url("postgres://shortener@127.0.0.1:1/shortener");
     database.database_acquire_timeout_ms = 200;
-    let app = common::start_with(common::base_config(database)).await;
+    let mut config = common::base_config(database);
+    // The test client connects from loopback, acting as a trusted proxy.
+    config.trusted_proxies = url_api::config::parse_proxies("127.0.0.1").unwrap();
+    let app = common::start_with(config).await;
 
     let resp = app
         .client
@@ -84,4 +88,35 @@ async fn server_spans_continue_the_callers_trace_and_mark_server_errors() {
         Some("404")
     );
     assert_eq!(unmatched.status, Status::Unset);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn trace_context_from_an_untrusted_client_starts_a_new_trace() {
+    let (capture, _guard) = capture_local();
+    let mut database = DatabaseArgs::with_url("postgres://shortener@127.0.0.1:1/shortener");
+    database.database_acquire_timeout_ms = 200;
+    // No trusted proxies: the loopback client is an internet client.
+    let app = common::start_with(common::base_config(database)).await;
+    let resp = app
+        .client
+        .get(app.url("/abc123"))
+        .header("traceparent", format!("00-{TRACE}-{CALLER}-01"))
+        .header("tracestate", "vendor=chosen-by-client")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    app.stop().await;
+
+    let spans = capture.spans();
+    let redirect = named(&spans, "GET /{code}");
+    assert_eq!(redirect.len(), 1, "{spans:#?}");
+    let redirect = redirect[0];
+    assert_eq!(redirect.parent_span_id, SpanId::INVALID);
+    assert!(!redirect.parent_span_is_remote);
+    assert_ne!(
+        redirect.span_context.trace_id(),
+        TraceId::from_hex(TRACE).unwrap()
+    );
+    assert!(redirect.span_context.trace_state().get("vendor").is_none());
 }
