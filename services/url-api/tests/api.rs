@@ -200,10 +200,10 @@ async fn invalid_urls_are_rejected() {
     }
     // IDN hosts come back normalized.
     let resp = app
-        .create(ALICE, json!({ "long_url": "https://bücher.example.com/" }))
+        .create(ALICE, json!({ "long_url": "https://bücher.example/" }))
         .await;
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["long_url"], "https://xn--bcher-kva.example.com/");
+    assert_eq!(v["long_url"], "https://xn--bcher-kva.example/");
     app.stop().await;
 }
 
@@ -436,6 +436,27 @@ async fn writes_are_rate_limited_per_key() {
     }
     assert_eq!(statuses[..3], [401, 401, 401]);
     assert_eq!(statuses[3..], [429, 429]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn edits_share_the_write_limit() {
+    let app = start(|c| {
+        c.rate_limit_per_second = 1;
+        c.rate_limit_burst = 2;
+    })
+    .await;
+    let code = app.create_ok(ALICE, "https://example.com/edit-limit").await;
+    let edit = |title: &str| {
+        app.client
+            .patch(app.url(&format!("/api/v1/links/{code}")))
+            .bearer_auth(ALICE)
+            .json(&json!({ "title": title }))
+            .send()
+    };
+    assert_eq!(edit("one").await.unwrap().status(), 200);
+    let resp = edit("two").await.unwrap();
+    assert_eq!(error_code(resp, 429).await, "rate_limited");
     app.stop().await;
 }
 
