@@ -114,8 +114,17 @@ pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
     }
 }
 
-/// True for errors that may pass if retried later (the database or network is down or
-/// overloaded), as opposed to errors in the statement or the data.
+/// The SQLSTATE the server answered `err` with, if it answered at all.
+pub fn sqlstate(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// True for errors that may pass if retried later (the database or network is down,
+/// overloaded, read-only after a failover, or a statement was cancelled), as opposed to
+/// errors in the statement or the data.
 pub fn is_transient(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)
@@ -124,17 +133,30 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_) => true,
-        // Class 08 (connection exception), 53 (insufficient resources), 57P (operator
-        // intervention: shutdown, crash recovery), 40001/40P01 (serialization, deadlock).
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08")
-                || c.starts_with("53")
-                || c.starts_with("57P")
-                || c == "40001"
-                || c == "40P01"
-        }),
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| is_transient_sqlstate(&c)),
         _ => false,
     }
+}
+
+/// Class 08 (connection exception), 53 (insufficient resources), 57 (operator
+/// intervention: cancelled statement, shutdown, crash recovery), 58 (system error: I/O),
+/// 40001/40P01 (serialization failure, deadlock), 25006 (read-only transaction: a
+/// standby, or a primary just demoted), 55P03/55006 (lock not available, object in use).
+pub fn is_transient_sqlstate(code: &str) -> bool {
+    ["08", "53", "57", "58"].iter().any(|c| code.starts_with(c))
+        || ["40001", "40P01", "25006", "55P03", "55006"].contains(&code)
+}
+
+/// True when a statement failed because of the rows it was given: SQLSTATE class 22 (data
+/// exception) or 23 (integrity constraint violation). Retrying the same rows fails the
+/// same way. Any other failure (connection, permissions, a missing table, read-only,
+/// cancelled, ...) is the database's or the deployment's state, never a row's fault.
+pub fn is_data_error(err: &sqlx::Error) -> bool {
+    sqlstate(err).is_some_and(|c| is_data_sqlstate(&c))
+}
+
+pub fn is_data_sqlstate(code: &str) -> bool {
+    code.starts_with("22") || code.starts_with("23")
 }
 
 #[cfg(test)]
@@ -171,5 +193,29 @@ mod tests {
     fn pool_timeouts_are_transient_but_row_not_found_is_not() {
         assert!(is_transient(&sqlx::Error::PoolTimedOut));
         assert!(!is_transient(&sqlx::Error::RowNotFound));
+        assert!(!is_data_error(&sqlx::Error::PoolTimedOut));
+    }
+
+    #[test]
+    fn sqlstates_are_classified() {
+        // Failover, cancellation and locks pass with time.
+        for code in [
+            "08006", "53300", "57P01", "57014", "58030", "40001", "40P01", "25006", "55P03",
+        ] {
+            assert!(is_transient_sqlstate(code), "{code}");
+            assert!(!is_data_sqlstate(code), "{code}");
+        }
+        // Only data exceptions and constraint violations are a row's fault.
+        for code in ["22001", "22021", "22P02", "23505", "23514", "23502"] {
+            assert!(is_data_sqlstate(code), "{code}");
+            assert!(!is_transient_sqlstate(code), "{code}");
+        }
+        // Permissions and missing objects are neither: a deployment to fix, not data.
+        for code in ["42501", "42P01", "42703", "XX000"] {
+            assert!(
+                !is_data_sqlstate(code) && !is_transient_sqlstate(code),
+                "{code}"
+            );
+        }
     }
 }

@@ -210,16 +210,28 @@ impl ConsumerApp {
 }
 
 /// Ready when the database answers, no batch is stuck retrying, and the brokers answer.
+/// A batch stuck on the dead-letter topic is named apart: the database is fine then, and
+/// the fix is on the broker side (the topic, its ACLs or its size limits).
 fn readiness(p: &Arc<pipeline::Pipeline>) -> Readiness {
     let pool = p.pool.clone();
     let health = p.health.clone();
+    let dlq_topic: std::sync::Arc<str> = p.dlq_topic.as_str().into();
     Readiness::new(move || {
         let pool = pool.clone();
         let health = health.clone();
+        let dlq_topic = dlq_topic.clone();
         async move {
-            let stalled = health.stalled_batches();
-            if stalled > 0 {
-                return Err(format!("{stalled} batch(es) retrying a failed write"));
+            let dead_letters = health.stalled_dead_letters();
+            if dead_letters > 0 {
+                return Err(format!(
+                    "{dead_letters} batch(es) cannot publish to the dead-letter topic {dlq_topic}"
+                ));
+            }
+            let writes = health.stalled_writes();
+            if writes > 0 {
+                return Err(format!(
+                    "{writes} batch(es) retrying a failed database write"
+                ));
             }
             match tokio::time::timeout(Duration::from_secs(2), db::ping(&pool)).await {
                 Ok(Ok(())) => {}

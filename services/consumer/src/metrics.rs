@@ -7,10 +7,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::pipeline::Stall;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
     pub topic: String,
     pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StallLabels {
+    /// `database` or `dead_letter`.
+    pub cause: &'static str,
 }
 
 #[derive(Clone)]
@@ -24,6 +32,8 @@ pub struct Metrics {
     pub dlq_retries: Counter,
     /// High watermark minus committed offset, per assigned partition.
     pub lag: Family<PartitionLabels, Gauge>,
+    /// Batches waiting to retry a failed write, by what failed.
+    pub stalled_batches: Family<StallLabels, Gauge>,
 }
 
 impl Metrics {
@@ -39,6 +49,7 @@ impl Metrics {
             db_retries: Counter::default(),
             dlq_retries: Counter::default(),
             lag: Family::default(),
+            stalled_batches: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("shortener_consumer");
         r.register(
@@ -81,6 +92,25 @@ impl Metrics {
             "Messages not yet committed per assigned partition (high watermark - committed offset)",
             m.lag.clone(),
         );
+        r.register(
+            "stalled_batches",
+            "Batches not committed because a write keeps failing, by cause (database, \
+             dead_letter); each holds back its partitions",
+            m.stalled_batches.clone(),
+        );
+        for stall in [Stall::Database, Stall::DeadLetter] {
+            m.stalled(stall).set(0);
+        }
         m
+    }
+
+    pub(crate) fn stalled(&self, stall: Stall) -> Gauge {
+        let cause = match stall {
+            Stall::Database => "database",
+            Stall::DeadLetter => "dead_letter",
+        };
+        self.stalled_batches
+            .get_or_create(&StallLabels { cause })
+            .clone()
     }
 }

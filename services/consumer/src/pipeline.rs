@@ -37,7 +37,7 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use shortener_common::db::is_transient;
+use shortener_common::db::{is_data_error, sqlstate};
 use shortener_common::event::Click;
 use shortener_common::event_batch::{
     count_entries, decode_batch, BATCH_SCHEMA_VERSION, SINGLE_SCHEMA_VERSION,
@@ -94,14 +94,29 @@ pub type KafkaConsumer = StreamConsumer<ConsumerCtx>;
 /// What the readiness probe reads.
 #[derive(Default)]
 pub struct HealthState {
-    /// Batches currently waiting to retry a failed write.
-    stalled_batches: AtomicUsize,
+    /// Batches currently waiting to retry a failed database write.
+    stalled_writes: AtomicUsize,
+    /// Batches currently waiting to retry a failed dead-letter publish.
+    stalled_dead_letters: AtomicUsize,
     broker_connected: AtomicBool,
+}
+
+/// What a stalled batch waits for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stall {
+    Database,
+    DeadLetter,
 }
 
 impl HealthState {
     pub fn stalled_batches(&self) -> usize {
-        self.stalled_batches.load(Ordering::Relaxed)
+        self.stalled_writes() + self.stalled_dead_letters()
+    }
+    pub fn stalled_writes(&self) -> usize {
+        self.stalled_writes.load(Ordering::Relaxed)
+    }
+    pub fn stalled_dead_letters(&self) -> usize {
+        self.stalled_dead_letters.load(Ordering::Relaxed)
     }
     pub fn broker_connected(&self) -> bool {
         self.broker_connected.load(Ordering::Relaxed)
@@ -109,21 +124,40 @@ impl HealthState {
     pub(crate) fn set_broker_connected(&self, ok: bool) {
         self.broker_connected.store(ok, Ordering::Relaxed);
     }
+    fn counter(&self, stall: Stall) -> &AtomicUsize {
+        match stall {
+            Stall::Database => &self.stalled_writes,
+            Stall::DeadLetter => &self.stalled_dead_letters,
+        }
+    }
 }
 
-/// Marks a batch stalled for as long as it lives.
-struct StallGuard<'a>(&'a HealthState);
+/// Marks a batch stalled (readiness and the `stalled_batches` gauge) for as long as it
+/// lives.
+struct StallGuard<'a> {
+    health: &'a HealthState,
+    metrics: &'a Metrics,
+    stall: Stall,
+}
 
 impl<'a> StallGuard<'a> {
-    fn new(h: &'a HealthState) -> Self {
-        h.stalled_batches.fetch_add(1, Ordering::Relaxed);
-        Self(h)
+    fn new(p: &'a Pipeline, stall: Stall) -> Self {
+        p.health.counter(stall).fetch_add(1, Ordering::Relaxed);
+        p.metrics.stalled(stall).inc();
+        Self {
+            health: &p.health,
+            metrics: &p.metrics,
+            stall,
+        }
     }
 }
 
 impl Drop for StallGuard<'_> {
     fn drop(&mut self) {
-        self.0.stalled_batches.fetch_sub(1, Ordering::Relaxed);
+        self.health
+            .counter(self.stall)
+            .fetch_sub(1, Ordering::Relaxed);
+        self.metrics.stalled(self.stall).dec();
     }
 }
 
@@ -432,7 +466,24 @@ struct StoreOutcome {
     rejected: Vec<(usize, String)>,
 }
 
-/// Retries transient failures forever (until cancelled), with capped exponential backoff.
+/// Why a write attempt stored nothing; the batch is retried whole.
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    /// Not the rows' fault (SQLSTATE outside classes 22 and 23, or no answer at all).
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(
+        "all {rows} rows of the batch were refused with SQLSTATE {sqlstate} (first: {first}); \
+         the database, not the data, is taken to be at fault"
+    )]
+    WholeBatch {
+        rows: usize,
+        sqlstate: String,
+        first: String,
+    },
+}
+
+/// Retries failed writes forever (until cancelled), with capped exponential backoff.
 async fn store_with_retry(p: &Pipeline, rows: &[ClickRow]) -> Result<StoreOutcome, Cancelled> {
     let mut attempt = 0u32;
     let mut stall = None;
@@ -449,41 +500,68 @@ async fn store_with_retry(p: &Pipeline, rows: &[ClickRow]) -> Result<StoreOutcom
             }
             Err(e) => {
                 attempt += 1;
-                stall.get_or_insert_with(|| StallGuard::new(&p.health));
+                stall.get_or_insert_with(|| StallGuard::new(p, Stall::Database));
                 p.metrics.db_retries.inc();
                 let delay = backoff_delay(attempt, p.retry_max_backoff);
                 tracing::warn!(error = %e, attempt, retry_in_ms = delay.as_millis() as u64,
-                    "transient database error; batch not committed, retrying");
+                    "database write failed; batch not committed, retrying");
                 sleep_or_cancel(&p.cancel, delay).await?;
             }
         }
     }
 }
 
-/// One attempt. A batch the database rejects for its content is retried row by row so the
-/// bad rows can be told apart; transient errors end the attempt.
-async fn store_once(pool: &PgPool, rows: &[ClickRow]) -> Result<StoreOutcome, sqlx::Error> {
+/// One attempt. A batch refused for its data (SQLSTATE class 22 or 23) is retried row by
+/// row so the bad rows can be told apart; any other failure ends the attempt, and so does
+/// a batch of several rows all refused with the same SQLSTATE (a constraint or type change
+/// that refuses everything is a deployment fault: dead-lettering it would empty the topic
+/// into the DLQ).
+async fn store_once(pool: &PgPool, rows: &[ClickRow]) -> Result<StoreOutcome, StoreError> {
     match insert_clicks(pool, rows).await {
         Ok(inserted) => Ok(StoreOutcome {
             inserted,
             rejected: Vec::new(),
         }),
-        Err(e) if is_transient(&e) => Err(e),
+        Err(e) if !is_data_error(&e) => Err(e.into()),
         Err(e) => {
             tracing::warn!(error = %e, rows = rows.len(), "batch rejected; inserting row by row");
             let mut outcome = StoreOutcome::default();
+            let mut refusals = Vec::new();
             for (i, row) in rows.iter().enumerate() {
                 match insert_clicks(pool, std::slice::from_ref(row)).await {
                     Ok(n) => outcome.inserted += n,
-                    Err(e) if is_transient(&e) => return Err(e),
-                    Err(e) => outcome
-                        .rejected
-                        .push((i, format!("database rejected the click: {e}"))),
+                    Err(e) if !is_data_error(&e) => return Err(e.into()),
+                    Err(e) => {
+                        refusals.push(sqlstate(&e));
+                        outcome
+                            .rejected
+                            .push((i, format!("database rejected the click: {e}")));
+                    }
                 }
+            }
+            if let Some(code) = refused_whole(rows.len(), &refusals) {
+                return Err(StoreError::WholeBatch {
+                    rows: rows.len(),
+                    sqlstate: code.to_string(),
+                    first: outcome.rejected[0].1.clone(),
+                });
             }
             Ok(outcome)
         }
     }
+}
+
+/// The SQLSTATE shared by every row's refusal, when a batch of more than one row was
+/// refused row by row, each with the same code. A lone row failing is its own fault.
+pub fn refused_whole(rows: usize, refusals: &[Option<String>]) -> Option<&str> {
+    if rows < 2 || refusals.len() != rows {
+        return None;
+    }
+    let first = refusals[0].as_deref()?;
+    refusals
+        .iter()
+        .all(|c| c.as_deref() == Some(first))
+        .then_some(first)
 }
 
 async fn dead_letter_with_retry(
@@ -498,7 +576,7 @@ async fn dead_letter_with_retry(
             Ok(()) => return Ok(()),
             Err(e) => {
                 attempt += 1;
-                stall.get_or_insert_with(|| StallGuard::new(&p.health));
+                stall.get_or_insert_with(|| StallGuard::new(p, Stall::DeadLetter));
                 p.metrics.dlq_retries.inc();
                 let delay = backoff_delay(attempt, p.retry_max_backoff);
                 tracing::warn!(error = %e, attempt, topic = %p.dlq_topic,
@@ -650,6 +728,21 @@ mod tests {
         let bad = message(Some(vec![0x0a, 0xff]), Some(version(BATCH_SCHEMA_VERSION)));
         let err = single_clicks(&bad).unwrap_err();
         assert!(err.contains("not a ClickBatch"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_is_refused_whole_only_when_every_row_fails_alike() {
+        let code = |c: &str| Some(c.to_string());
+        assert_eq!(
+            refused_whole(3, &[code("23514"), code("23514"), code("23514")]),
+            Some("23514")
+        );
+        // Some rows went in, or the rows failed differently: those rows are bad.
+        assert_eq!(refused_whole(3, &[code("23514"), code("23514")]), None);
+        assert_eq!(refused_whole(2, &[code("23514"), code("22021")]), None);
+        // A single row is its own fault.
+        assert_eq!(refused_whole(1, &[code("23514")]), None);
+        assert_eq!(refused_whole(2, &[None, None]), None);
     }
 
     #[test]
