@@ -6,6 +6,7 @@ pub mod autoscaling;
 pub mod conditions;
 pub mod controller;
 pub mod crd;
+pub mod drift;
 pub mod error;
 pub mod kafka_credentials;
 pub mod leader;

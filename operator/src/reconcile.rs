@@ -3,15 +3,15 @@
 //! Order: finalizer → topics → ConfigMaps → Services → migration Job → Deployments (only
 //! once the Job succeeded) → status.
 //!
-//! Zero writes when nothing changed: every child is built by a pure function and stamped
-//! with a hash of itself (`DESIRED_HASH_ANNOTATION`). The reconciler reads the live child
-//! and applies only when the live hash differs or the child is missing; the status is
-//! patched only when the recomputed status differs from the stored one. A settled stack
-//! therefore costs one GET per child. The trade-off: a hand edit of a field the operator
-//! manages is not reverted until the desired object changes (or the child is deleted,
-//! which a GET notices at once). Every apply is a forced server-side apply under the fixed
-//! field manager `shortener-operator`, so fields that others own (e.g. KEDA's replicas)
-//! are left alone.
+//! Zero writes when nothing changed, drift reverted within one pass: every child is built
+//! by a pure function and stamped with a hash of itself (`DESIRED_HASH_ANNOTATION`). The
+//! reconciler reads the live child and applies when it is missing, when the live hash
+//! differs (the desired object changed), or when a field the operator sets differs on the
+//! live object (`drift`: a hand-edited image, securityContext or ConfigMap entry). A
+//! settled stack therefore costs one GET per child and no PATCH. Every apply is a forced
+//! server-side apply under the fixed field manager `shortener-operator`, so fields that
+//! others own (e.g. KEDA's replicas) are left alone, and fields a hand edit added beside
+//! the operator's stay (the operator does not own them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -35,6 +35,7 @@ use tracing::{info, warn};
 use crate::autoscaling::Autoscaler;
 use crate::conditions;
 use crate::crd::ShortenerStack;
+use crate::drift;
 use crate::error::Error;
 use crate::kafka_credentials;
 use crate::metrics::Metrics;
@@ -175,35 +176,51 @@ pub fn error_policy(stack: Arc<ShortenerStack>, error: &Error, ctx: Arc<Context>
     Action::requeue(delay)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Applied {
     Created,
     Updated,
+    /// The desired object was unchanged but these live fields had drifted; applied back.
+    Reverted(Vec<String>),
     Unchanged,
 }
 
-/// Reads the live child and server-side applies `desired` unless the live one already
-/// carries `desired`'s hash. Returns the live object after the call.
+/// Reads the live child and server-side applies `desired` when it is missing, its hash
+/// changed, or the live object drifted from it. Returns the live object after the call.
 async fn apply_child<K>(api: &Api<K>, desired: K) -> Result<(K, Applied), Error>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
     let desired = with_desired_hash(desired);
     let name = desired.name_any();
-    let live = api.get_opt(&name).await?;
-    if let Some(live) = live {
-        if desired_hash_of(&live) == desired_hash_of(&desired) {
-            return Ok((live, Applied::Unchanged));
+    let outcome = match api.get_opt(&name).await? {
+        None => Applied::Created,
+        Some(live) if desired_hash_of(&live) != desired_hash_of(&desired) => Applied::Updated,
+        Some(live) => {
+            let drift = drift::drifted(
+                &serde_json::to_value(&desired).expect("objects serialize"),
+                &serde_json::to_value(&live).expect("objects serialize"),
+            );
+            if drift.is_empty() {
+                return Ok((live, Applied::Unchanged));
+            }
+            Applied::Reverted(drift)
         }
-        let applied = api
-            .patch(&name, &apply_params(), &Patch::Apply(&desired))
-            .await?;
-        return Ok((applied, Applied::Updated));
-    }
+    };
     let applied = api
         .patch(&name, &apply_params(), &Patch::Apply(&desired))
         .await?;
-    Ok((applied, Applied::Created))
+    Ok((applied, outcome))
+}
+
+/// `Kind name: field, field` for the drift event.
+fn drift_note<K: Resource<DynamicType = ()>>(object: &K, fields: &[String]) -> String {
+    format!(
+        "{} {}: {}",
+        K::kind(&()),
+        object.meta().name.as_deref().unwrap_or_default(),
+        fields.join(", ")
+    )
 }
 
 fn apply_params() -> PatchParams {
@@ -218,19 +235,28 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     let topic = ensure_topics(stack, ctx).await;
 
     let mut created = Vec::new();
+    let mut reverted = Vec::new();
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
-        let (_, applied) = apply_child(&config_maps, config_map_for(stack, component)).await?;
-        if applied == Applied::Created {
-            created.push(format!("ConfigMap {}", component.config_map_name(stack)));
+        let (live, applied) = apply_child(&config_maps, config_map_for(stack, component)).await?;
+        match applied {
+            Applied::Created => {
+                created.push(format!("ConfigMap {}", component.config_map_name(stack)))
+            }
+            Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
+            Applied::Updated | Applied::Unchanged => {}
         }
     }
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
         if let Some(service) = service_for(stack, component) {
-            let (_, applied) = apply_child(&services, service).await?;
-            if applied == Applied::Created {
-                created.push(format!("Service {}", component.object_name(stack)));
+            let (live, applied) = apply_child(&services, service).await?;
+            match applied {
+                Applied::Created => {
+                    created.push(format!("Service {}", component.object_name(stack)))
+                }
+                Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
+                Applied::Updated | Applied::Unchanged => {}
             }
         }
     }
@@ -257,6 +283,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
             match applied {
                 Applied::Created => rolled.push(format!("created Deployment {}", live.name_any())),
                 Applied::Updated => rolled.push(format!("updated Deployment {}", live.name_any())),
+                Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
                 Applied::Unchanged => {}
             }
             Some(live)
@@ -267,6 +294,18 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
                 .await?
         };
         deployments.insert(component, live);
+    }
+    if !reverted.is_empty() {
+        let note = reverted.join("; ");
+        info!(drift = %note, "reverted changes made to owned objects");
+        ctx.event(
+            stack,
+            EventType::Normal,
+            "DriftReverted",
+            "ApplyConfig",
+            note,
+        )
+        .await;
     }
     if !rolled.is_empty() {
         info!(changes = %rolled.join(", "), "applied Deployments");

@@ -1,284 +1,19 @@
-//! The reconciler against an in-memory API server behind `tower_test`'s mock service.
-//!
-//! The fake server keeps objects by path, answers GET/PATCH/POST like the API server does
-//! for what the reconciler uses (server-side apply creates or replaces, status apply
-//! touches only `status`, JSON patches edit finalizers, 404 is a `Status`), and records
-//! every request. Each test asserts the exact request sequence of a reconcile pass. The
-//! Deployment and Job controllers do not exist here: tests set those statuses by hand.
+//! The reconciler against the shared fake API server (`tests/common`), request by request:
+//! each test asserts the exact request sequence of a reconcile pass. The Deployment and
+//! Job controllers do not run there: tests set those statuses as they would.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use http::{Request, Response, StatusCode};
-use kube::client::Body;
+use std::sync::Arc;
+
+use common::*;
 use kube::runtime::controller::Action;
-use kube::Client;
 use serde_json::{json, Value};
-use shortener_operator::crd::ShortenerStack;
-use shortener_operator::reconcile::{reconcile, Context, FIELD_MANAGER, FINALIZER};
-use shortener_operator::resources::migration_job::migration_job_name;
+use shortener_operator::reconcile::{FIELD_MANAGER, FINALIZER};
 use shortener_operator::topic::MemoryTopicManager;
 
-const NS: &str = "shop";
-const STACK_PATH: &str = "/apis/shortener.example.io/v1alpha1/namespaces/shop/shortenerstacks/demo";
-
-#[derive(Clone, Debug)]
-struct Recorded {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-    content_type: Option<String>,
-    body: Value,
-}
-
-impl Recorded {
-    /// `METHOD path`, the form the sequences are asserted in.
-    fn line(&self) -> String {
-        format!("{} {}", self.method, self.path)
-    }
-
-    fn is_write(&self) -> bool {
-        self.method != "GET"
-    }
-}
-
-#[derive(Default)]
-struct FakeApi {
-    objects: BTreeMap<String, Value>,
-    log: Vec<Recorded>,
-}
-
-fn status_404(path: &str) -> (StatusCode, Value) {
-    (
-        StatusCode::NOT_FOUND,
-        json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": format!("{path} not found"), "reason": "NotFound", "code": 404
-        }),
-    )
-}
-
-impl FakeApi {
-    fn handle(&mut self, rec: &Recorded) -> (StatusCode, Value) {
-        let path = rec.path.clone();
-        match rec.method.as_str() {
-            "GET" => match self.objects.get(&path) {
-                Some(v) => (StatusCode::OK, v.clone()),
-                None => status_404(&path),
-            },
-            "POST" => {
-                // Events: store under their name and echo.
-                let name = rec.body["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or("x")
-                    .to_string();
-                self.objects
-                    .insert(format!("{path}/{name}"), rec.body.clone());
-                (StatusCode::CREATED, rec.body.clone())
-            }
-            "PATCH" => {
-                let ct = rec.content_type.clone().unwrap_or_default();
-                if let Some(object_path) = path.strip_suffix("/status") {
-                    let Some(obj) = self.objects.get_mut(object_path) else {
-                        return status_404(&path);
-                    };
-                    obj["status"] = rec.body["status"].clone();
-                    return (StatusCode::OK, obj.clone());
-                }
-                if ct.starts_with("application/apply-patch") {
-                    let mut obj = rec.body.clone();
-                    let generation = match self.objects.get(&path) {
-                        Some(old) => {
-                            obj["status"] = old["status"].clone();
-                            let spec_changed = old["spec"] != obj["spec"];
-                            old["metadata"]["generation"].as_i64().unwrap_or(1)
-                                + i64::from(spec_changed)
-                        }
-                        None => 1,
-                    };
-                    obj["metadata"]["generation"] = generation.into();
-                    obj["metadata"]["uid"] = format!("uid-{}", self.objects.len()).into();
-                    self.objects.insert(path, obj.clone());
-                    return (StatusCode::OK, obj);
-                }
-                if ct.starts_with("application/json-patch") {
-                    let Some(obj) = self.objects.get_mut(&path) else {
-                        return status_404(&path);
-                    };
-                    for op in rec.body.as_array().unwrap() {
-                        let target = op["path"].as_str().unwrap();
-                        match op["op"].as_str().unwrap() {
-                            "test" => {}
-                            "add" if target == "/metadata/finalizers" => {
-                                obj["metadata"]["finalizers"] = op["value"].clone();
-                            }
-                            "add" if target == "/metadata/finalizers/-" => {
-                                obj["metadata"]["finalizers"]
-                                    .as_array_mut()
-                                    .unwrap()
-                                    .push(op["value"].clone());
-                            }
-                            "remove" => {
-                                let i: usize = target.rsplit('/').next().unwrap().parse().unwrap();
-                                obj["metadata"]["finalizers"]
-                                    .as_array_mut()
-                                    .unwrap()
-                                    .remove(i);
-                            }
-                            other => panic!("unexpected JSON patch op {other} {target}"),
-                        }
-                    }
-                    return (StatusCode::OK, obj.clone());
-                }
-                // Merge patches (event series) are echoed.
-                (StatusCode::OK, rec.body.clone())
-            }
-            other => panic!("unexpected method {other} {path}"),
-        }
-    }
-}
-
-/// The fake server plus the topics the reconciler sees.
-struct Harness {
-    api: Arc<Mutex<FakeApi>>,
-    topics: Arc<MemoryTopicManager>,
-}
-
-impl Harness {
-    fn new(stack: Value) -> Self {
-        let api = FakeApi {
-            objects: BTreeMap::from([(STACK_PATH.to_string(), stack)]),
-            log: Vec::new(),
-        };
-        Self {
-            api: Arc::new(Mutex::new(api)),
-            topics: Arc::new(MemoryTopicManager::default()),
-        }
-    }
-
-    fn client(&self) -> Client {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let api = self.api.clone();
-        tokio::spawn(async move {
-            while let Some((request, send)) = handle.next_request().await {
-                let (parts, body) = request.into_parts();
-                let bytes = body.collect_bytes().await.unwrap();
-                let body: Value = if bytes.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&bytes).unwrap()
-                };
-                let query = parts
-                    .uri
-                    .query()
-                    .unwrap_or("")
-                    .split('&')
-                    .filter(|kv| !kv.is_empty())
-                    .map(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        (k.to_string(), v.to_string())
-                    })
-                    .collect();
-                let rec = Recorded {
-                    method: parts.method.to_string(),
-                    path: parts.uri.path().to_string(),
-                    query,
-                    content_type: parts
-                        .headers
-                        .get(http::header::CONTENT_TYPE)
-                        .map(|v| v.to_str().unwrap().to_string()),
-                    body,
-                };
-                let (status, value) = {
-                    let mut api = api.lock().unwrap();
-                    let answer = api.handle(&rec);
-                    api.log.push(rec);
-                    answer
-                };
-                let response = Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&value).unwrap()))
-                    .unwrap();
-                send.send_response(response);
-            }
-        });
-        Client::new(service, NS)
-    }
-
-    fn stack(&self) -> Arc<ShortenerStack> {
-        Arc::new(serde_json::from_value(self.get(STACK_PATH).unwrap()).unwrap())
-    }
-
-    fn get(&self, path: &str) -> Option<Value> {
-        self.api.lock().unwrap().objects.get(path).cloned()
-    }
-
-    fn edit(&self, path: &str, f: impl FnOnce(&mut Value)) {
-        let mut api = self.api.lock().unwrap();
-        f(api
-            .objects
-            .get_mut(path)
-            .unwrap_or_else(|| panic!("no {path}")));
-    }
-
-    /// One reconcile pass with a fresh controller context; returns the requests it made.
-    async fn pass(&self) -> (Action, Vec<Recorded>) {
-        let start = self.api.lock().unwrap().log.len();
-        let ctx = Arc::new(Context::new(
-            self.client(),
-            self.topics.clone(),
-            Default::default(),
-        ));
-        let action = reconcile(self.stack(), ctx)
-            .await
-            .expect("reconcile succeeds");
-        let log = self.api.lock().unwrap().log[start..].to_vec();
-        (action, log)
-    }
-}
-
-fn stack_json(delete_topic_on_delete: bool) -> Value {
-    json!({
-        "apiVersion": "shortener.example.io/v1alpha1",
-        "kind": "ShortenerStack",
-        "metadata": {
-            "name": "demo", "namespace": NS, "uid": "8d4a3c1e-0000-4000-8000-000000000001",
-            "generation": 1, "resourceVersion": "1"
-        },
-        "spec": {
-            "kafka": {"bootstrapServers": "kafka:9092", "deleteTopicOnDelete": delete_topic_on_delete},
-            "database": {"urlSecretRef": {"name": "shortener-db", "key": "url"}}
-        }
-    })
-}
-
-fn lines(log: &[Recorded]) -> Vec<String> {
-    log.iter().map(Recorded::line).collect()
-}
-
-const CM: &str = "/api/v1/namespaces/shop/configmaps";
-const SVC: &str = "/api/v1/namespaces/shop/services";
-const JOBS: &str = "/apis/batch/v1/namespaces/shop/jobs";
-const DEPLOY: &str = "/apis/apps/v1/namespaces/shop/deployments";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
-
 fn job_path(h: &Harness) -> String {
-    format!("{JOBS}/{}", migration_job_name(&h.stack()))
-}
-
-fn condition(stack: &Value, type_: &str) -> Value {
-    stack["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == type_)
-        .cloned()
-        .unwrap_or_else(|| panic!("no {type_} condition in {stack}"))
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
+    h.job_path()
 }
 
 fn children_reads(h: &Harness) -> Vec<String> {
@@ -313,28 +48,6 @@ async fn create(h: &Harness) -> Vec<Recorded> {
     );
     let (_, log) = h.pass().await;
     log
-}
-
-fn mark_job(h: &Harness, type_: &str, reason: &str, message: &str) {
-    let path = job_path(h);
-    h.edit(&path, |job| {
-        job["status"] = json!({"conditions": [{
-            "type": type_, "status": "True", "reason": reason, "message": message
-        }]});
-    });
-}
-
-fn mark_deployments_ready(h: &Harness) {
-    for name in ["demo-url-api", "demo-analytics-rpc", "demo-consumer"] {
-        h.edit(&format!("{DEPLOY}/{name}"), |d| {
-            let replicas = d["spec"]["replicas"].clone();
-            d["status"] = json!({
-                "observedGeneration": d["metadata"]["generation"],
-                "replicas": replicas, "updatedReplicas": replicas,
-                "readyReplicas": replicas, "availableReplicas": replicas
-            });
-        });
-    }
 }
 
 #[tokio::test]
@@ -412,7 +125,7 @@ async fn first_creation_applies_config_and_the_migration_job_but_no_deployments(
 async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_reads() {
     let h = Harness::new(stack_json(false));
     create(&h).await;
-    mark_job(&h, "Complete", "", "");
+    h.mark_job("Complete", "", "");
 
     let (_, log) = h.pass().await;
     let expected = s(&[
@@ -453,7 +166,7 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
     assert_eq!(condition(&stack, "Progressing")["reason"], "RollingOut");
 
     // The pods come up: Ready flips (status write + event).
-    mark_deployments_ready(&h);
+    h.mark_deployments_ready();
     let (action, log) = h.pass().await;
     let mut expected = children_reads(&h);
     expected.push(format!("POST {EVENTS}"));
@@ -476,9 +189,9 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
 async fn spec_change_reapplies_the_changed_children_with_a_rolled_checksum() {
     let h = Harness::new(stack_json(false));
     create(&h).await;
-    mark_job(&h, "Complete", "", "");
+    h.mark_job("Complete", "", "");
     h.pass().await;
-    mark_deployments_ready(&h);
+    h.mark_deployments_ready();
     h.pass().await;
     let checksum = |d: &Value| {
         d["spec"]["template"]["metadata"]["annotations"]["shortener.example.io/config-checksum"]
@@ -489,9 +202,8 @@ async fn spec_change_reapplies_the_changed_children_with_a_rolled_checksum() {
     let before = checksum(&h.get(&format!("{DEPLOY}/demo-url-api")).unwrap());
     let consumer_before = h.get(&format!("{DEPLOY}/demo-consumer")).unwrap();
 
-    h.edit(STACK_PATH, |s| {
+    h.edit_stack(|s| {
         s["spec"]["urlApi"] = json!({"rateLimit": {"perSecond": 50, "burst": 100}});
-        s["metadata"]["generation"] = 2.into();
     });
     let (_, log) = h.pass().await;
     let writes: Vec<String> = log
@@ -539,8 +251,7 @@ async fn spec_change_reapplies_the_changed_children_with_a_rolled_checksum() {
 async fn failed_migration_degrades_and_blocks_the_rollout() {
     let h = Harness::new(stack_json(false));
     create(&h).await;
-    mark_job(
-        &h,
+    h.mark_job(
         "Failed",
         "BackoffLimitExceeded",
         "Job has reached the specified backoff limit",
@@ -586,9 +297,7 @@ async fn delete(delete_topic_on_delete: bool) -> (Harness, Vec<Recorded>) {
     let h = Harness::new(stack_json(delete_topic_on_delete));
     create(&h).await;
     assert_eq!(h.topics.partitions("clicks"), Some(4));
-    h.edit(STACK_PATH, |s| {
-        s["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
-    });
+    h.api.delete(STACK_PATH);
     let (action, log) = h.pass().await;
     assert_eq!(action, Action::await_change());
     (h, log)
@@ -607,9 +316,9 @@ async fn deletion_removes_topics_only_when_asked_then_the_finalizer() {
     assert_eq!(ops[0]["op"], "test");
     assert_eq!(ops[0]["value"], FINALIZER);
     assert_eq!(ops[1]["op"], "remove");
-    assert_eq!(
-        h.get(STACK_PATH).unwrap()["metadata"]["finalizers"],
-        json!([])
+    assert!(
+        h.get(STACK_PATH).is_none(),
+        "gone once its last finalizer is removed"
     );
 
     let (h, log) = delete(false).await;
@@ -620,12 +329,11 @@ async fn deletion_removes_topics_only_when_asked_then_the_finalizer() {
 
 #[tokio::test]
 async fn partition_decrease_is_degraded_but_the_rest_is_reconciled() {
-    let h = Harness::new(stack_json(false));
     let topics = Arc::new(MemoryTopicManager::with_topics([
         ("clicks", 8),
         ("clicks.dlq", 8),
     ]));
-    let h = Harness { topics, ..h };
+    let h = Harness::with_topics(stack_json(false), topics);
     let log = create(&h).await;
     assert!(log
         .iter()
@@ -639,7 +347,6 @@ async fn partition_decrease_is_degraded_but_the_rest_is_reconciled() {
     assert_eq!(h.topics.partitions("clicks"), Some(8));
 }
 
-const SECRETS: &str = "/api/v1/namespaces/shop/secrets";
 const KAFKA_PASSWORD: &str = "kafka-password-never-leaves";
 
 /// A Secret with SASL and TLS keys, stored in the fake API server; `labels` decide
@@ -665,11 +372,7 @@ fn put_kafka_secret(h: &Harness, name: &str, labels: Value) {
     secret["apiVersion"] = "v1".into();
     secret["kind"] = "Secret".into();
     secret["metadata"] = json!({"name": name, "namespace": NS, "labels": labels});
-    h.api
-        .lock()
-        .unwrap()
-        .objects
-        .insert(format!("{SECRETS}/{name}"), secret);
+    h.api.put(secret);
 }
 
 fn stack_with_kafka(kafka: Value) -> Value {

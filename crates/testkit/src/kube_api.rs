@@ -714,7 +714,23 @@ impl State {
                 };
                 let mut doc = live.object.clone();
                 if ct.starts_with("application/json-patch") {
-                    let ops: json_patch::Patch = match serde_json::from_value(rec.body.clone()) {
+                    // As the API server's JSON patch library does, a `test` for null
+                    // passes on a missing path (how "no finalizers yet" is tested).
+                    let body: Vec<Value> = rec
+                        .body
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|op| {
+                            !(op["op"] == "test"
+                                && op["value"].is_null()
+                                && op["path"]
+                                    .as_str()
+                                    .is_some_and(|p| doc.pointer(p).is_none()))
+                        })
+                        .collect();
+                    let ops: json_patch::Patch = match serde_json::from_value(Value::Array(body)) {
                         Ok(p) => p,
                         Err(e) => {
                             return (

@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 pub const CONFIG_CHECKSUM_ANNOTATION: &str = "shortener.example.io/config-checksum";
 
 /// Object annotation: hash of the desired object the operator last applied (computed
-/// without this annotation). The reconciler compares it with the live object's value and
-/// skips the server-side apply when they match, so an unchanged stack costs reads only.
+/// without this annotation). The reconciler compares it with the live object's value: a
+/// match with no drift of the live fields (`crate::drift`) skips the server-side apply, so
+/// an unchanged stack costs reads only.
 pub const DESIRED_HASH_ANNOTATION: &str = "shortener.example.io/desired-hash";
 
 /// Hex SHA-256 of the JSON encoding of `value`. k8s-openapi structs serialize their fields

@@ -1,0 +1,125 @@
+//! Day-2 scenarios through the real `reconcile` against the shared fake API server: hand
+//! edits of owned objects, upgrades, and what a settled stack costs.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// Each kind of child edited by hand is applied back in the next pass, and that pass is
+/// the only one that writes.
+#[tokio::test]
+async fn hand_edits_of_each_child_kind_are_reverted_in_one_pass() {
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    let deploy = format!("{DEPLOY}/demo-url-api");
+    let cm = format!("{CM}/demo-consumer-config");
+    let svc = format!("{SVC}/demo-url-api");
+    let image =
+        h.get(&deploy).unwrap()["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let security = h.get(&deploy).unwrap()["spec"]["template"]["spec"]["containers"][0]
+        ["securityContext"]
+        .clone();
+
+    h.hand_edit(&deploy, |d| {
+        let c = &mut d["spec"]["template"]["spec"]["containers"][0];
+        c["image"] = "evil.example/url-api:latest".into();
+        c["securityContext"]["runAsNonRoot"] = false.into();
+        c["securityContext"]["privileged"] = true.into();
+    });
+    h.hand_edit(&cm, |c| {
+        c["data"]["BATCH_SIZE"] = "1".into();
+        c["data"]["EXTRA"] = "kept".into();
+    });
+    h.hand_edit(&svc, |s| s["spec"]["ports"][0]["port"] = 9999.into());
+
+    let (_, log) = h.pass().await;
+    let mut w = writes(&log);
+    w.sort();
+    let mut expected = s(&[
+        &format!("PATCH {CM}/demo-consumer-config"),
+        &format!("PATCH {DEPLOY}/demo-url-api"),
+        &format!("PATCH {SVC}/demo-url-api"),
+        &format!("POST {EVENTS}"),
+        // The reverted Deployment's generation moved: status says it rolls again.
+        &format!("PATCH {STACK_PATH}/status"),
+    ]);
+    expected.sort();
+    assert_eq!(w, expected);
+    let event = log.iter().find(|r| r.method == "POST").unwrap();
+    assert_eq!(event.body["reason"], "DriftReverted");
+    let note = event.body["note"].as_str().unwrap();
+    assert!(
+        note.contains("Deployment demo-url-api: spec.template.spec.containers[0].image"),
+        "{note}"
+    );
+
+    let d = h.get(&deploy).unwrap();
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], image);
+    assert_eq!(c["securityContext"], security);
+    let data = &h.get(&cm).unwrap()["data"];
+    assert_eq!(data["BATCH_SIZE"], "2000");
+    // A key the operator never set is not the operator's to remove.
+    assert_eq!(data["EXTRA"], "kept");
+    assert_eq!(h.get(&svc).unwrap()["spec"]["ports"][0]["port"], 80);
+    assert_eq!(
+        h.api.owners_of(&deploy, "spec.template.spec.containers"),
+        ["shortener-operator"]
+    );
+
+    // Converged: the next pass reads only.
+    h.mark_deployments_ready();
+    h.pass().await;
+    let (_, log) = h.pass().await;
+    assert_eq!(writes(&log), Vec::<String>::new());
+}
+
+/// A settled stack sends no PATCH and changes no resourceVersion, pass after pass.
+#[tokio::test]
+async fn a_settled_stack_writes_nothing() {
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    h.pass().await;
+    for _ in 0..3 {
+        let (_, log) = h.pass().await;
+        assert_eq!(writes(&log), Vec::<String>::new());
+        assert!(log.iter().all(|r| !r.changed));
+    }
+}
+
+/// An upgrade (new image tag): a new migration Job runs first, then every Deployment
+/// rolls to the new image.
+#[tokio::test]
+async fn upgrade_to_a_new_image_migrates_then_rolls() {
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    let old_job = h.job_path();
+    h.edit_stack(|s| s["spec"]["image"] = json!({"tag": "0.2.0"}));
+    let new_job = h.job_path();
+    assert_ne!(old_job, new_job);
+
+    let (_, log) = h.pass().await;
+    assert!(writes(&log).contains(&format!("PATCH {new_job}")));
+    for name in COMPONENTS {
+        let d = h.get(&format!("{DEPLOY}/{name}")).unwrap();
+        assert!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap()
+                .ends_with(":0.1.0"),
+            "{name} keeps the old image until the migration succeeded"
+        );
+    }
+    h.mark_job("Complete", "", "");
+    h.pass().await;
+    for name in COMPONENTS {
+        let d = h.get(&format!("{DEPLOY}/{name}")).unwrap();
+        assert!(d["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(":0.2.0"));
+    }
+    let stack = h.get(STACK_PATH).unwrap();
+    assert_eq!(condition(&stack, "Progressing")["reason"], "RollingOut");
+}
