@@ -10,6 +10,8 @@ test_env_up() {
   cmd_ensure npm npm
   python3 -m pip --version >/dev/null 2>&1 || apt_ensure python3-pip
   pg_ensure_installed
+  # The dashboard's browser test (crates/e2e/tests/dashboard.rs) drives these over WebDriver.
+  apt_ensure chromium chromium-driver
   local port; port=$(free_port)
   TEST_PG_DATA="$run_dir/pg/data"
   pg_start "$TEST_PG_DATA" "$port" "$run_dir/pg/postgres.log"

@@ -84,6 +84,7 @@ async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
         geoip_db: Some(geoip),
         // url-api sits behind the loopback peer as its reverse proxy.
         trusted_proxies: "127.0.0.1/32",
+        allow_private_targets: false,
     })
     .await;
     let (http, base, db) = (&stack.http, &stack.base, &stack.db);

@@ -112,10 +112,15 @@ impl ApiKeys {
     /// The owner name of `presented`, if it is a configured key. Compares against every
     /// digest without short-circuiting.
     pub fn verify(&self, presented: &str) -> Option<Arc<str>> {
-        let d = digest(presented);
+        self.owner_of_digest(&digest(presented))
+    }
+
+    /// The owner of the key whose SHA-256 digest is `d`, if that key is still configured
+    /// (a dashboard session keeps only the digest). Same constant-time comparison.
+    pub fn owner_of_digest(&self, d: &[u8; 32]) -> Option<Arc<str>> {
         let mut found = None;
         for (name, stored) in self.entries.iter() {
-            if bool::from(stored.ct_eq(&d)) {
+            if bool::from(stored.ct_eq(d)) {
                 found = Some(name.clone());
             }
         }

@@ -23,6 +23,8 @@ pub const DEFAULT_READ_RATE_LIMIT_BURST: u32 = 200;
 pub const DEFAULT_CLICK_QUEUE_CAPACITY: usize = 100_000;
 /// Longest a click waits in url-api for its batch to fill.
 pub const DEFAULT_CLICK_LINGER_MS: u64 = 25;
+/// Dashboard sessions last 12 hours.
+pub const DEFAULT_UI_SESSION_TTL_SECS: u64 = 12 * 3600;
 /// Most clicks in one Kafka message.
 pub const DEFAULT_CLICK_BATCH_MAX: usize = shortener_common::event_batch::DEFAULT_BATCH_MAX;
 
@@ -99,6 +101,9 @@ pub struct Config {
     /// docs/performance.md).
     #[arg(long, env = "CLICK_BATCH_MAX", default_value_t = DEFAULT_CLICK_BATCH_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub click_batch_max: usize,
+    /// How long a dashboard session lasts after sign-in, in seconds.
+    #[arg(long, env = "UI_SESSION_TTL_SECS", default_value_t = DEFAULT_UI_SESSION_TTL_SECS, value_parser = clap::value_parser!(u64).range(60..=2_592_000))]
+    pub ui_session_ttl_secs: u64,
     /// Publish a ClickEvent per redirect.
     #[arg(long, env = "CLICKS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub clicks_enabled: bool,
@@ -137,6 +142,7 @@ impl std::fmt::Debug for Config {
             .field("click_queue_capacity", &self.click_queue_capacity)
             .field("click_linger_ms", &self.click_linger_ms)
             .field("click_batch_max", &self.click_batch_max)
+            .field("ui_session_ttl_secs", &self.ui_session_ttl_secs)
             .field("clicks_enabled", &self.clicks_enabled)
             .field("database", &self.database)
             .field("kafka", &self.kafka)
@@ -170,6 +176,7 @@ impl Config {
             click_queue_capacity: DEFAULT_CLICK_QUEUE_CAPACITY,
             click_linger_ms: DEFAULT_CLICK_LINGER_MS,
             click_batch_max: DEFAULT_CLICK_BATCH_MAX,
+            ui_session_ttl_secs: DEFAULT_UI_SESSION_TTL_SECS,
             clicks_enabled: true,
             database,
             kafka,

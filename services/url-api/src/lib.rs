@@ -26,6 +26,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod store;
 pub mod validate;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -110,6 +111,7 @@ pub struct SharedState {
     /// None when CLICKS_ENABLED=false.
     pub(crate) clicks: Option<Arc<ClickPublisher>>,
     pub(crate) analytics: AnalyticsClient,
+    pub(crate) ui: web::UiSettings,
 }
 
 impl AppState {
@@ -184,6 +186,12 @@ impl AppState {
             read_limit,
             clicks,
             analytics,
+            ui: web::UiSettings {
+                cookies: web::session::CookiePolicy {
+                    secure: base.scheme() == "https",
+                },
+                session_ttl: chrono::Duration::seconds(config.ui_session_ttl_secs as i64),
+            },
         })))
     }
 
@@ -193,8 +201,8 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application: API, redirects, `/openapi.json`, `/healthz`, `/readyz`,
-/// `/metrics`.
+/// The whole HTTP application: API, redirects, the dashboard under `/ui/`,
+/// `/openapi.json`, `/healthz`, `/readyz`, `/metrics`.
 pub fn router(state: AppState) -> Router {
     let pool = state.pool.clone();
     let readiness = Readiness::new(move || {
@@ -220,6 +228,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .route("/{code}", get(redirect::redirect))
         .merge(api)
+        .merge(web::router())
         .with_state(state.clone())
         .merge(health::router(state.registry.clone(), readiness))
         .fallback(|| async { ApiError::NotFound })

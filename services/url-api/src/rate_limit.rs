@@ -191,6 +191,18 @@ fn error_response(err: GovernorError) -> Response<Body> {
     }
 }
 
+/// Takes one request from `key`'s bucket, as the layer does for API calls: the dashboard
+/// calls this so its pages and forms share the API's buckets and limits.
+pub fn check(config: &LimitConfig, key: &ClientKey) -> Result<(), ApiError> {
+    use governor::clock::Clock;
+    config.limiter().check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(governor::clock::QuantaClock::default().now());
+        ApiError::RateLimited {
+            retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+        }
+    })
+}
+
 /// Drops idle buckets now and then so the per-client state stays bounded.
 pub fn spawn_janitor(config: Arc<LimitConfig>) -> tokio::task::JoinHandle<()> {
     let limiter = config.limiter().clone();

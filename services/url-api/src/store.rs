@@ -261,6 +261,14 @@ pub async fn list_by_owner(
     Ok((rows, next))
 }
 
+/// How many live (not deleted) links `owner` has.
+pub async fn count_live_by_owner(pool: &PgPool, owner: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM links WHERE owner_key_id = $1 AND deleted_at IS NULL")
+        .bind(owner)
+        .fetch_one(pool)
+        .await
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
     Deleted,

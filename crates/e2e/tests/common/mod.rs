@@ -27,6 +27,8 @@ pub struct StackOptions {
     pub geoip_db: Option<OsString>,
     /// CIDRs whose X-Forwarded-For url-api believes.
     pub trusted_proxies: &'static str,
+    /// Lets links point at loopback addresses (the dashboard test's destinations).
+    pub allow_private_targets: bool,
 }
 
 pub struct Stack {
@@ -82,7 +84,11 @@ impl Stack {
             tokio::spawn(async move { consumer.run(stop).await.map_err(|e| e.to_string()) }),
         ));
 
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let mut config = url_api::Config::new(db.args(), kafka);
+        config.public_base_url = base.clone();
+        config.allow_private_targets = options.allow_private_targets;
         config.api_keys = format!("e2e:{}", options.api_key);
         config.trusted_proxies =
             url_api::config::parse_proxies(options.trusted_proxies).expect("trusted proxies");
@@ -92,8 +98,6 @@ impl Stack {
         config.rate_limit_per_second = 10_000;
         config.rate_limit_burst = 10_000;
         let state = url_api::AppState::new(&config, db.pool.clone()).expect("url-api state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = stop_signal(&mut stops);
         tasks.push((
             "url-api",

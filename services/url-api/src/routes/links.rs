@@ -202,7 +202,25 @@ pub async fn create(
     Owner(owner): Owner,
     ApiJson(req): ApiJson<CreateLinkRequest>,
 ) -> Result<Response, ApiError> {
-    let long_url = destination(&state, &req.long_url, req.utm.as_ref())?;
+    let row = create_link(&state, &owner, &req).await?;
+    let body = LinkResponse::from_row(&state, row);
+    let location = format!("/api/v1/links/{}", body.code);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// Validates and stores a new link of `owner`: what `POST /api/v1/links` and the
+/// dashboard's shorten form both do.
+pub(crate) async fn create_link(
+    state: &AppState,
+    owner: &str,
+    req: &CreateLinkRequest,
+) -> Result<LinkRow, ApiError> {
+    let long_url = destination(state, &req.long_url, req.utm.as_ref())?;
     let expires_at = expiry(req.expires_at, req.expires_in_secs, Utc::now())?;
     let title = req
         .title
@@ -221,7 +239,7 @@ pub async fn create(
         short_code: "",
         long_url: &long_url,
         expires_at,
-        owner_key_id: &owner,
+        owner_key_id: owner,
         title: title.as_deref(),
         description: description.as_deref(),
         tags: &tags,
@@ -239,18 +257,11 @@ pub async fn create(
                 }
             })?
         }
-        None => insert_with_random_code(&state, link).await?,
+        None => insert_with_random_code(state, link).await?,
     };
     // A redirect may have cached "missing" for this code just before.
     state.cache.invalidate(&row.short_code);
-    let body = LinkResponse::from_row(&state, row);
-    let location = format!("/api/v1/links/{}", body.code);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+    Ok(row)
 }
 
 /// The checked target URL, with `utm` parameters set.
@@ -310,13 +321,30 @@ pub async fn list(
     Owner(owner): Owner,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<LinkList>, ApiError> {
+    let (rows, next) = list_links(&state, &owner, &q).await?;
+    Ok(Json(LinkList {
+        items: rows
+            .into_iter()
+            .map(|r| LinkResponse::from_row(&state, r))
+            .collect(),
+        next_cursor: next.map(|c| c.encode()),
+    }))
+}
+
+/// One page of `owner`'s links as `q` asks: what `GET /api/v1/links` and the dashboard's
+/// list both show.
+pub(crate) async fn list_links(
+    state: &AppState,
+    owner: &str,
+    q: &ListQuery,
+) -> Result<(Vec<LinkRow>, Option<Cursor>), ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
         return Err(ApiError::InvalidQuery(format!(
             "limit must be between 1 and {MAX_PAGE_SIZE}"
         )));
     }
-    let filter = list_filter(&q)?;
+    let filter = list_filter(q)?;
     let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         Some(c) => Some(
             Cursor::decode(c)
@@ -331,16 +359,9 @@ pub async fn list(
         ),
         None => None,
     };
-    let (rows, next) = store::list_by_owner(&state.pool, &owner, &filter, limit, after)
+    store::list_by_owner(&state.pool, owner, &filter, limit, after)
         .await
-        .map_err(ApiError::from_db)?;
-    Ok(Json(LinkList {
-        items: rows
-            .into_iter()
-            .map(|r| LinkResponse::from_row(&state, r))
-            .collect(),
-        next_cursor: next.map(|c| c.encode()),
-    }))
+        .map_err(ApiError::from_db)
 }
 
 fn list_filter(q: &ListQuery) -> Result<ListFilter, ApiError> {
@@ -393,10 +414,19 @@ pub(crate) async fn owned_link(
     let Ok(Path(code)) = code else {
         return Err(ApiError::NotFound);
     };
-    if !is_plausible_code(&code) {
+    owned_link_by_code(state, owner, &code).await
+}
+
+/// The caller's link `code`, or 404 (also for other owners' links) / 410 (deleted).
+pub(crate) async fn owned_link_by_code(
+    state: &AppState,
+    owner: &str,
+    code: &str,
+) -> Result<LinkRow, ApiError> {
+    if !is_plausible_code(code) {
         return Err(ApiError::NotFound);
     }
-    let row = store::find(&state.pool, &code)
+    let row = store::find(&state.pool, code)
         .await
         .map_err(ApiError::from_db)?
         .filter(|r| r.owner_key_id == owner)
@@ -474,19 +504,31 @@ pub async fn edit(
     ApiJson(req): ApiJson<EditLinkRequest>,
 ) -> Result<Json<LinkResponse>, ApiError> {
     let current = owned_link(&state, &owner, code).await?;
-    let patch = link_patch(&state, &current, req, Utc::now())?;
+    let row = edit_link(&state, &owner, &current, req).await?;
+    Ok(Json(LinkResponse::from_row(&state, row)))
+}
+
+/// Applies `req` to `owner`'s link `current`: what `PATCH /api/v1/links/{code}` and the
+/// dashboard's edit form both do.
+pub(crate) async fn edit_link(
+    state: &AppState,
+    owner: &str,
+    current: &LinkRow,
+    req: EditLinkRequest,
+) -> Result<LinkRow, ApiError> {
+    let patch = link_patch(state, current, req, Utc::now())?;
     if patch.is_empty() {
         return Err(ApiError::InvalidRequest(
             "the request changes nothing".into(),
         ));
     }
-    let row = store::update(&state.pool, &current.short_code, &owner, patch)
+    let row = store::update(&state.pool, &current.short_code, owner, patch)
         .await
         .map_err(ApiError::from_db)?
         // Deleted between the read and the update.
         .ok_or(ApiError::Gone)?;
     state.cache.invalidate(&row.short_code);
-    Ok(Json(LinkResponse::from_row(&state, row)))
+    Ok(row)
 }
 
 /// The checked change `req` asks of `current`.
@@ -554,16 +596,23 @@ pub async fn delete(
     let Ok(Path(code)) = code else {
         return Err(ApiError::NotFound);
     };
-    if !is_plausible_code(&code) {
+    delete_link(&state, &owner, &code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Soft-deletes `owner`'s link `code`: what `DELETE /api/v1/links/{code}` and the
+/// dashboard's delete form both do.
+pub(crate) async fn delete_link(state: &AppState, owner: &str, code: &str) -> Result<(), ApiError> {
+    if !is_plausible_code(code) {
         return Err(ApiError::NotFound);
     }
-    match store::soft_delete(&state.pool, &code, &owner)
+    match store::soft_delete(&state.pool, code, owner)
         .await
         .map_err(ApiError::from_db)?
     {
         DeleteOutcome::Deleted => {
-            state.cache.invalidate(&code);
-            Ok(StatusCode::NO_CONTENT)
+            state.cache.invalidate(code);
+            Ok(())
         }
         DeleteOutcome::AlreadyDeleted => Err(ApiError::Gone),
         DeleteOutcome::NotFound => Err(ApiError::NotFound),

@@ -138,6 +138,16 @@ pub async fn stats(
         }
     }
     let row = owned_link(&state, &owner, code).await?;
+    fetch_stats(&state, row.short_code, &q).await.map(Json)
+}
+
+/// Asks analytics-rpc for the stats of `short_code` (whose ownership the caller checked):
+/// a refused range is a 400, an outage (down, slow, circuit open) `StatsUnavailable`.
+pub(crate) async fn fetch_stats(
+    state: &AppState,
+    short_code: String,
+    q: &StatsQuery,
+) -> Result<LinkStats, ApiError> {
     let bucket = match q.bucket {
         None => Bucket::Unspecified,
         Some(BucketParam::Minute) => Bucket::Minute,
@@ -145,13 +155,13 @@ pub async fn stats(
         Some(BucketParam::Day) => Bucket::Day,
     };
     let request = GetClickStatsRequest {
-        short_code: row.short_code,
+        short_code,
         from: q.from.map(to_timestamp),
         to: q.to.map(to_timestamp),
         bucket: bucket as i32,
     };
     match state.analytics.click_stats(request).await {
-        Ok(resp) => Ok(Json(resp.into())),
+        Ok(resp) => Ok(resp.into()),
         Err(AnalyticsError::Rejected(status)) => {
             Err(ApiError::InvalidQuery(status.message().to_string()))
         }

@@ -1,0 +1,86 @@
+//! The dashboard's static files, embedded in the binary. URLs carry a digest of the
+//! content (`?v=`), so browsers may keep them for a year and still see every change.
+
+use std::sync::LazyLock;
+
+use axum::extract::Path;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+pub struct Asset {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub bytes: &'static [u8],
+}
+
+macro_rules! asset {
+    ($name:literal, $path:literal, $type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $type,
+            bytes: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $path)),
+        }
+    };
+}
+
+pub static ASSETS: &[Asset] = &[
+    asset!("app.css", "assets/app.css", "text/css; charset=utf-8"),
+    asset!("app.js", "assets/app.js", "text/javascript; charset=utf-8"),
+    // uPlot from the npm registry, pinned and checked by ./scripts/vendor-ui.
+    asset!(
+        "uPlot.iife.min.js",
+        "vendor/uplot/uPlot.iife.min.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "uPlot.min.css",
+        "vendor/uplot/uPlot.min.css",
+        "text/css; charset=utf-8"
+    ),
+];
+
+/// The versioned URLs the templates link to.
+pub struct AssetUrls {
+    pub app_css: String,
+    pub app_js: String,
+    pub uplot_js: String,
+    pub uplot_css: String,
+}
+
+fn url(name: &str) -> String {
+    let asset = ASSETS
+        .iter()
+        .find(|a| a.name == name)
+        .expect("asset is embedded");
+    let digest = Sha256::digest(asset.bytes);
+    format!("/ui/assets/{name}?v={}", &hex::encode(digest)[..12])
+}
+
+pub static URLS: LazyLock<AssetUrls> = LazyLock::new(|| AssetUrls {
+    app_css: url("app.css"),
+    app_js: url("app.js"),
+    uplot_js: url("uPlot.iife.min.js"),
+    uplot_css: url("uPlot.min.css"),
+});
+
+/// `GET /ui/assets/{name}`.
+pub async fn serve(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|a| a.name == name) {
+        Some(asset) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(asset.content_type),
+                ),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                ),
+            ],
+            asset.bytes,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
