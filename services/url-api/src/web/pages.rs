@@ -264,7 +264,9 @@ pub async fn login(
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     // Sign-in attempts share the bucket of keyless API calls from the same address.
-    let client = ClientKey::Ip(ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+    let client = ClientKey::Ip(rate_limit::client_net(
+        ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    ));
     rate_limit::check(&state.write_limit, &client)?;
     let Form(form) = form.map_err(bad_form)?;
     let expected = session::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
