@@ -562,3 +562,30 @@ async fn titles_and_tags_are_escaped_searchable_and_editable() {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn removing_a_key_from_the_configuration_ends_its_sessions() {
+    let app = app().await;
+    let mut b = Browser::new(&app);
+    b.sign_in(BOB).await;
+    assert_eq!(b.get("/ui/links").await.status(), 200);
+    let cookie = b.cookie_header();
+    let mut app = app;
+    let db = app.db.take().unwrap();
+    app.stop().await;
+
+    // The same database, served with alice's key only.
+    let mut config = common::base_config(db.args());
+    config.api_keys = format!("alice:{ALICE}");
+    config.public_base_url = "http://sho.rt".into();
+    let restarted = common::start_with(config).await;
+    let resp = restarted
+        .client
+        .get(restarted.url("/ui/links"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&resp), "/ui/login?expired=1");
+    restarted.stop().await;
+}

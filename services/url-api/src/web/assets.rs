@@ -84,3 +84,37 @@ pub async fn serve(Path(name): Path<String>) -> Response {
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded uPlot is byte for byte what ./scripts/vendor-ui verified from npm.
+    #[test]
+    fn vendored_files_match_their_recorded_digests() {
+        let sums = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/web/vendor/uplot/SHA256SUMS"
+        ));
+        let mut checked = 0;
+        for line in sums.lines() {
+            let (digest, file) = line.split_once("  ").expect("sha256sum format");
+            if let Some(asset) = ASSETS.iter().find(|a| a.name == file) {
+                assert_eq!(hex::encode(Sha256::digest(asset.bytes)), digest, "{file}");
+                checked += 1;
+            }
+        }
+        assert_eq!(
+            checked, 2,
+            "uPlot's script and stylesheet are both recorded"
+        );
+    }
+
+    #[test]
+    fn urls_carry_a_content_version() {
+        assert!(URLS
+            .uplot_js
+            .starts_with("/ui/assets/uPlot.iife.min.js?v=19c8d4c6ad88"));
+        assert_ne!(URLS.app_css, URLS.app_js);
+    }
+}
