@@ -227,8 +227,43 @@ async fn landing_page() -> String {
     format!("http://localhost:{port}/landing")
 }
 
-/// Every visible form control has a label, and nothing is wider than the viewport.
+const TAB: char = '\u{e004}';
+const ENTER: char = '\u{e007}';
+
+async fn press(c: &Client, key: char) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    c.perform_actions(keys).await.unwrap();
+}
+
+/// WCAG contrast of every element's own text against the background it sits on: the
+/// elements under 4.5:1.
+const LOW_CONTRAST: &str = r#"
+const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+const lum = (c) => { const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map(Number).map(channel);
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+const bg = (el) => { for (; el; el = el.parentElement) {
+    const c = getComputedStyle(el).backgroundColor, a = c.match(/[\d.]+/g);
+    if (a && (a.length < 4 || Number(a[3]) > 0)) return c; }
+  return "rgb(255, 255, 255)"; };
+const low = [];
+for (const el of document.querySelectorAll("body *")) {
+  if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  if (el.closest(".sr-only, .skip, [hidden]")) continue;
+  const a = lum(getComputedStyle(el).color), b = lum(bg(el));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < 4.5) low.push(`${el.tagName}.${el.className} ${ratio.toFixed(2)}`);
+}
+return low;
+"#;
+
+/// Every visible form control has a label, text has AA contrast, and nothing is wider
+/// than the viewport.
 async fn accessible_layout(c: &Client, page: &str) {
+    let low = c.execute(LOW_CONTRAST, vec![]).await.unwrap();
+    assert_eq!(low, json!([]), "{page}: text under 4.5:1 contrast");
     let v = c
         .execute(
             "const unlabeled = [...document.querySelectorAll('input:not([type=hidden]), select')]
@@ -272,12 +307,33 @@ async fn the_dashboard_in_a_real_browser() {
     transferred(&c, "sign in (first visit)", &mut bytes).await;
     accessible_layout(&c, "sign in").await;
     screenshot(&c, "sign-in").await;
+    // The contrast check itself sees pale text.
+    let pale = c
+        .execute(
+            "const p = document.createElement('p'); p.textContent = 'pale'; p.style.color = '#bbb';
+             document.querySelector('main').appendChild(p);",
+            vec![],
+        )
+        .await;
+    pale.unwrap();
+    let low = c.execute(LOW_CONTRAST, vec![]).await.unwrap();
+    assert_eq!(low.as_array().map(Vec::len), Some(1), "{low}");
     fill(&c, "#api_key", "wrong-key").await;
     click(&c, "form[action='/ui/login'] button").await;
     wait_text(&c, ".error", "not valid").await;
     fill(&c, "#api_key", API_KEY).await;
     click(&c, "form[action='/ui/login'] button").await;
     wait_path(&c, "/ui/links").await;
+
+    // Keyboard: the first Tab reaches the skip link, which leads to the content.
+    press(&c, TAB).await;
+    let focused = c.active_element().await.unwrap();
+    assert_eq!(
+        focused.attr("class").await.unwrap().as_deref(),
+        Some("skip")
+    );
+    press(&c, ENTER).await;
+    assert_eq!(c.current_url().await.unwrap().fragment(), Some("main"));
     let cookies = c.execute("return document.cookie", vec![]).await.unwrap();
     assert_eq!(cookies, json!(""), "the session cookie is HttpOnly");
     let storage = c
