@@ -375,6 +375,7 @@ async fn the_dashboard_in_a_real_browser() {
     click(&c, ".shorten button[type=submit]").await;
     wait_path(&c, "/ui/links/launch-notes?created=1").await;
     wait_text(&c, ".notice", "ready").await;
+    transferred(&c, "link (first with the chart)", &mut bytes).await;
     assert_eq!(text(&c, "#link-title").await, title, "the title is text");
     let injected = c
         .execute(
@@ -431,7 +432,7 @@ async fn the_dashboard_in_a_real_browser() {
         .for_element(Locator::Css("#chart.drawn canvas"))
         .await
         .unwrap();
-    transferred(&c, "link analytics", &mut bytes).await;
+    transferred(&c, "link analytics (7 clicks)", &mut bytes).await;
     let breakdowns = text(&c, ".breakdowns").await;
     for seen in [
         "Firefox",

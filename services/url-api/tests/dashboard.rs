@@ -446,7 +446,20 @@ async fn assets_are_embedded_and_cached_by_version() {
         .contains("immutable"));
     let js = app.get("/ui/assets/uPlot.iife.min.js").await;
     assert_eq!(js.status(), 200);
+    assert!(js.headers().get("content-encoding").is_none());
     assert!(js.bytes().await.unwrap().len() > 40_000);
+    let gz = app
+        .client
+        .get(app.url("/ui/assets/uPlot.iife.min.js"))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    assert_eq!(gz.headers()["vary"], "accept-encoding");
+    let body = gz.bytes().await.unwrap();
+    assert_eq!(&body[..2], [0x1f, 0x8b], "gzip magic");
+    assert!(body.len() < 25_000, "{}", body.len());
     assert_eq!(app.get("/ui/assets/nope.js").await.status(), 404);
     app.stop().await;
 }

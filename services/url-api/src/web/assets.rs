@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use axum::extract::Path;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
@@ -12,6 +12,8 @@ pub struct Asset {
     pub name: &'static str,
     pub content_type: &'static str,
     pub bytes: &'static [u8],
+    /// The same bytes gzipped, for browsers that accept it (the big file only).
+    pub gzip: Option<&'static [u8]>,
 }
 
 macro_rules! asset {
@@ -20,6 +22,7 @@ macro_rules! asset {
             name: $name,
             content_type: $type,
             bytes: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $path)),
+            gzip: None,
         }
     };
 }
@@ -28,11 +31,17 @@ pub static ASSETS: &[Asset] = &[
     asset!("app.css", "assets/app.css", "text/css; charset=utf-8"),
     asset!("app.js", "assets/app.js", "text/javascript; charset=utf-8"),
     // uPlot from the npm registry, pinned and checked by ./scripts/vendor-ui.
-    asset!(
-        "uPlot.iife.min.js",
-        "vendor/uplot/uPlot.iife.min.js",
-        "text/javascript; charset=utf-8"
-    ),
+    Asset {
+        gzip: Some(include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/web/vendor/uplot/uPlot.iife.min.js.gz"
+        ))),
+        ..asset!(
+            "uPlot.iife.min.js",
+            "vendor/uplot/uPlot.iife.min.js",
+            "text/javascript; charset=utf-8"
+        )
+    },
     asset!(
         "uPlot.min.css",
         "vendor/uplot/uPlot.min.css",
@@ -64,25 +73,52 @@ pub static URLS: LazyLock<AssetUrls> = LazyLock::new(|| AssetUrls {
     uplot_css: url("uPlot.min.css"),
 });
 
+/// True when `Accept-Encoding` lists gzip (or `*`) without `q=0`.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+}
+
 /// `GET /ui/assets/{name}`.
-pub async fn serve(Path(name): Path<String>) -> Response {
-    match ASSETS.iter().find(|a| a.name == name) {
-        Some(asset) => (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(asset.content_type),
-                ),
-                (
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=31536000, immutable"),
-                ),
-            ],
-            asset.bytes,
-        )
-            .into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
+pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut resp = match asset.gzip.filter(|_| accepts_gzip(&headers)) {
+        Some(gz) => {
+            let mut r = gz.into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r
+        }
+        None => asset.bytes.into_response(),
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    if asset.gzip.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
+    resp
 }
 
 #[cfg(test)]
@@ -108,6 +144,21 @@ mod tests {
             checked, 2,
             "uPlot's script and stylesheet are both recorded"
         );
+    }
+
+    #[test]
+    fn gzip_is_chosen_only_when_accepted() {
+        let h = |v: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+            m
+        };
+        assert!(accepts_gzip(&h("gzip, deflate, br, zstd")));
+        assert!(accepts_gzip(&h("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts_gzip(&h("*")));
+        assert!(!accepts_gzip(&h("gzip;q=0, br")));
+        assert!(!accepts_gzip(&h("identity")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 
     #[test]
