@@ -28,8 +28,9 @@ struct Created {
 }
 
 impl UrlApi {
-    /// The command line of a url-api on a free port: writes rate limit raised so
-    /// benchmarks and corpora are not throttled (the rate limiter itself has its own tests).
+    /// The command line of a url-api on a free port: writes rate limit raised and the
+    /// redirect miss limit off, so benchmarks and corpora (one client warming thousands of
+    /// links) are not throttled (the limiters have their own tests).
     pub fn spec(
         bin_dir: &Path,
         log_dir: &Path,
@@ -48,6 +49,7 @@ impl UrlApi {
             .env("API_KEYS", format!("bench:{API_KEY}"))
             .env("RATE_LIMIT_PER_SECOND", "1000000")
             .env("RATE_LIMIT_BURST", "1000000")
+            .env("REDIRECT_MISS_PER_SECOND", "0")
             .env("ANALYTICS_RPC_URL", analytics_rpc_url)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")

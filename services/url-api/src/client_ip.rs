@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
-use axum::http::HeaderMap;
+use axum::http::{Extensions, HeaderMap};
 
 use crate::config::TrustedProxies;
 
@@ -54,7 +54,15 @@ impl ClientIpResolver {
 
     /// The client IP of a request, from its `ConnectInfo` and headers.
     pub fn from_request<B>(&self, req: &axum::http::Request<B>) -> Option<IpAddr> {
-        self.resolve(peer(req), req.headers())
+        self.from_parts(req.extensions(), req.headers())
+    }
+
+    /// [`Self::from_request`] from the parts of a request that may be shared across tasks.
+    pub fn from_parts(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        self.resolve(peer, headers)
     }
 
     /// True when the request came straight from a trusted proxy (whose headers, such as

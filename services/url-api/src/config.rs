@@ -20,6 +20,9 @@ pub const DEFAULT_BREAKER_FAILURE_THRESHOLD: u32 = 5;
 pub const DEFAULT_BREAKER_RESET_MS: u64 = 10_000;
 pub const DEFAULT_READ_RATE_LIMIT_PER_SECOND: u32 = 100;
 pub const DEFAULT_READ_RATE_LIMIT_BURST: u32 = 200;
+/// Redirect lookups that miss the cache, per second per client network.
+pub const DEFAULT_REDIRECT_MISS_PER_SECOND: u32 = 50;
+pub const DEFAULT_REDIRECT_MISS_BURST: u32 = 200;
 pub const DEFAULT_CLICK_QUEUE_CAPACITY: usize = 100_000;
 /// Longest a click waits in url-api for its batch to fill.
 pub const DEFAULT_CLICK_LINGER_MS: u64 = 25;
@@ -61,6 +64,14 @@ pub struct Config {
     /// API reads allowed in a burst before the per-second rate applies.
     #[arg(long, env = "READ_RATE_LIMIT_BURST", default_value_t = DEFAULT_READ_RATE_LIMIT_BURST)]
     pub read_rate_limit_burst: u32,
+    /// Redirects per second per client (IPv4 address or IPv6 /64) that may miss the cache
+    /// and query the database; beyond it a miss answers 429 without a query. Cache hits
+    /// are not counted. 0 disables the limit.
+    #[arg(long, env = "REDIRECT_MISS_PER_SECOND", default_value_t = DEFAULT_REDIRECT_MISS_PER_SECOND)]
+    pub redirect_miss_per_second: u32,
+    /// Cache-missing redirects allowed in a burst before the per-second rate applies.
+    #[arg(long, env = "REDIRECT_MISS_BURST", default_value_t = DEFAULT_REDIRECT_MISS_BURST)]
+    pub redirect_miss_burst: u32,
     /// Allow targets on loopback, private, link-local and similar addresses.
     #[arg(long, env = "ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_targets: bool,
@@ -130,6 +141,8 @@ impl std::fmt::Debug for Config {
                 &self.read_rate_limit_per_second,
             )
             .field("read_rate_limit_burst", &self.read_rate_limit_burst)
+            .field("redirect_miss_per_second", &self.redirect_miss_per_second)
+            .field("redirect_miss_burst", &self.redirect_miss_burst)
             .field("allow_private_targets", &self.allow_private_targets)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("cache_max_entries", &self.cache_max_entries)
@@ -164,6 +177,8 @@ impl Config {
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
             read_rate_limit_per_second: DEFAULT_READ_RATE_LIMIT_PER_SECOND,
             read_rate_limit_burst: DEFAULT_READ_RATE_LIMIT_BURST,
+            redirect_miss_per_second: DEFAULT_REDIRECT_MISS_PER_SECOND,
+            redirect_miss_burst: DEFAULT_REDIRECT_MISS_BURST,
             allow_private_targets: false,
             trusted_proxies: TrustedProxies::default(),
             cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,

@@ -21,6 +21,7 @@ pub mod http_trace;
 pub mod invalidation;
 pub mod metadata;
 pub mod metrics;
+pub mod miss_limit;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
@@ -51,6 +52,7 @@ use clicks::{ClickBatching, ClickPublisher};
 use client_ip::ClientIpResolver;
 use error::ApiError;
 use metrics::Metrics;
+use miss_limit::MissLimiter;
 use rate_limit::{LimitConfig, RateLimitConfigError};
 use routes::{links, redirect, stats};
 use validate::UrlPolicy;
@@ -108,6 +110,7 @@ pub struct SharedState {
     pub(crate) public_base_url: Arc<str>,
     pub(crate) write_limit: Arc<LimitConfig>,
     pub(crate) read_limit: Arc<LimitConfig>,
+    pub(crate) miss_limit: MissLimiter,
     /// None when CLICKS_ENABLED=false.
     pub(crate) clicks: Option<Arc<ClickPublisher>>,
     pub(crate) analytics: AnalyticsClient,
@@ -184,6 +187,10 @@ impl AppState {
             public_base_url: base.as_str().trim_end_matches('/').into(),
             write_limit,
             read_limit,
+            miss_limit: MissLimiter::new(
+                config.redirect_miss_per_second,
+                config.redirect_miss_burst,
+            ),
             clicks,
             analytics,
             ui: web::UiSettings {

@@ -98,6 +98,7 @@ pub struct MetricHandles {
     pub http_requests: HistogramFamily<RequestLabels>,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
+    pub misses_limited: Counter,
     pub clicks_published: Counter,
     pub clicks_dropped: Family<DropLabels, Counter>,
     pub clicks_delivery_failed: Counter,
@@ -118,6 +119,7 @@ impl Metrics {
             http_requests: Family::new_with_constructor(latency_histogram),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            misses_limited: Counter::default(),
             clicks_published: Counter::default(),
             clicks_dropped: Family::default(),
             clicks_delivery_failed: Counter::default(),
@@ -139,6 +141,12 @@ impl Metrics {
             "redirect_cache_misses",
             "Redirect lookups that went to the database",
             m.cache_misses.clone(),
+        );
+        registry.register(
+            "redirect_misses_limited",
+            "Redirect lookups that missed the cache and were refused (429) without a query: \
+             the client was over REDIRECT_MISS_PER_SECOND",
+            m.misses_limited.clone(),
         );
         registry.register(
             "clicks_published",

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use shortener_common::event::Click;
@@ -25,6 +25,7 @@ use crate::{store, AppState};
         (status = 302, description = "Redirect to the long URL (header Location), with this request's query string appended unless the link's forward_query is false"),
         (status = 404, description = "Unknown code", body = ErrorBody),
         (status = 410, description = "Link expired or deleted", body = ErrorBody),
+        (status = 429, description = "This client looked up too many codes that are not in the cache (REDIRECT_MISS_PER_SECOND); see Retry-After", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -41,15 +42,16 @@ pub async fn redirect(
     if !is_plausible_code(&code) {
         return Err(ApiError::NotFound);
     }
-    let (location, expires_at, deleted, forward_query) = match lookup(&state, &code).await? {
-        CachedLink::Missing => return Err(ApiError::NotFound),
-        CachedLink::Found {
-            location,
-            expires_at,
-            deleted,
-            forward_query,
-        } => (location, expires_at, deleted, forward_query),
-    };
+    let (location, expires_at, deleted, forward_query) =
+        match lookup(&state, &code, req.extensions(), req.headers()).await? {
+            CachedLink::Missing => return Err(ApiError::NotFound),
+            CachedLink::Found {
+                location,
+                expires_at,
+                deleted,
+                forward_query,
+            } => (location, expires_at, deleted, forward_query),
+        };
     if deleted || expires_at.is_some_and(|t| t <= Utc::now()) {
         return Err(ApiError::Gone);
     }
@@ -83,11 +85,24 @@ pub async fn redirect(
         .into_response())
 }
 
-/// Cache first, then the database (caching the answer, including "missing").
-async fn lookup(state: &AppState, code: &str) -> Result<CachedLink, ApiError> {
+/// Cache first, then the database (caching the answer, including "missing"), if the
+/// client has not spent its budget of lookups that miss the cache.
+async fn lookup(
+    state: &AppState,
+    code: &str,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+) -> Result<CachedLink, ApiError> {
     if let Some(hit) = state.cache.get(code) {
         state.metrics.cache_hits.inc();
         return Ok(hit);
+    }
+    if let Err(retry_after_secs) = state
+        .miss_limit
+        .check(state.client_ips.from_parts(extensions, headers))
+    {
+        state.metrics.misses_limited.inc();
+        return Err(ApiError::RateLimited { retry_after_secs });
     }
     state.metrics.cache_misses.inc();
     let ticket = state.cache.ticket();
