@@ -392,10 +392,8 @@ async fn the_dashboard_in_a_real_browser() {
         Some(short_url.as_str())
     );
     copy.click().await.unwrap();
-    assert_eq!(
-        text(&c, "#copy-status").await,
-        format!("Copied {short_url}")
-    );
+    // The clipboard answers asynchronously; the status line says when it is done.
+    wait_text(&c, "#copy-status", &format!("Copied {short_url}")).await;
 
     // Following the short URL: once in the browser, then as other visitors.
     c.goto(&short_url).await.unwrap();
@@ -485,6 +483,29 @@ async fn the_dashboard_in_a_real_browser() {
         .for_element(Locator::Css("#chart.drawn canvas"))
         .await
         .unwrap();
+
+    // Custom dates: the date inputs appear only for them; yesterday and today (UTC) hold
+    // every click, even just after midnight.
+    let hidden = "return document.getElementById('from').closest('.field').hidden";
+    assert_eq!(c.execute(hidden, vec![]).await.unwrap(), json!(true));
+    c.find(Locator::Css("#range option[value='custom']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(c.execute(hidden, vec![]).await.unwrap(), json!(false));
+    c.execute(
+        "const day = (ms) => new Date(ms).toISOString().slice(0, 10);
+         document.getElementById('from').value = day(Date.now() - 86400000);
+         document.getElementById('to').value = day(Date.now());",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&c, ".range button").await;
+    wait_text(&c, ".total", "(UTC)").await;
+    assert_eq!(text(&c, "#total-clicks").await, expected.to_string());
 
     // At phone width the page still fits.
     c.set_window_size(360, 800).await.unwrap();

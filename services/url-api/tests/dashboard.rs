@@ -303,6 +303,20 @@ async fn shorten_show_and_delete_with_analytics_down() {
         "{html}"
     );
     assert!(html.contains("expires"), "{html}");
+    // The failure opened the breaker: the next view does not even try, and still works.
+    assert!(app.metrics().await.contains("analytics_breaker_state 1"));
+    let again = b.get("/ui/links/my-docs").await;
+    assert_eq!(again.status(), 200);
+    assert!(again
+        .text()
+        .await
+        .unwrap()
+        .contains("Click statistics are temporarily unavailable"));
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("analytics_rpc_short_circuits_total{method=\"GetClickStats\"} 1"),
+        "{metrics}"
+    );
 
     // Same alias again: the form comes back with the error and the typed values.
     let taken = b
