@@ -77,7 +77,16 @@ pub struct ConsumerArgs {
     /// Longest wait between two attempts of a failing database write, in milliseconds.
     #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
     pub retry_max_backoff_ms: u64,
+    /// Most bytes of fetched messages held in the process (workers' queues and batches),
+    /// and the size of librdkafka's prefetch queue: what a database outage with a deep
+    /// backlog can cost in memory, twice over.
+    #[arg(long, env = "MAX_IN_FLIGHT_BYTES", default_value_t = DEFAULT_MAX_IN_FLIGHT_BYTES,
+          value_parser = clap::value_parser!(u32).range(1_048_576..))]
+    pub max_in_flight_bytes: u32,
 }
+
+/// 32 MiB: room for many full batches of url-api's largest messages (512 KiB).
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u32 = 32 << 20;
 
 impl ConsumerArgs {
     /// Settings for `kafka` and `database` with every other value at its default, the admin
@@ -94,6 +103,7 @@ impl ConsumerArgs {
             geoip_db_path: None,
             lag_refresh_interval_ms: 10_000,
             retry_max_backoff_ms: 30_000,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
         }
     }
 
@@ -120,6 +130,13 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    fn cli_default_in_flight() -> u32 {
+        Cli::try_parse_from(["consumer"])
+            .unwrap()
+            .consumer
+            .max_in_flight_bytes
+    }
+
     #[test]
     fn defaults_and_subcommands_parse() {
         let cli = Cli::try_parse_from(["consumer"]).unwrap();
@@ -143,5 +160,7 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["consumer", "--batch-size", "0"]).is_err());
         assert!(Cli::try_parse_from(["consumer", "--concurrency", "0"]).is_err());
+        assert_eq!(cli_default_in_flight(), DEFAULT_MAX_IN_FLIGHT_BYTES);
+        assert!(Cli::try_parse_from(["consumer", "--max-in-flight-bytes", "1000"]).is_err());
     }
 }

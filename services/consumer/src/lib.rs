@@ -7,7 +7,8 @@
 //! - A dispatcher task reads the stream and sends each message, through a bounded
 //!   channel, to worker `partition % CONCURRENCY`. A partition is thus always handled by
 //!   one worker, in order, while different partitions are written in parallel. A full
-//!   channel stops the dispatcher: back-pressure instead of unbounded buffering.
+//!   channel, or a spent byte budget (`MAX_IN_FLIGHT_BYTES`, see [`in_flight`]), stops
+//!   the dispatcher: back-pressure instead of unbounded buffering.
 //! - A worker batches (BATCH_SIZE or BATCH_MAX_WAIT_MS), then per batch: decode and
 //!   enrich; poison messages go to the DLQ; rows go in one `INSERT .. ON CONFLICT DO
 //!   NOTHING`; transient database errors retry the same batch forever (backoff with
@@ -26,6 +27,7 @@
 pub mod config;
 pub mod dlq;
 pub mod enrich;
+pub mod in_flight;
 pub mod lag;
 pub mod metrics;
 pub mod pipeline;
@@ -91,6 +93,13 @@ impl ConsumerApp {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "cooperative-sticky")
+            // librdkafka's prefetch queue gets the same bound as the workers' messages.
+            .set(
+                "queued.max.messages.kbytes",
+                (args.max_in_flight_bytes / 1024)
+                    .clamp(1024, 2_097_151)
+                    .to_string(),
+            )
             .create_with_context(ConsumerCtx)?;
         let producer = dlq::producer(args.kafka.client_config())?;
         let mut registry = Registry::default();
@@ -108,12 +117,16 @@ impl ConsumerApp {
             producer,
             dlq_topic: args.kafka.dlq_topic(),
             group_id: args.group_id.clone(),
-            metrics,
             health: Arc::new(HealthState::default()),
             cancel: CancellationToken::new(),
             batch_size: args.batch_size as usize,
             batch_max_wait: args.batch_max_wait(),
             retry_max_backoff: args.retry_max_backoff(),
+            in_flight: in_flight::InFlight::new(
+                args.max_in_flight_bytes,
+                metrics.in_flight_bytes.clone(),
+            ),
+            metrics,
         });
         Ok(Self {
             args,

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub lag: Family<PartitionLabels, Gauge>,
     /// Batches waiting to retry a failed write, by what failed.
     pub stalled_batches: Family<StallLabels, Gauge>,
+    /// Bytes of messages handed to workers and not yet stored or dead-lettered.
+    pub in_flight_bytes: Gauge,
 }
 
 impl Metrics {
@@ -50,6 +52,7 @@ impl Metrics {
             dlq_retries: Counter::default(),
             lag: Family::default(),
             stalled_batches: Family::default(),
+            in_flight_bytes: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("shortener_consumer");
         r.register(
@@ -97,6 +100,12 @@ impl Metrics {
             "Batches not committed because a write keeps failing, by cause (database, \
              dead_letter); each holds back its partitions",
             m.stalled_batches.clone(),
+        );
+        r.register(
+            "in_flight_bytes",
+            "Bytes of messages handed to the workers and not yet done with (at most \
+             MAX_IN_FLIGHT_BYTES)",
+            m.in_flight_bytes.clone(),
         );
         for stall in [Stall::Database, Stall::DeadLetter] {
             m.stalled(stall).set(0);

@@ -53,6 +53,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::dlq;
 use crate::enrich::Enricher;
+use crate::in_flight::{Held, InFlight};
 use crate::metrics::Metrics;
 use crate::store::{insert_clicks, ClickRow};
 
@@ -176,6 +177,8 @@ pub struct Pipeline {
     pub batch_size: usize,
     pub batch_max_wait: Duration,
     pub retry_max_backoff: Duration,
+    /// Message bytes handed to workers and not yet done with.
+    pub in_flight: InFlight,
 }
 
 /// The batch was abandoned because the process is shutting down; nothing was committed.
@@ -185,10 +188,11 @@ pub struct Cancelled;
 /// Least time between two log lines about the same consume error.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Reads the subscription and hands each message to the worker owning its partition,
-/// until cancelled. A full worker channel blocks here: that is the back-pressure that
-/// stops fetching while the database is down.
-pub async fn dispatch(p: Arc<Pipeline>, workers: Vec<mpsc::Sender<OwnedMessage>>) {
+/// Reads the subscription and hands each message, with its share of the in-flight byte
+/// budget, to the worker owning its partition, until cancelled. A spent budget or a full
+/// worker channel blocks here: that is the back-pressure that stops fetching while the
+/// database is down.
+pub async fn dispatch(p: Arc<Pipeline>, workers: Vec<mpsc::Sender<(OwnedMessage, Held)>>) {
     // While the brokers are down every poll fails the same way: log it once a while.
     let mut last_error: Option<(String, Instant)> = None;
     loop {
@@ -201,11 +205,16 @@ pub async fn dispatch(p: Arc<Pipeline>, workers: Vec<mpsc::Sender<OwnedMessage>>
             Ok(m) => {
                 p.metrics.consumed.inc();
                 let owned = m.detach();
+                let held = tokio::select! {
+                    biased;
+                    _ = p.cancel.cancelled() => return,
+                    held = p.in_flight.hold(&owned) => held,
+                };
                 let worker = &workers[owned.partition().unsigned_abs() as usize % workers.len()];
                 tokio::select! {
                     biased;
                     _ = p.cancel.cancelled() => return,
-                    sent = worker.send(owned) => if sent.is_err() { return },
+                    sent = worker.send((owned, held)) => if sent.is_err() { return },
                 }
             }
             Err(e) => {
@@ -230,31 +239,36 @@ pub async fn dispatch(p: Arc<Pipeline>, workers: Vec<mpsc::Sender<OwnedMessage>>
 /// arrived within `batch_max_wait` of the first one, processes them, repeats. On
 /// cancellation the batch being collected is still processed; queued messages are left for
 /// the next owner of the partition.
-pub async fn worker(p: Arc<Pipeline>, mut rx: mpsc::Receiver<OwnedMessage>) {
+pub async fn worker(p: Arc<Pipeline>, mut rx: mpsc::Receiver<(OwnedMessage, Held)>) {
     loop {
-        let first = tokio::select! {
+        let (first, held) = tokio::select! {
             biased;
             _ = p.cancel.cancelled() => return,
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
         let mut clicks = clicks_in(&first);
         let mut batch = vec![first];
+        // The batch's share of the in-flight budget, returned once it is done.
+        let mut shares = vec![held];
         let deadline = tokio::time::Instant::now() + p.batch_max_wait;
         while clicks < p.batch_size {
             tokio::select! {
                 biased;
                 _ = p.cancel.cancelled() => break,
                 m = rx.recv() => match m {
-                    Some(m) => {
+                    Some((m, held)) => {
                         clicks += clicks_in(&m);
                         batch.push(m);
+                        shares.push(held);
                     }
                     None => break,
                 },
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        if process_batch(&p, &batch).await.is_err() {
+        let done = process_batch(&p, &batch).await;
+        drop(shares);
+        if done.is_err() {
             return;
         }
     }
