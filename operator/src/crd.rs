@@ -686,6 +686,44 @@ pub struct ShortenerStackStatus {
     /// Partitions of the clicks topic as last seen on the brokers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_partitions: Option<i32>,
+    /// The migration gate: attempts for the current image and database, and their outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationStatus>,
+}
+
+/// Migration attempts for one target (migration version, url-api image, database).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationStatus {
+    /// `<version>-<hash>` of the migration inputs the attempts are for.
+    pub target: String,
+    /// Jobs created for this target.
+    #[serde(default)]
+    pub attempts: i32,
+    /// Job of the latest attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Whether a Job of this target succeeded (the workloads may roll).
+    #[serde(default)]
+    pub succeeded: bool,
+    /// The latest failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<MigrationFailure>,
+    /// Value of the `shortener.example.io/retry-migration` annotation already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_token: Option<String>,
+}
+
+/// A failed migration Job.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationFailure {
+    pub job: String,
+    /// The Job's `Failed` condition reason, e.g. `BackoffLimitExceeded`.
+    pub reason: String,
+    pub message: String,
+    /// When the Job failed.
+    pub time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
 /// Pods of one component.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod kafka_credentials;
 pub mod leader;
 pub mod metrics;
+pub mod migration;
 pub mod rbac;
 pub mod reconcile;
 pub mod resources;

@@ -56,10 +56,12 @@ pub fn required_cluster_rules() -> Vec<PolicyRule> {
             &["configmaps", "services"],
             &["get", "list", "watch", "create", "patch"],
         ),
+        // Migration Jobs: one per attempt; the older attempts' Jobs are deleted once one
+        // succeeds.
         rule(
             "batch",
             &["jobs"],
-            &["get", "list", "watch", "create", "patch"],
+            &["get", "list", "watch", "create", "patch", "delete"],
         ),
         // Kafka SASL credentials and TLS material the admin client needs: by name only (no
         // list/watch), and used only when the Secret opts in (see `kafka_credentials`).
@@ -129,14 +131,14 @@ mod tests {
     }
 
     #[test]
-    fn no_wildcards_and_no_delete() {
+    fn no_wildcards_and_delete_only_on_migration_jobs() {
         for r in all_rules() {
             let resources = r.resources.unwrap();
             assert!(!resources.iter().any(|x| x == "*"));
-            assert!(!r
-                .verbs
-                .iter()
-                .any(|v| v == "*" || v == "delete" || v == "deletecollection"));
+            assert!(!r.verbs.iter().any(|v| v == "*" || v == "deletecollection"));
+            if r.verbs.iter().any(|v| v == "delete") {
+                assert_eq!(resources, ["jobs"], "delete is granted on Jobs only");
+            }
             assert!(!r.api_groups.unwrap().iter().any(|g| g == "*"));
         }
     }

@@ -22,7 +22,7 @@ use chrono::Utc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
@@ -39,11 +39,13 @@ use crate::drift;
 use crate::error::Error;
 use crate::kafka_credentials;
 use crate::metrics::Metrics;
+use crate::migration::{self, JobSeen, Step};
 use crate::resources::configmap::config_map_for;
 use crate::resources::deployment::deployment_for;
 use crate::resources::hash::{desired_hash_of, with_desired_hash};
+use crate::resources::labels;
 use crate::resources::migration_job::{
-    job_outcome, migration_job_for, migration_job_name, migration_version, JobOutcome,
+    job_finished_at, job_outcome, migration_job_for, migration_version, JobOutcome,
 };
 use crate::resources::service::service_for;
 use crate::resources::Component;
@@ -213,6 +215,25 @@ where
     Ok((applied, outcome))
 }
 
+/// Creates `desired` if it is missing; leaves a live object as it is.
+async fn create_child<K>(api: &Api<K>, desired: K) -> Result<(K, Applied), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let desired = with_desired_hash(desired);
+    if let Some(live) = api.get_opt(&desired.name_any()).await? {
+        return Ok((live, Applied::Unchanged));
+    }
+    let applied = api
+        .patch(
+            &desired.name_any(),
+            &apply_params(),
+            &Patch::Apply(&desired),
+        )
+        .await?;
+    Ok((applied, Applied::Created))
+}
+
 /// `Kind name: field, field` for the drift event.
 fn drift_note<K: Resource<DynamicType = ()>>(object: &K, fields: &[String]) -> String {
     format!(
@@ -233,12 +254,22 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     let previous = stack.status.clone().unwrap_or_default();
 
     let topic = ensure_topics(stack, ctx).await;
+    let migration = ensure_migration(stack, ctx).await?;
+    // Closed until the migration for the current image and database succeeded: until then
+    // the workloads keep their config and pod template (only their replica counts follow
+    // the spec), so no pod of the old image starts with the new image's config.
+    let gate_open = migration.step == Step::Succeeded;
 
     let mut created = Vec::new();
     let mut reverted = Vec::new();
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
-        let (live, applied) = apply_child(&config_maps, config_map_for(stack, component)).await?;
+        let desired = config_map_for(stack, component);
+        let (live, applied) = if gate_open {
+            apply_child(&config_maps, desired).await?
+        } else {
+            create_child(&config_maps, desired).await?
+        };
         match applied {
             Applied::Created => {
                 created.push(format!("ConfigMap {}", component.config_map_name(stack)))
@@ -271,13 +302,11 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
 
-    let migration = ensure_migration(stack, ctx).await?;
-
     let deployments_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let mut deployments: DeploymentObservation = BTreeMap::new();
     let mut rolled = Vec::new();
     for component in Component::ALL {
-        let live = if migration.outcome == JobOutcome::Succeeded {
+        let live = if gate_open {
             let (live, applied) =
                 apply_child(&deployments_api, deployment_for(stack, component)).await?;
             match applied {
@@ -288,10 +317,29 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
             }
             Some(live)
         } else {
-            // Not migrated yet (or the migration failed): keep whatever runs now.
-            deployments_api
+            let live = deployments_api
                 .get_opt(&component.object_name(stack))
-                .await?
+                .await?;
+            if let Some(live) = &live {
+                if let Some(replicas) = scale_during_gate(stack, component, live) {
+                    let patch = serde_json::json!({"spec": {"replicas": replicas}});
+                    deployments_api
+                        .patch_scale(
+                            &live.name_any(),
+                            &PatchParams {
+                                field_manager: Some(FIELD_MANAGER.into()),
+                                ..PatchParams::default()
+                            },
+                            &Patch::Merge(&patch),
+                        )
+                        .await?;
+                    rolled.push(format!(
+                        "scaled Deployment {} to {replicas}",
+                        live.name_any()
+                    ));
+                }
+            }
+            live
         };
         deployments.insert(component, live);
     }
@@ -338,6 +386,10 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     } else {
         PENDING_REQUEUE
     };
+    if let Step::Backoff { retry_at } = migration.step {
+        let wait = (retry_at - Utc::now()).to_std().unwrap_or_default();
+        requeue = requeue.min(wait.max(Duration::from_secs(1)));
+    }
     // After the status write, so the autoscaler's status fields are the newest ones.
     let consumer_exists = matches!(deployments.get(&Component::Consumer), Some(Some(_)));
     if let (Some(autoscaler), true) = (&ctx.autoscaler, consumer_exists) {
@@ -371,29 +423,17 @@ async fn publish_transitions(
     let changed =
         |t: &str| find(before, t).map(|c| (c.0, c.1)) != find(after, t).map(|c| (c.0, c.1));
     if changed(conditions::MIGRATIONS_APPLIED) {
-        if let Some((status, reason, message)) = find(after, conditions::MIGRATIONS_APPLIED) {
-            match (status.as_str(), reason.as_str()) {
-                ("True", _) => {
-                    ctx.event(
-                        stack,
-                        EventType::Normal,
-                        "MigrationSucceeded",
-                        "Migrate",
-                        message,
-                    )
-                    .await
-                }
-                (_, "MigrationFailed") => {
-                    ctx.event(
-                        stack,
-                        EventType::Warning,
-                        "MigrationFailed",
-                        "Migrate",
-                        message,
-                    )
-                    .await
-                }
-                _ => {}
+        // Each failed attempt has its own Warning from `ensure_migration`.
+        if let Some((status, _, message)) = find(after, conditions::MIGRATIONS_APPLIED) {
+            if status == "True" {
+                ctx.event(
+                    stack,
+                    EventType::Normal,
+                    "MigrationSucceeded",
+                    "Migrate",
+                    message,
+                )
+                .await
             }
         }
     }
@@ -422,38 +462,112 @@ async fn publish_transitions(
     }
 }
 
-/// Finds the migration Job of this version and database, or creates it.
+/// The migration gate: reads the current attempt's Job (none once the status records a
+/// success), lets `migration::decide` choose, and does what it chose: create a Job, or
+/// remove the older attempts' Jobs once one succeeded.
 async fn ensure_migration(
     stack: &ShortenerStack,
     ctx: &Context,
 ) -> Result<MigrationObservation, Error> {
     let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let job_name = migration_job_name(stack);
-    let outcome = match jobs.get_opt(&job_name).await? {
-        Some(job) => job_outcome(&job),
-        None => {
-            // A Job's pod template is immutable: the name changes with every input, so the
-            // Job is only ever created, never updated.
+    let current = migration::current(stack);
+    let seen = match (&current.job, current.succeeded) {
+        (_, true) => JobSeen::Found(JobOutcome::Succeeded, None),
+        (None, false) => JobSeen::NoAttempt,
+        (Some(name), false) => match jobs.get_opt(name).await? {
+            None => JobSeen::Missing,
+            Some(job) => JobSeen::Found(job_outcome(&job), job_finished_at(&job)),
+        },
+    };
+    let decision = migration::decide(stack, &seen, Utc::now());
+    if let Some(failure) = &decision.new_failure {
+        warn!(job = %failure.job, reason = %failure.reason, "migration Job failed");
+        ctx.event(
+            stack,
+            EventType::Warning,
+            "MigrationFailed",
+            "Migrate",
+            format!(
+                "Job {} failed ({}): {} (attempt {} of {})",
+                failure.job,
+                failure.reason,
+                failure.message,
+                decision.status.attempts,
+                migration::MAX_ATTEMPTS
+            ),
+        )
+        .await;
+    }
+    match &decision.step {
+        Step::Create { job, attempt } => {
+            // A Job's pod template is immutable: every attempt is a new Job.
             jobs.patch(
-                &job_name,
+                job,
                 &apply_params(),
-                &Patch::Apply(&migration_job_for(stack)),
+                &Patch::Apply(&migration_job_for(stack, job)),
             )
             .await?;
-            info!(job = %job_name, version = migration_version(), "migration Job created");
+            info!(%job, attempt, version = migration_version(), "migration Job created");
             ctx.event(
                 stack,
                 EventType::Normal,
                 "MigrationStarted",
                 "Migrate",
-                format!("Job {job_name} applies migration {}", migration_version()),
+                format!(
+                    "Job {job} applies migration {} (attempt {attempt} of {})",
+                    migration_version(),
+                    migration::MAX_ATTEMPTS
+                ),
             )
             .await;
-            JobOutcome::Running
+        }
+        Step::Succeeded if !current.succeeded => {
+            remove_old_migration_jobs(stack, &jobs, decision.status.job.as_deref()).await;
+        }
+        _ => {}
+    }
+    Ok(decision)
+}
+
+/// Deletes the stack's migration Jobs other than `keep` (earlier attempts and targets).
+/// Best effort: `ttlSecondsAfterFinished` removes whatever this misses.
+async fn remove_old_migration_jobs(stack: &ShortenerStack, jobs: &Api<Job>, keep: Option<&str>) {
+    let selector = format!(
+        "{}={},{}=migration",
+        labels::INSTANCE,
+        stack.name_any(),
+        labels::COMPONENT
+    );
+    let list = match jobs.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list,
+        Err(e) => {
+            warn!(error = %e, "cannot list old migration Jobs");
+            return;
         }
     };
-    Ok(MigrationObservation { job_name, outcome })
+    for job in list.items {
+        let name = job.name_any();
+        if Some(name.as_str()) == keep {
+            continue;
+        }
+        match jobs.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => info!(job = %name, "removed an old migration Job"),
+            Err(e) => warn!(job = %name, error = %e, "cannot remove an old migration Job"),
+        }
+    }
+}
+
+/// Replicas to set through the scale subresource while the migration gate holds the rest
+/// of the Deployment back: a replica change in the spec is not a schema change.
+fn scale_during_gate(
+    stack: &ShortenerStack,
+    component: Component,
+    live: &Deployment,
+) -> Option<i32> {
+    let desired = deployment_for(stack, component).spec?.replicas?;
+    let current = live.spec.as_ref().and_then(|s| s.replicas);
+    (current != Some(desired)).then_some(desired)
 }
 
 /// Creates or grows the clicks topic and its DLQ. Failures become the TopicReady

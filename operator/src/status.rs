@@ -8,7 +8,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::conditions::{self, Observed};
 use crate::crd::{ComponentStatus, ConsumerStatus, ShortenerStack, ShortenerStackStatus};
-use crate::resources::migration_job::{migration_version, JobOutcome};
+use crate::migration::{Step, MAX_ATTEMPTS, RETRY_ANNOTATION};
+use crate::resources::migration_job::migration_version;
 use crate::resources::Component;
 use crate::scaling;
 
@@ -24,12 +25,8 @@ pub enum TopicObservation {
     },
 }
 
-/// The migration Job for this operator's migration version.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MigrationObservation {
-    pub job_name: String,
-    pub outcome: JobOutcome,
-}
+/// The migration gate as `crate::migration::decide` left it this pass.
+pub type MigrationObservation = crate::migration::Decision;
 
 /// Live Deployments by component (`None`: not created yet).
 pub type DeploymentObservation = BTreeMap<Component, Option<Deployment>>;
@@ -84,37 +81,57 @@ pub fn compute(
         }
     };
 
-    let migration_condition = match &migration.outcome {
-        JobOutcome::Succeeded => Observed::new(
+    let job = migration.status.job.clone().unwrap_or_default();
+    let attempts = migration.status.attempts;
+    let failure_text = |f: &crate::crd::MigrationFailure| {
+        format!("Job {} failed ({}): {}", f.job, f.reason, f.message)
+    };
+    let migration_succeeded = migration.step == Step::Succeeded;
+    let migration_running = matches!(migration.step, Step::Wait | Step::Create { .. });
+    let migration_condition = match (&migration.step, &migration.status.failure) {
+        (Step::Succeeded, _) => Observed::new(
             conditions::MIGRATIONS_APPLIED,
             true,
             "MigrationSucceeded",
-            format!(
-                "database is at migration {version} (Job {})",
-                migration.job_name
-            ),
+            format!("database is at migration {version} (Job {job})"),
         ),
-        JobOutcome::Running => Observed::new(
-            conditions::MIGRATIONS_APPLIED,
-            false,
-            "MigrationRunning",
-            format!("Job {} is applying migration {version}", migration.job_name),
-        ),
-        JobOutcome::Failed { reason, message } => Observed::new(
+        (Step::Backoff { retry_at }, Some(f)) => Observed::new(
             conditions::MIGRATIONS_APPLIED,
             false,
             "MigrationFailed",
-            format!("Job {} failed ({reason}): {message}", migration.job_name),
+            format!(
+                "{}; attempt {} of {MAX_ATTEMPTS} starts at {}",
+                failure_text(f),
+                attempts + 1,
+                retry_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ),
+        (Step::GaveUp, Some(f)) => Observed::new(
+            conditions::MIGRATIONS_APPLIED,
+            false,
+            "MigrationFailed",
+            format!(
+                "{}; gave up after {attempts} attempts: set the annotation {RETRY_ANNOTATION} to a new value to retry",
+                failure_text(f)
+            ),
+        ),
+        _ => Observed::new(
+            conditions::MIGRATIONS_APPLIED,
+            false,
+            "MigrationRunning",
+            format!("Job {job} is applying migration {version} (attempt {attempts} of {MAX_ATTEMPTS})"),
         ),
     };
 
     let mut degraded = Vec::new();
-    if let JobOutcome::Failed { reason, message } = &migration.outcome {
+    if let (Step::Backoff { .. } | Step::GaveUp, Some(f)) =
+        (&migration.step, &migration.status.failure)
+    {
         degraded.push((
             "MigrationFailed",
             format!(
-                "migration Job {} failed ({reason}): {message}; Deployments are not rolled out until it succeeds",
-                migration.job_name
+                "migration {}; Deployments keep their current version until a migration succeeds",
+                failure_text(f)
             ),
         ));
     }
@@ -145,15 +162,24 @@ pub fn compute(
         })
         .map(|c| c.object_name(stack))
         .collect();
-    let migration_running = migration.outcome == JobOutcome::Running;
     let progressing_condition = if migration_running {
         Observed::new(
             conditions::PROGRESSING,
             true,
             "MigrationRunning",
-            format!("waiting for Job {}", migration.job_name),
+            format!("waiting for Job {job}"),
         )
-    } else if migration.outcome == JobOutcome::Succeeded && !waiting.is_empty() {
+    } else if let Step::Backoff { retry_at } = &migration.step {
+        Observed::new(
+            conditions::PROGRESSING,
+            true,
+            "MigrationRetrying",
+            format!(
+                "next migration attempt at {}",
+                retry_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )
+    } else if migration_succeeded && !waiting.is_empty() {
         Observed::new(
             conditions::PROGRESSING,
             true,
@@ -170,7 +196,7 @@ pub fn compute(
     };
 
     let ready = degraded.is_empty()
-        && migration.outcome == JobOutcome::Succeeded
+        && migration_succeeded
         && matches!(topic, TopicObservation::Ready { .. })
         && waiting.is_empty();
     let ready_condition = if ready {
@@ -192,8 +218,8 @@ pub fn compute(
         if !matches!(topic, TopicObservation::Ready { .. }) {
             missing.push(format!("topic {}", stack.spec.kafka.topic));
         }
-        if migration.outcome != JobOutcome::Succeeded {
-            missing.push(format!("migration Job {}", migration.job_name));
+        if !migration_succeeded {
+            missing.push(format!("migration Job {job}"));
         }
         Observed::new(
             conditions::READY,
@@ -246,11 +272,12 @@ pub fn compute(
             last_scale_reason: previous.consumer.last_scale_reason.clone(),
         },
         last_measured_lag: previous.last_measured_lag,
-        applied_migration_version: if migration.outcome == JobOutcome::Succeeded {
+        applied_migration_version: if migration_succeeded {
             Some(version)
         } else {
             previous.applied_migration_version
         },
+        migration: Some(migration.status.clone()),
         topic_partitions: match topic {
             TopicObservation::Ready { partitions } => Some(*partitions),
             TopicObservation::Failed { .. } => previous.topic_partitions,
@@ -262,6 +289,7 @@ pub fn compute(
 mod tests {
     use super::*;
     use crate::resources::deployment::deployment_for;
+    use crate::resources::migration_job::JobOutcome;
     use crate::test_support::stack;
     use chrono::TimeZone;
     use k8s_openapi::api::apps::v1::DeploymentStatus;
@@ -300,9 +328,36 @@ mod tests {
     }
 
     fn migration(outcome: JobOutcome) -> MigrationObservation {
-        MigrationObservation {
-            job_name: "demo-migrate-1-abcdef12".into(),
-            outcome,
+        use crate::crd::{MigrationFailure, MigrationStatus};
+        use crate::migration::{Decision, Step};
+        let job = "demo-migrate-1-abcdef12".to_string();
+        let mut status = MigrationStatus {
+            target: "1-abcdef12".into(),
+            attempts: 1,
+            job: Some(job.clone()),
+            ..MigrationStatus::default()
+        };
+        let step = match outcome {
+            JobOutcome::Succeeded => {
+                status.succeeded = true;
+                Step::Succeeded
+            }
+            JobOutcome::Running => Step::Wait,
+            JobOutcome::Failed { reason, message } => {
+                status.attempts = crate::migration::MAX_ATTEMPTS;
+                status.failure = Some(MigrationFailure {
+                    job,
+                    reason,
+                    message,
+                    time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()),
+                });
+                Step::GaveUp
+            }
+        };
+        Decision {
+            status,
+            step,
+            new_failure: None,
         }
     }
 

@@ -123,3 +123,76 @@ async fn upgrade_to_a_new_image_migrates_then_rolls() {
     let stack = h.get(STACK_PATH).unwrap();
     assert_eq!(condition(&stack, "Progressing")["reason"], "RollingOut");
 }
+
+/// An upgrade whose migration fails: the workloads keep their image and config (only the
+/// replica count follows the spec), a new Job retries after the backoff, and its success
+/// rolls everything and removes the older Jobs.
+#[tokio::test]
+async fn failed_migration_is_retried_with_a_new_job_then_rolls() {
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    let v1_job = h.current_job_path();
+    let cm = format!("{CM}/demo-url-api-config");
+    let version =
+        |v: &serde_json::Value| v["metadata"]["labels"]["app.kubernetes.io/version"].clone();
+    h.edit_stack(|s| {
+        s["spec"]["image"] = json!({"tag": "0.2.0"});
+        s["spec"]["urlApi"] = json!({"replicas": 5});
+    });
+    h.pass().await;
+    let first = h.current_job_path();
+    assert_ne!(first, v1_job);
+    h.finish_job(
+        &first,
+        "Failed",
+        "BackoffLimitExceeded",
+        "Job has reached the specified backoff limit",
+        Some(5),
+    );
+
+    let (_, log) = h.pass().await;
+    let warning = log
+        .iter()
+        .find(|r| r.method == "POST" && r.body["reason"] == "MigrationFailed")
+        .expect("a Warning event for the failed Job");
+    assert_eq!(warning.body["type"], "Warning");
+    let second = h.current_job_path();
+    assert_ne!(second, first, "a retry is a new Job");
+    assert!(writes(&log).contains(&format!("PATCH {second}")));
+    let job = h.get(&second).unwrap();
+    assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 86_400);
+    let stack = h.get(STACK_PATH).unwrap();
+    assert_eq!(stack["status"]["migration"]["attempts"], 2);
+    assert_eq!(
+        condition(&stack, "MigrationsApplied")["reason"],
+        "MigrationRunning"
+    );
+
+    // Held back: image and config of the running version; scaling went through.
+    let d = h.get(&format!("{DEPLOY}/demo-url-api")).unwrap();
+    assert!(d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with(":0.1.0"));
+    assert_eq!(
+        d["spec"]["replicas"], 5,
+        "scaling is not blocked by the migration"
+    );
+    assert_eq!(
+        version(&h.get(&cm).unwrap()),
+        "0.1.0",
+        "config of the new image is held back"
+    );
+
+    h.finish_job(&second, "Complete", "", "", None);
+    h.pass().await;
+    let d = h.get(&format!("{DEPLOY}/demo-url-api")).unwrap();
+    assert!(d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .ends_with(":0.2.0"));
+    assert_eq!(version(&h.get(&cm).unwrap()), "0.2.0");
+    assert_eq!(h.api.paths(JOBS), [second], "older Jobs removed");
+    let stack = h.get(STACK_PATH).unwrap();
+    assert_eq!(condition(&stack, "MigrationsApplied")["status"], "True");
+}

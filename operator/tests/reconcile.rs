@@ -16,7 +16,9 @@ fn job_path(h: &Harness) -> String {
     h.job_path()
 }
 
-fn children_reads(h: &Harness) -> Vec<String> {
+/// Reads of a pass once the migration succeeded (its outcome is in the status, so the
+/// Job is not read again).
+fn children_reads() -> Vec<String> {
     let mut v = s(&[
         &format!("GET {CM}/demo-url-api-config"),
         &format!("GET {CM}/demo-analytics-rpc-config"),
@@ -24,7 +26,6 @@ fn children_reads(h: &Harness) -> Vec<String> {
         &format!("GET {SVC}/demo-url-api"),
         &format!("GET {SVC}/demo-analytics-rpc"),
     ]);
-    v.push(format!("GET {}", job_path(h)));
     v.extend(s(&[
         &format!("GET {DEPLOY}/demo-url-api"),
         &format!("GET {DEPLOY}/demo-analytics-rpc"),
@@ -57,6 +58,8 @@ async fn first_creation_applies_config_and_the_migration_job_but_no_deployments(
     let job = job_path(&h);
     let expected = s(&[
         &format!("POST {EVENTS}"),
+        &format!("PATCH {job}"),
+        &format!("POST {EVENTS}"),
         &format!("GET {CM}/demo-url-api-config"),
         &format!("PATCH {CM}/demo-url-api-config"),
         &format!("GET {CM}/demo-analytics-rpc-config"),
@@ -67,9 +70,6 @@ async fn first_creation_applies_config_and_the_migration_job_but_no_deployments(
         &format!("PATCH {SVC}/demo-url-api"),
         &format!("GET {SVC}/demo-analytics-rpc"),
         &format!("PATCH {SVC}/demo-analytics-rpc"),
-        &format!("POST {EVENTS}"),
-        &format!("GET {job}"),
-        &format!("PATCH {job}"),
         &format!("POST {EVENTS}"),
         &format!("GET {DEPLOY}/demo-url-api"),
         &format!("GET {DEPLOY}/demo-analytics-rpc"),
@@ -91,11 +91,11 @@ async fn first_creation_applies_config_and_the_migration_job_but_no_deployments(
         .filter(|r| r.method == "POST")
         .map(|r| r.body["reason"].as_str().unwrap())
         .collect();
-    assert_eq!(reasons, ["TopicCreated", "Created", "MigrationStarted"]);
+    assert_eq!(reasons, ["TopicCreated", "MigrationStarted", "Created"]);
     assert_eq!(h.topics.partitions("clicks"), Some(4));
     assert_eq!(h.topics.partitions("clicks.dlq"), Some(4));
 
-    let job_body = &log[13].body;
+    let job_body = &log[1].body;
     assert_eq!(
         job_body["spec"]["template"]["spec"]["containers"][0]["args"],
         json!(["migrate"])
@@ -129,12 +129,14 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
 
     let (_, log) = h.pass().await;
     let expected = s(&[
+        &format!("GET {}", job_path(&h)),
+        // The first success removes the Jobs of earlier attempts.
+        &format!("GET {JOBS}"),
         &format!("GET {CM}/demo-url-api-config"),
         &format!("GET {CM}/demo-analytics-rpc-config"),
         &format!("GET {CM}/demo-consumer-config"),
         &format!("GET {SVC}/demo-url-api"),
         &format!("GET {SVC}/demo-analytics-rpc"),
-        &format!("GET {}", job_path(&h)),
         &format!("GET {DEPLOY}/demo-url-api"),
         &format!("PATCH {DEPLOY}/demo-url-api"),
         &format!("GET {DEPLOY}/demo-analytics-rpc"),
@@ -146,7 +148,7 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
         &format!("PATCH {STACK_PATH}/status"),
     ]);
     assert_eq!(lines(&log), expected);
-    let url_api = &log[7].body;
+    let url_api = &log[8].body;
     assert_eq!(url_api["kind"], "Deployment");
     assert_eq!(
         url_api["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -155,8 +157,8 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
     assert!(url_api["spec"]["template"]["metadata"]["annotations"]
         ["shortener.example.io/config-checksum"]
         .is_string());
-    assert_eq!(log[12].body["reason"], "RolloutStarted");
-    assert_eq!(log[13].body["reason"], "MigrationSucceeded");
+    assert_eq!(log[13].body["reason"], "RolloutStarted");
+    assert_eq!(log[14].body["reason"], "MigrationSucceeded");
     let stack = h.get(STACK_PATH).unwrap();
     assert_eq!(condition(&stack, "MigrationsApplied")["status"], "True");
     assert_eq!(
@@ -168,7 +170,7 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
     // The pods come up: Ready flips (status write + event).
     h.mark_deployments_ready();
     let (action, log) = h.pass().await;
-    let mut expected = children_reads(&h);
+    let mut expected = children_reads();
     expected.push(format!("POST {EVENTS}"));
     expected.push(format!("PATCH {STACK_PATH}/status"));
     assert_eq!(lines(&log), expected);
@@ -181,7 +183,7 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
 
     // Nothing changed: reads only, zero writes.
     let (_, log) = h.pass().await;
-    assert_eq!(lines(&log), children_reads(&h));
+    assert_eq!(lines(&log), children_reads());
     assert_eq!(log.iter().filter(|r| r.is_write()).count(), 0);
 }
 
@@ -257,18 +259,24 @@ async fn failed_migration_degrades_and_blocks_the_rollout() {
         "Job has reached the specified backoff limit",
     );
 
-    let (_, log) = h.pass().await;
-    let mut expected = children_reads(&h);
-    expected.push(format!("POST {EVENTS}"));
+    let (action, log) = h.pass().await;
+    let mut expected = vec![format!("GET {}", job_path(&h)), format!("POST {EVENTS}")];
+    expected.extend(children_reads());
     expected.push(format!("POST {EVENTS}"));
     expected.push(format!("PATCH {STACK_PATH}/status"));
     assert_eq!(lines(&log), expected);
     assert!(!log
         .iter()
         .any(|r| r.is_write() && r.path.starts_with(DEPLOY)));
-    assert_eq!(log[9].body["reason"], "MigrationFailed");
-    assert_eq!(log[9].body["type"], "Warning");
+    assert_eq!(log[1].body["reason"], "MigrationFailed");
+    assert_eq!(log[1].body["type"], "Warning");
+    assert!(log[1].body["note"]
+        .as_str()
+        .unwrap()
+        .contains("BackoffLimitExceeded"));
     assert_eq!(log[10].body["reason"], "Degraded");
+    // The first retry is due in 60 s; the pending requeue (30 s) comes first.
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(30)));
 
     let stack = h.get(STACK_PATH).unwrap();
     let degraded = condition(&stack, "Degraded");
@@ -277,13 +285,23 @@ async fn failed_migration_degrades_and_blocks_the_rollout() {
     let message = degraded["message"].as_str().unwrap();
     assert!(message.contains("BackoffLimitExceeded"), "{message}");
     assert!(message.contains("backoff limit"), "{message}");
+    let applied = condition(&stack, "MigrationsApplied");
+    assert_eq!(applied["reason"], "MigrationFailed");
+    assert!(
+        applied["message"]
+            .as_str()
+            .unwrap()
+            .contains("attempt 2 of 4 starts at"),
+        "{applied}"
+    );
+    assert_eq!(stack["status"]["migration"]["attempts"], 1);
     assert_eq!(
-        condition(&stack, "MigrationsApplied")["reason"],
-        "MigrationFailed"
+        stack["status"]["migration"]["failure"]["reason"],
+        "BackoffLimitExceeded"
     );
     assert_eq!(condition(&stack, "Ready")["status"], "False");
 
-    // Still failed: no new events, no writes.
+    // Still failed, retry not due: no new events, no writes.
     let (_, log) = h.pass().await;
     assert_eq!(
         log.iter().filter(|r| r.is_write()).count(),

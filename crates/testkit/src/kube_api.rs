@@ -13,7 +13,8 @@
 //!   `<object>/status` touch only the status;
 //! - JSON patches (RFC 6902) with `test` operations (a failed test is 422), merge patches,
 //!   optimistic concurrency on PUT (`resourceVersion` mismatch is 409), create conflicts,
-//!   deletion with finalizers (`deletionTimestamp`), lists with label selectors;
+//!   deletion with finalizers (`deletionTimestamp`), lists with label selectors, the
+//!   `scale` subresource of workloads;
 //! - injected faults (a status code for matching requests) and a log of every request
 //!   with whether it changed a `resourceVersion`.
 //!
@@ -573,6 +574,56 @@ impl State {
         }
     }
 
+    /// The `scale` subresource (autoscaling/v1 Scale) of a workload: reads and sets its
+    /// `spec.replicas`.
+    fn scale(
+        &mut self,
+        target: &Target,
+        rec: &Recorded,
+        manager: &str,
+    ) -> (StatusCode, Value, bool) {
+        let name = target.name.clone().unwrap_or_default();
+        let path = target.object(&name);
+        let Some(live) = self.objects.get(&path).map(|s| s.object.clone()) else {
+            return (
+                StatusCode::NOT_FOUND,
+                status_body(404, "NotFound", format!("{path} not found")),
+                false,
+            );
+        };
+        let scale_of = |o: &Value| {
+            json!({
+                "apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"],
+                             "resourceVersion": o["metadata"]["resourceVersion"]},
+                "spec": {"replicas": o["spec"]["replicas"]},
+                "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0)}
+            })
+        };
+        match rec.method.as_str() {
+            "GET" => (StatusCode::OK, scale_of(&live), false),
+            "PATCH" | "PUT" => {
+                let replicas = rec.body["spec"]["replicas"].clone();
+                if !replicas.is_i64() {
+                    return (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        status_body(422, "Invalid", "spec.replicas must be an integer".into()),
+                        false,
+                    );
+                }
+                let mut object = live;
+                object["spec"]["replicas"] = replicas;
+                let (_, object, changed) = self.update(&path, manager, object, false);
+                (StatusCode::OK, scale_of(&object), changed)
+            }
+            method => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                status_body(405, "MethodNotAllowed", format!("{method} {}", rec.path)),
+                false,
+            ),
+        }
+    }
+
     fn list(&self, target: &Target, query: &BTreeMap<String, String>) -> Value {
         let selector: Vec<(String, String)> = query
             .get("labelSelector")
@@ -640,6 +691,9 @@ impl State {
             .get("fieldManager")
             .cloned()
             .unwrap_or_else(|| DEFAULT_MANAGER.to_string());
+        if target.subresource.as_deref() == Some("scale") {
+            return self.scale(&target, rec, &manager);
+        }
         let in_status = target.subresource.as_deref() == Some("status");
         let object_path = target.name.as_ref().map(|n| target.object(n));
         let not_found = |p: &str| {

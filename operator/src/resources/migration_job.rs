@@ -2,17 +2,14 @@
 //!
 //! The operator is built from the same repository as the images, so the newest migration
 //! embedded in this build (`shortener_common::db::latest_migration_version()`) is the one
-//! the images of its default tag carry. The Job is named after that version and a hash of
-//! what the migration depends on (the url-api image and the database settings): a new
-//! version or a new database makes a new Job, an unchanged one is found and read. No TTL is
-//! set, because the reconciler reads the finished Job's status on every pass.
+//! the images of its default tag carry. Which Job runs, and when a failed one is retried
+//! under a new name, is `crate::migration`'s decision; the outcome is kept in the stack's
+//! status, so a finished Job is removed after `TTL_SECONDS_AFTER_FINISHED`.
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
 
-use super::hash::sha256_json;
 use super::{env, labels, pod, Component};
 use crate::crd::ShortenerStack;
 
@@ -20,29 +17,21 @@ use crate::crd::ShortenerStack;
 pub const BACKOFF_LIMIT: i32 = 3;
 /// Upper bound on one Job's run time.
 pub const ACTIVE_DEADLINE_SECONDS: i64 = 900;
+/// A finished Job (and its pod's logs) stays a day for inspection.
+pub const TTL_SECONDS_AFTER_FINISHED: i32 = 86_400;
 
 /// The migration version this operator applies.
 pub fn migration_version() -> i64 {
     shortener_common::db::latest_migration_version()
 }
 
-/// `<stack>-migrate-<version>-<hash8>`.
+/// The first attempt's Job name, `<stack>-migrate-<version>-<hash8>`.
 pub fn migration_job_name(stack: &ShortenerStack) -> String {
-    let inputs = (
-        migration_version(),
-        Component::UrlApi.image(stack),
-        &stack.spec.database,
-    );
-    let hash = sha256_json(&inputs);
-    format!(
-        "{}-migrate-{}-{}",
-        stack.name_any(),
-        migration_version(),
-        &hash[..8]
-    )
+    crate::migration::job_name(stack, 1)
 }
 
-pub fn migration_job_for(stack: &ShortenerStack) -> Job {
+/// The migration Job named `name` (see `crate::migration::job_name`).
+pub fn migration_job_for(stack: &ShortenerStack, name: &str) -> Job {
     let labels = labels::migration_labels(stack);
     let (tmp, tmp_mount) = pod::tmp_volume();
     let mut env = env::database_env(&stack.spec.database);
@@ -52,9 +41,10 @@ pub fn migration_job_for(stack: &ShortenerStack) -> Job {
         ..EnvVar::default()
     });
     Job {
-        metadata: labels::child_meta(stack, migration_job_name(stack), labels.clone()),
+        metadata: labels::child_meta(stack, name.to_string(), labels.clone()),
         spec: Some(JobSpec {
             backoff_limit: Some(BACKOFF_LIMIT),
+            ttl_seconds_after_finished: Some(TTL_SECONDS_AFTER_FINISHED),
             active_deadline_seconds: Some(ACTIVE_DEADLINE_SECONDS),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -96,6 +86,15 @@ pub enum JobOutcome {
     Running,
     Succeeded,
     Failed { reason: String, message: String },
+}
+
+/// When the Job finished (its `Complete`/`Failed` condition's transition time).
+pub fn job_finished_at(job: &Job) -> Option<chrono::DateTime<chrono::Utc>> {
+    let conditions = job.status.as_ref()?.conditions.as_deref()?;
+    conditions
+        .iter()
+        .filter(|c| c.status == "True" && matches!(c.type_.as_str(), "Complete" | "Failed"))
+        .find_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
 }
 
 /// Reads the Job's `Complete`/`Failed` conditions.
@@ -147,10 +146,10 @@ mod tests {
     #[test]
     fn job_runs_url_api_migrate_with_the_database_url() {
         let s = stack();
-        let job = migration_job_for(&s);
+        let job = migration_job_for(&s, &migration_job_name(&s));
         let spec = job.spec.as_ref().unwrap();
         assert_eq!(spec.backoff_limit, Some(3));
-        assert_eq!(spec.ttl_seconds_after_finished, None);
+        assert_eq!(spec.ttl_seconds_after_finished, Some(86_400));
         let pod = spec.template.spec.as_ref().unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         let c = &pod.containers[0];

@@ -82,14 +82,41 @@ impl Harness {
         format!("{JOBS}/{}", migration_job_name(&self.stack()))
     }
 
-    /// The Job controller finishes the migration Job with `type_` (`Complete`, `Failed`).
+    /// The Job controller finishes the first migration Job with `type_` (`Complete`,
+    /// `Failed`).
     pub fn mark_job(&self, type_: &str, reason: &str, message: &str) {
-        self.api.set_status(
-            &self.job_path(),
-            json!({"conditions": [{
-                "type": type_, "status": "True", "reason": reason, "message": message
-            }]}),
-        );
+        self.finish_job(&self.job_path(), type_, reason, message, None);
+    }
+
+    /// The Job controller finishes the Job at `path`, `minutes_ago`.
+    pub fn finish_job(
+        &self,
+        path: &str,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        minutes_ago: Option<i64>,
+    ) {
+        let mut condition = json!({
+            "type": type_, "status": "True", "reason": reason, "message": message
+        });
+        if let Some(m) = minutes_ago {
+            let at = chrono::Utc::now() - chrono::Duration::minutes(m);
+            condition["lastTransitionTime"] = at.format("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+        }
+        self.api
+            .set_status(path, json!({"conditions": [condition]}));
+    }
+
+    /// The migration Job of the stack's current attempt (from its status).
+    pub fn current_job_path(&self) -> String {
+        let stack = self.get(STACK_PATH).unwrap();
+        format!(
+            "{JOBS}/{}",
+            stack["status"]["migration"]["job"]
+                .as_str()
+                .expect("an attempt")
+        )
     }
 
     /// The Deployment controller reports every Deployment rolled out and ready.
