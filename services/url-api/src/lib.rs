@@ -198,6 +198,7 @@ impl AppState {
                     secure: base.scheme() == "https",
                 },
                 session_ttl: chrono::Duration::seconds(config.ui_session_ttl_secs as i64),
+                public_origin: base.origin().ascii_serialization(),
             },
         })))
     }

@@ -13,8 +13,9 @@ pub fn token_matches(expected: &str, presented: &str) -> bool {
 }
 
 /// False when the browser says the request comes from another site (`Sec-Fetch-Site`), or
-/// its `Origin` names a host other than the one it was sent to.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+/// its `Origin` is neither the host it was sent to nor `public_origin` (the public base
+/// URL's `scheme://authority`, for proxies that rewrite `Host`).
+pub fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {
         if !matches!(site, "same-origin" | "none") {
@@ -22,11 +23,13 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
         }
     }
     match (text("origin"), text("host")) {
+        (Some(origin), _) if origin.eq_ignore_ascii_case(public_origin) => true,
         (Some("null"), _) => false,
         (Some(origin), Some(host)) => origin
             .split_once("://")
             .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
-        _ => true,
+        (Some(_), None) => false,
+        (None, _) => true,
     }
 }
 
@@ -43,7 +46,7 @@ mod tests {
         assert!(!token_matches("", ""));
     }
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.insert(*k, HeaderValue::from_static(v));
@@ -51,20 +54,43 @@ mod tests {
         h
     }
 
+    const PUBLIC: &str = "https://sho.rt";
+
     #[test]
     fn cross_site_posts_are_refused() {
-        assert!(same_origin(&headers(&[])));
-        assert!(same_origin(&headers(&[
-            ("sec-fetch-site", "same-origin"),
-            ("origin", "http://localhost:8080"),
-            ("host", "localhost:8080"),
-        ])));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
-        assert!(!same_origin(&headers(&[
-            ("origin", "https://evil.example"),
-            ("host", "localhost:8080"),
-        ])));
-        assert!(!same_origin(&headers(&[("origin", "null")])));
+        assert!(same_origin(&h(&[]), PUBLIC));
+        assert!(same_origin(
+            &h(&[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "http://localhost:8080"),
+                ("host", "localhost:8080"),
+            ]),
+            PUBLIC
+        ));
+        assert!(!same_origin(
+            &h(&[("sec-fetch-site", "cross-site")]),
+            PUBLIC
+        ));
+        assert!(!same_origin(&h(&[("sec-fetch-site", "same-site")]), PUBLIC));
+        assert!(!same_origin(
+            &h(&[
+                ("origin", "https://evil.example"),
+                ("host", "localhost:8080"),
+            ]),
+            PUBLIC
+        ));
+        assert!(!same_origin(&h(&[("origin", "null")]), PUBLIC));
+        // Behind a proxy that rewrites Host, the public origin still matches.
+        assert!(same_origin(
+            &h(&[("origin", "https://sho.rt"), ("host", "url-api:8080")]),
+            PUBLIC
+        ));
+        assert!(!same_origin(
+            &h(&[
+                ("origin", "https://sho.rt.evil.example"),
+                ("host", "url-api:8080")
+            ]),
+            PUBLIC
+        ));
     }
 }

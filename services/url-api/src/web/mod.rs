@@ -32,10 +32,12 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
     base-uri 'none'";
 
 /// Dashboard settings derived from the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UiSettings {
     pub cookies: session::CookiePolicy,
     pub session_ttl: Duration,
+    /// `scheme://authority` of PUBLIC_BASE_URL, accepted as a form's `Origin`.
+    pub public_origin: String,
 }
 
 /// The routes under `/ui/`.

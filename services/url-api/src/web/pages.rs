@@ -182,8 +182,15 @@ fn limit(state: &AppState, s: &Session, read: bool) -> Result<(), UiError> {
     rate_limit::check(config, &ClientKey::ApiKey(s.owner.clone())).map_err(UiError::Api)
 }
 
-fn check_csrf(headers: &HeaderMap, s: &Session, presented: &str) -> Result<(), UiError> {
-    if csrf::same_origin(headers) && csrf::token_matches(&s.csrf_token, presented) {
+fn check_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    s: &Session,
+    presented: &str,
+) -> Result<(), UiError> {
+    if csrf::same_origin(headers, &state.ui.public_origin)
+        && csrf::token_matches(&s.csrf_token, presented)
+    {
         Ok(())
     } else {
         Err(UiError::Forbidden)
@@ -270,7 +277,9 @@ pub async fn login(
     rate_limit::check(&state.write_limit, &client)?;
     let Form(form) = form.map_err(bad_form)?;
     let expected = session::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    if !csrf::same_origin(&headers) || !csrf::token_matches(expected, &form.csrf) {
+    if !csrf::same_origin(&headers, &state.ui.public_origin)
+        || !csrf::token_matches(expected, &form.csrf)
+    {
         return Err(UiError::Forbidden);
     }
     let key_digest = auth::digest(form.api_key.trim());
@@ -312,7 +321,7 @@ pub async fn logout(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     let Form(form) = form.map_err(bad_form)?;
-    check_csrf(&headers, &s, &form.csrf)?;
+    check_csrf(&state, &headers, &s, &form.csrf)?;
     limit(&state, &s, false)?;
     session::close(&state.pool, &s)
         .await
@@ -514,7 +523,7 @@ pub async fn create(
     form: Result<Form<ShortenForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     let Form(form) = form.map_err(bad_form)?;
-    check_csrf(&headers, &s, &form.csrf)?;
+    check_csrf(&state, &headers, &s, &form.csrf)?;
     limit(&state, &s, false)?;
     let created = match create_request(&form) {
         Ok(req) => links::create_link(&state, &s.owner, &req).await,
@@ -627,7 +636,7 @@ pub async fn edit(
     form: Result<Form<EditForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     let Form(form) = form.map_err(bad_form)?;
-    check_csrf(&headers, &s, &form.csrf)?;
+    check_csrf(&state, &headers, &s, &form.csrf)?;
     limit(&state, &s, false)?;
     let row = links::owned_link_by_code(&state, &s.owner, &code).await?;
     let current: LinkView = LinkResponse::from_row(&state, row.clone()).into();
@@ -775,7 +784,7 @@ pub async fn delete(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, UiError> {
     let Form(form) = form.map_err(bad_form)?;
-    check_csrf(&headers, &s, &form.csrf)?;
+    check_csrf(&state, &headers, &s, &form.csrf)?;
     limit(&state, &s, false)?;
     links::delete_link(&state, &s.owner, &code).await?;
     Ok(Redirect::to(&format!("/ui/links?deleted={code}")).into_response())
