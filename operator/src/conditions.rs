@@ -9,6 +9,14 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const MIGRATIONS_APPLIED: &str = "MigrationsApplied";
 pub const TOPIC_READY: &str = "TopicReady";
+/// Every condition type the operator writes, in the order it writes them.
+pub const ALL: [&str; 5] = [
+    READY,
+    PROGRESSING,
+    DEGRADED,
+    MIGRATIONS_APPLIED,
+    TOPIC_READY,
+];
 
 /// A condition the reconciler computed, before timestamps are settled.
 #[derive(Clone, Debug, PartialEq, Eq)]

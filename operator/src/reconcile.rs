@@ -157,7 +157,8 @@ pub async fn reconcile(stack: Arc<ShortenerStack>, ctx: Arc<Context>) -> Result<
 async fn reconcile_inner(stack: Arc<ShortenerStack>, ctx: &Context) -> Result<Action, Error> {
     let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<ShortenerStack> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, stack, |event| async move {
+    let stack_for_status = stack.clone();
+    let result = finalizer(&api, FINALIZER, stack, |event| async move {
         match event {
             FinalizerEvent::Apply(stack) => apply(&stack, ctx).await,
             FinalizerEvent::Cleanup(stack) => cleanup(&stack, ctx).await,
@@ -168,7 +169,37 @@ async fn reconcile_inner(stack: Arc<ShortenerStack>, ctx: &Context) -> Result<Ac
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
-    })
+    });
+    if let Err(error) = &result {
+        record_failure(&stack_for_status, ctx, error).await;
+    }
+    result
+}
+
+/// Writes the failed pass into the status (Ready=False, Degraded=True with the error), so
+/// an old Ready=True does not outlive a pass that could not check it. Best effort: the
+/// error is what the controller retries on.
+async fn record_failure(stack: &ShortenerStack, ctx: &Context, error: &Error) {
+    if stack.metadata.deletion_timestamp.is_some() {
+        return;
+    }
+    let Some(ns) = stack.namespace() else { return };
+    let status = status::failed_pass(stack, &error.to_string(), Utc::now());
+    if stack.status.as_ref() == Some(&status) {
+        return;
+    }
+    let api: Api<ShortenerStack> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = serde_json::json!({
+        "apiVersion": ShortenerStack::api_version(&()),
+        "kind": ShortenerStack::kind(&()),
+        "status": status,
+    });
+    if let Err(e) = api
+        .patch_status(&stack.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await
+    {
+        warn!(error = %e, "cannot record the failed reconcile in the status");
+    }
 }
 
 /// Retry after an error, with per-stack exponential backoff.

@@ -48,6 +48,30 @@ fn rolled_out(deployment: &Deployment) -> bool {
         && status.replicas.unwrap_or(0) == desired
 }
 
+/// Why the Deployment controller says a rollout cannot finish: its `Progressing`
+/// condition turned False (`ProgressDeadlineExceeded`: pods that never become ready, such
+/// as an image that cannot be pulled or a crash loop), or `ReplicaFailure` is True (pods
+/// cannot be created, e.g. a quota).
+pub fn stuck(deployment: &Deployment) -> Option<String> {
+    let conditions = deployment.status.as_ref()?.conditions.as_deref()?;
+    let observed_current_spec =
+        deployment.status.as_ref()?.observed_generation >= deployment.metadata.generation;
+    conditions
+        .iter()
+        .find(|c| {
+            (c.type_ == "Progressing" && c.status == "False" && observed_current_spec)
+                || (c.type_ == "ReplicaFailure" && c.status == "True")
+        })
+        .map(|c| {
+            format!(
+                "Deployment {}: {} ({})",
+                deployment.metadata.name.as_deref().unwrap_or_default(),
+                c.reason.as_deref().unwrap_or(c.type_.as_str()),
+                c.message.as_deref().unwrap_or("no message")
+            )
+        })
+}
+
 fn ready_replicas(deployment: Option<&Deployment>) -> i32 {
     deployment
         .and_then(|d| d.status.as_ref())
@@ -138,6 +162,10 @@ pub fn compute(
     if let TopicObservation::Failed { reason, message } = topic {
         degraded.push((*reason, message.clone()));
     }
+    let stuck_rollouts: Vec<String> = deployments.values().flatten().filter_map(stuck).collect();
+    if !stuck_rollouts.is_empty() {
+        degraded.push(("RolloutStuck", stuck_rollouts.join("; ")));
+    }
     let degraded_condition = match degraded.first() {
         Some((reason, _)) => Observed::new(
             conditions::DEGRADED,
@@ -178,6 +206,13 @@ pub fn compute(
                 "next migration attempt at {}",
                 retry_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
+        )
+    } else if !stuck_rollouts.is_empty() {
+        Observed::new(
+            conditions::PROGRESSING,
+            false,
+            "RolloutStuck",
+            stuck_rollouts.join("; "),
         )
     } else if migration_succeeded && !waiting.is_empty() {
         Observed::new(
@@ -282,6 +317,59 @@ pub fn compute(
             TopicObservation::Ready { partitions } => Some(*partitions),
             TopicObservation::Failed { .. } => previous.topic_partitions,
         },
+    }
+}
+
+/// The status after a pass that failed part-way (an API error on a child): Ready and
+/// Degraded say so, the other conditions and fields keep what the last complete pass saw
+/// (they were not observed again).
+pub fn failed_pass(
+    stack: &ShortenerStack,
+    error: &str,
+    now: DateTime<Utc>,
+) -> ShortenerStackStatus {
+    let previous = stack.status.clone().unwrap_or_default();
+    let mut observed: Vec<Observed> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != conditions::READY && c.type_ != conditions::DEGRADED)
+        .filter_map(|c| {
+            let type_ = conditions::ALL.iter().find(|t| **t == c.type_)?;
+            Some(Observed::new(
+                type_,
+                c.status == "True",
+                c.reason.clone(),
+                c.message.clone(),
+            ))
+        })
+        .collect();
+    observed.insert(
+        0,
+        Observed::new(
+            conditions::READY,
+            false,
+            "ReconcileError",
+            format!("the last reconcile failed: {error}"),
+        ),
+    );
+    observed.insert(
+        2.min(observed.len()),
+        Observed::new(
+            conditions::DEGRADED,
+            true,
+            "ReconcileError",
+            error.to_string(),
+        ),
+    );
+    let merged = conditions::merge(
+        &previous.conditions,
+        &observed,
+        stack.metadata.generation,
+        now,
+    );
+    ShortenerStackStatus {
+        conditions: merged,
+        ..previous
     }
 }
 

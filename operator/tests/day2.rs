@@ -196,3 +196,92 @@ async fn failed_migration_is_retried_with_a_new_job_then_rolls() {
     let stack = h.get(STACK_PATH).unwrap();
     assert_eq!(condition(&stack, "MigrationsApplied")["status"], "True");
 }
+
+/// A rollout the Deployment controller gave up on (pods never ready: an image that cannot
+/// be pulled, a crash loop) degrades the stack instead of showing Progressing forever.
+#[tokio::test]
+async fn a_stuck_rollout_is_degraded_not_progressing() {
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    h.edit_stack(|s| s["spec"]["image"] = json!({"urlApi": {"tag": "does-not-exist"}}));
+    h.pass().await;
+    h.mark_job("Complete", "", "");
+    h.pass().await;
+    let path = format!("{DEPLOY}/demo-url-api");
+    let d = h.get(&path).unwrap();
+    h.api.set_status(
+        &path,
+        json!({
+            "observedGeneration": d["metadata"]["generation"],
+            "replicas": 3, "updatedReplicas": 1, "readyReplicas": 2, "unavailableReplicas": 1,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                 "message": "ReplicaSet \"demo-url-api-7c9\" has timed out progressing."}
+            ]
+        }),
+    );
+    h.pass().await;
+    let stack = h.get(STACK_PATH).unwrap();
+    let degraded = condition(&stack, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "RolloutStuck");
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("demo-url-api") && message.contains("ProgressDeadlineExceeded"),
+        "{message}"
+    );
+    let progressing = condition(&stack, "Progressing");
+    assert_eq!(
+        (
+            progressing["status"].as_str(),
+            progressing["reason"].as_str()
+        ),
+        (Some("False"), Some("RolloutStuck"))
+    );
+    assert_eq!(condition(&stack, "Ready")["status"], "False");
+}
+
+/// A pass that fails on an API error says so in the status instead of leaving the old
+/// Ready=True, and the next good pass restores it.
+#[tokio::test]
+async fn an_api_error_on_a_child_is_written_to_the_status() {
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    assert_eq!(
+        condition(&h.get(STACK_PATH).unwrap(), "Ready")["status"],
+        "True"
+    );
+    h.api.fail(Fault {
+        method: Some("GET".into()),
+        path_contains: "/deployments/".into(),
+        status: 500,
+        times: None,
+    });
+    let (result, _) = h.try_pass().await;
+    assert!(result.is_err());
+    let stack = h.get(STACK_PATH).unwrap();
+    let ready = condition(&stack, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("ReconcileError"))
+    );
+    let degraded = condition(&stack, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert!(
+        degraded["message"].as_str().unwrap().contains("500"),
+        "{degraded}"
+    );
+    assert_eq!(
+        condition(&stack, "MigrationsApplied")["status"],
+        "True",
+        "not observed again, kept"
+    );
+
+    h.api.heal();
+    h.pass().await;
+    assert_eq!(
+        condition(&h.get(STACK_PATH).unwrap(), "Ready")["status"],
+        "True"
+    );
+}

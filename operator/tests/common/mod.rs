@@ -1,7 +1,7 @@
 //! The reconciler against the shared fake API server (`shortener_testkit::kube_api`):
 //! a stack, the topics the reconciler sees, and helpers that play the controllers that do
 //! not exist there (Job and Deployment status) and the people who edit objects by hand.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use shortener_operator::crd::ShortenerStack;
 use shortener_operator::reconcile::{reconcile, Context};
 use shortener_operator::resources::migration_job::migration_job_name;
 use shortener_operator::topic::MemoryTopicManager;
-pub use shortener_testkit::kube_api::{FakeApiServer, Recorded};
+pub use shortener_testkit::kube_api::{FakeApiServer, Fault, Recorded};
 
 pub const NS: &str = "shop";
 pub const STACK_PATH: &str =
