@@ -555,6 +555,68 @@ fn http_corpus() -> Vec<Case> {
         c.body = body.into();
         cases.push(c);
     }
+    // Redirect rules, on create and on edit.
+    let rule_cases: [(&'static str, serde_json::Value, &'static str); 9] = [
+        (
+            "rule without a condition",
+            serde_json::json!([{ "long_url": "https://e.com/" }]),
+            "invalid_rules",
+        ),
+        (
+            "rule to a javascript: URL",
+            serde_json::json!([{ "long_url": "javascript:alert(1)", "device": "ios" }]),
+            "invalid_rules",
+        ),
+        (
+            "rule to a private address",
+            serde_json::json!([{ "long_url": "http://169.254.169.254/", "device": "ios" }]),
+            "invalid_rules",
+        ),
+        (
+            "rule for an unknown device",
+            serde_json::json!([{ "long_url": "https://e.com/", "device": "fridge" }]),
+            "invalid_rules",
+        ),
+        (
+            "rule for a 3-letter country",
+            serde_json::json!([{ "long_url": "https://e.com/", "countries": ["DEU"] }]),
+            "invalid_rules",
+        ),
+        (
+            "rule for a malformed language",
+            serde_json::json!([{ "long_url": "https://e.com/", "languages": ["de_DE"] }]),
+            "invalid_rules",
+        ),
+        (
+            "11 rules",
+            serde_json::json!(vec![
+                serde_json::json!({ "long_url": "https://e.com/", "device": "ios" });
+                11
+            ]),
+            "invalid_rules",
+        ),
+        (
+            "rule with an unknown condition",
+            serde_json::json!([{ "long_url": "https://e.com/", "os": "ios" }]),
+            "invalid_json",
+        ),
+        (
+            "rules not a list",
+            serde_json::json!({ "long_url": "https://e.com/" }),
+            "invalid_json",
+        ),
+    ];
+    for (name, rules, code) in rule_cases {
+        let body =
+            serde_json::json!({ "long_url": "https://example.com/never", "redirect_rules": rules });
+        cases.push(create(name, body.to_string(), 400, code));
+        let mut c = case(name, "PATCH", "/api/v1/links/taken-alias", 400, code);
+        c.headers.push(("content-type", "application/json".into()));
+        c.body = serde_json::json!({ "redirect_rules": rules })
+            .to_string()
+            .into_bytes();
+        cases.push(c);
+    }
     let mut c = case(
         "edit of an unknown code",
         "PATCH",
@@ -705,6 +767,11 @@ fn topic_corpus(valid: &Click) -> Vec<BadMessage> {
         (
             "3 KiB user agent",
             with(&|e| e.user_agent = "u".repeat(3000)),
+            Some("1"),
+        ),
+        (
+            "matched rule beyond any link's rules",
+            with(&|e| e.matched_rule = 40_000),
             Some("1"),
         ),
     ]

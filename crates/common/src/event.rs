@@ -14,6 +14,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Longest short code, user agent and referer kept; longer values are invalid events.
 pub const MAX_SHORT_CODE_LEN: usize = 64;
 pub const MAX_HEADER_VALUE_LEN: usize = 2048;
+/// Highest redirect rule position a click may name (url-api allows fewer rules per link).
+pub const MAX_MATCHED_RULE: u32 = 100;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EventError {
@@ -31,6 +33,8 @@ pub enum EventError {
     InvalidIp(String),
     #[error("{0} is longer than {MAX_HEADER_VALUE_LEN} bytes")]
     TooLong(&'static str),
+    #[error("matched_rule {0} is above {MAX_MATCHED_RULE}")]
+    InvalidMatchedRule(u32),
 }
 
 /// A decoded and validated click, ready for enrichment.
@@ -42,6 +46,8 @@ pub struct Click {
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
     pub referer: Option<String>,
+    /// 1-based position of the redirect rule that chose the target, if one did.
+    pub matched_rule: Option<u32>,
 }
 
 impl Click {
@@ -67,6 +73,7 @@ impl Click {
             ip,
             user_agent,
             referer,
+            matched_rule: None,
         }
     }
 
@@ -84,6 +91,7 @@ impl Click {
             ip: self.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             user_agent: self.user_agent.unwrap_or_default(),
             referer: self.referer.unwrap_or_default(),
+            matched_rule: self.matched_rule.unwrap_or(0),
         }
     }
 
@@ -117,6 +125,9 @@ impl TryFrom<ClickEvent> for Click {
         }
         let ts = e.occurred_at.ok_or(EventError::InvalidTimestamp)?;
         let occurred_at = to_datetime(&ts).ok_or(EventError::InvalidTimestamp)?;
+        if e.matched_rule > MAX_MATCHED_RULE {
+            return Err(EventError::InvalidMatchedRule(e.matched_rule));
+        }
         let ip = match e.ip.as_str() {
             "" => None,
             s => Some(s.parse().map_err(|_| EventError::InvalidIp(e.ip.clone()))?),
@@ -135,6 +146,7 @@ impl TryFrom<ClickEvent> for Click {
             ip,
             user_agent: non_empty(e.user_agent, "user_agent")?,
             referer: non_empty(e.referer, "referer")?,
+            matched_rule: Some(e.matched_rule).filter(|n| *n > 0),
         })
     }
 }
@@ -154,9 +166,11 @@ mod tests {
 
     #[test]
     fn round_trips_through_protobuf() {
-        let click = sample();
+        let mut click = sample();
         let back = Click::decode(&click.encode()).unwrap();
         assert_eq!(back, click);
+        click.matched_rule = Some(2);
+        assert_eq!(Click::decode(&click.encode()).unwrap(), click);
     }
 
     #[test]
@@ -186,5 +200,11 @@ mod tests {
         let mut e = sample().to_event();
         e.user_agent = "x".repeat(MAX_HEADER_VALUE_LEN + 1);
         assert_eq!(Click::try_from(e), Err(EventError::TooLong("user_agent")));
+        let mut e = sample().to_event();
+        e.matched_rule = MAX_MATCHED_RULE + 1;
+        assert_eq!(
+            Click::try_from(e),
+            Err(EventError::InvalidMatchedRule(MAX_MATCHED_RULE + 1))
+        );
     }
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod event;
 pub mod event_batch;
+pub mod geo;
 pub mod health;
 pub mod kafka;
 pub mod proto;

@@ -16,9 +16,10 @@ pub struct ClickRow {
 /// already stored (a redelivery) are skipped, so the returned count is new rows only.
 const INSERT: &str = "\
 INSERT INTO clicks (event_id, short_code, occurred_at, ip, user_agent, referer,
-                    country_code, device_type, browser, traffic_source)
+                    country_code, device_type, browser, traffic_source, matched_rule)
 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[]::inet[],
-                     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                     $11::int2[])
 ON CONFLICT (event_id) DO NOTHING";
 
 /// Inserts `rows` in one statement (its own transaction); returns how many were new.
@@ -37,6 +38,7 @@ pub async fn insert_clicks(pool: &PgPool, rows: &[ClickRow]) -> Result<u64, sqlx
     let mut devices = Vec::with_capacity(n);
     let mut browsers = Vec::with_capacity(n);
     let mut sources = Vec::with_capacity(n);
+    let mut rules = Vec::with_capacity(n);
     for ClickRow { click, enrichment } in rows {
         event_ids.push(click.event_id);
         codes.push(click.short_code.as_str());
@@ -48,6 +50,8 @@ pub async fn insert_clicks(pool: &PgPool, rows: &[ClickRow]) -> Result<u64, sqlx
         devices.push(enrichment.device_type.as_str());
         browsers.push(enrichment.browser.as_str());
         sources.push(enrichment.traffic_source.as_str());
+        // Bounded by MAX_MATCHED_RULE when the click was decoded.
+        rules.push(click.matched_rule.and_then(|n| i16::try_from(n).ok()));
     }
     let result = sqlx::query(INSERT)
         .bind(&event_ids)
@@ -60,6 +64,7 @@ pub async fn insert_clicks(pool: &PgPool, rows: &[ClickRow]) -> Result<u64, sqlx
         .bind(&devices)
         .bind(&browsers)
         .bind(&sources)
+        .bind(&rules)
         .execute(pool)
         .await?;
     Ok(result.rows_affected())

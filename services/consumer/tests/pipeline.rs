@@ -21,7 +21,14 @@ async fn stores_every_event_once_with_its_enrichment() {
     let db = fresh_database().await;
     let code = "enrich1";
     let n = 400;
-    let clicks: Vec<_> = (0..n).map(|i| click(code, i)).collect();
+    let clicks: Vec<_> = (0..n)
+        .map(|i| {
+            let mut c = click(code, i);
+            // Every other click was sent by a redirect rule.
+            c.matched_rule = (i % 2 == 0).then_some(i as u32 % 7 + 1);
+            c
+        })
+        .collect();
     // As url-api sends them: batches of 50 clicks.
     let messages: Vec<_> = clicks
         .chunks(50)
@@ -65,8 +72,10 @@ async fn stores_every_event_once_with_its_enrichment() {
             String,
             Option<String>,
             Option<String>,
+            Option<i16>,
         ) = sqlx::query_as(
-            "SELECT country_code, device_type, browser, traffic_source, host(ip), referer
+            "SELECT country_code, device_type, browser, traffic_source, host(ip), referer,
+                    matched_rule
                  FROM clicks WHERE event_id = $1",
         )
         .bind(c.event_id)
@@ -86,6 +95,7 @@ async fn stores_every_event_once_with_its_enrichment() {
         );
         assert_eq!(row.4, c.ip.map(|ip| ip.to_string()));
         assert_eq!(row.5, c.referer);
+        assert_eq!(row.6.map(|n| n as u32), c.matched_rule, "click {i}");
     }
 
     let (status, _) = http_get(running.admin, "/readyz").await;

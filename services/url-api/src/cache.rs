@@ -18,6 +18,8 @@ use axum::http::HeaderValue;
 use chrono::{DateTime, Utc};
 use quick_cache::sync::Cache;
 
+use crate::rules::CompiledRule;
+
 /// Lifetime of a cached "no such code".
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
@@ -31,6 +33,8 @@ pub enum CachedLink {
         deleted: bool,
         /// Append the visitor's query string to `location`.
         forward_query: bool,
+        /// None for the (common) link without redirect rules.
+        rules: Option<Arc<[CompiledRule]>>,
     },
     Missing,
 }
@@ -138,6 +142,7 @@ mod tests {
             expires_at: None,
             deleted: false,
             forward_query: true,
+            rules: None,
         }
     }
 

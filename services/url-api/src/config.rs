@@ -115,6 +115,10 @@ pub struct Config {
     /// How long a dashboard session lasts after sign-in, in seconds.
     #[arg(long, env = "UI_SESSION_TTL_SECS", default_value_t = DEFAULT_UI_SESSION_TTL_SECS, value_parser = clap::value_parser!(u64).range(60..=2_592_000))]
     pub ui_session_ttl_secs: u64,
+    /// MaxMind-format country database (mmdb) for redirect rules by country; unset means
+    /// such rules never match.
+    #[arg(long, env = "GEOIP_DB_PATH")]
+    pub geoip_db_path: Option<std::path::PathBuf>,
     /// Publish a ClickEvent per redirect.
     #[arg(long, env = "CLICKS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub clicks_enabled: bool,
@@ -156,6 +160,7 @@ impl std::fmt::Debug for Config {
             .field("click_linger_ms", &self.click_linger_ms)
             .field("click_batch_max", &self.click_batch_max)
             .field("ui_session_ttl_secs", &self.ui_session_ttl_secs)
+            .field("geoip_db_path", &self.geoip_db_path)
             .field("clicks_enabled", &self.clicks_enabled)
             .field("database", &self.database)
             .field("kafka", &self.kafka)
@@ -192,6 +197,7 @@ impl Config {
             click_linger_ms: DEFAULT_CLICK_LINGER_MS,
             click_batch_max: DEFAULT_CLICK_BATCH_MAX,
             ui_session_ttl_secs: DEFAULT_UI_SESSION_TTL_SECS,
+            geoip_db_path: None,
             clicks_enabled: true,
             database,
             kafka,

@@ -23,6 +23,8 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error(transparent)]
     InvalidField(#[from] crate::metadata::FieldError),
+    #[error(transparent)]
+    InvalidRules(#[from] crate::rules::RuleError),
     #[error("request body must be JSON with Content-Type: application/json")]
     UnsupportedMediaType,
     #[error("request body is too large")]
@@ -70,7 +72,8 @@ impl ApiError {
             | Self::InvalidRequest(_)
             | Self::InvalidJson(_)
             | Self::InvalidQuery(_)
-            | Self::InvalidField(_) => StatusCode::BAD_REQUEST,
+            | Self::InvalidField(_)
+            | Self::InvalidRules(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -94,6 +97,7 @@ impl ApiError {
             Self::InvalidJson(_) => "invalid_json",
             Self::InvalidQuery(_) => "invalid_query",
             Self::InvalidField(e) => e.code(),
+            Self::InvalidRules(_) => "invalid_rules",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unauthorized => "unauthorized",

@@ -25,6 +25,7 @@ pub mod miss_limit;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
+pub mod rules;
 pub mod store;
 pub mod validate;
 pub mod web;
@@ -39,6 +40,7 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use shortener_common::db::{self, DbError};
+use shortener_common::geo::CountryDb;
 use shortener_common::health::{self, Readiness};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -72,6 +74,8 @@ pub enum StartupError {
     PublicBaseUrl(String),
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error(transparent)]
+    GeoIp(#[from] shortener_common::geo::GeoIpError),
     #[error("cannot create the Kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("invalid ANALYTICS_RPC_URL: {0}")]
@@ -115,6 +119,8 @@ pub struct SharedState {
     pub(crate) clicks: Option<Arc<ClickPublisher>>,
     pub(crate) analytics: AnalyticsClient,
     pub(crate) ui: web::UiSettings,
+    /// Countries of visitors, for redirect rules; None without GEOIP_DB_PATH.
+    pub(crate) geoip: Option<Arc<CountryDb>>,
 }
 
 impl AppState {
@@ -167,6 +173,13 @@ impl AppState {
             Duration::from_millis(config.breaker_reset_ms),
             metrics.clone(),
         )?;
+        let geoip = match &config.geoip_db_path {
+            Some(path) => Some(Arc::new(CountryDb::open(path)?)),
+            None => {
+                tracing::info!("GEOIP_DB_PATH is not set: redirect rules by country never match");
+                None
+            }
+        };
         Ok(Self(Arc::new(SharedState {
             pool,
             keys,
@@ -200,6 +213,7 @@ impl AppState {
                 session_ttl: chrono::Duration::seconds(config.ui_session_ttl_secs as i64),
                 public_origin: base.origin().ascii_serialization(),
             },
+            geoip,
         })))
     }
 

@@ -26,6 +26,7 @@ use crate::routes::{links, redirect, stats};
         links::CreateLinkRequest,
         links::EditLinkRequest,
         crate::metadata::Utm,
+        crate::rules::RedirectRule,
         links::LinkResponse,
         links::LinkList,
         links::LinkDetails,

@@ -20,11 +20,13 @@ pub struct LinkRow {
     pub tags: Vec<String>,
     pub forward_query: bool,
     pub updated_at: Option<DateTime<Utc>>,
+    /// JSON array of `rules::RedirectRule`; None when the link has no rules.
+    pub redirect_rules: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, short_code, long_url, created_at, expires_at, owner_key_id, deleted_at, \
-     title, description, tags, forward_query, updated_at";
+     title, description, tags, forward_query, updated_at, redirect_rules::text AS redirect_rules";
 
 #[derive(Clone, Copy)]
 pub struct NewLink<'a> {
@@ -36,12 +38,14 @@ pub struct NewLink<'a> {
     pub description: Option<&'a str>,
     pub tags: &'a [String],
     pub forward_query: bool,
+    pub redirect_rules: Option<&'a str>,
 }
 
 pub async fn insert(pool: &PgPool, link: &NewLink<'_>) -> Result<LinkRow, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO links (short_code, long_url, expires_at, owner_key_id, title, description, \
-         tags, forward_query) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+         tags, forward_query, redirect_rules) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) RETURNING {COLUMNS}"
     ))
     .bind(link.short_code)
     .bind(link.long_url)
@@ -51,6 +55,7 @@ pub async fn insert(pool: &PgPool, link: &NewLink<'_>) -> Result<LinkRow, sqlx::
     .bind(link.description)
     .bind(link.tags)
     .bind(link.forward_query)
+    .bind(link.redirect_rules)
     .fetch_one(pool)
     .await
 }
@@ -64,6 +69,7 @@ pub struct LinkPatch {
     pub description: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
     pub forward_query: Option<bool>,
+    pub redirect_rules: Option<Option<String>>,
 }
 
 impl LinkPatch {
@@ -74,6 +80,7 @@ impl LinkPatch {
             && self.description.is_none()
             && self.tags.is_none()
             && self.forward_query.is_none()
+            && self.redirect_rules.is_none()
     }
 }
 
@@ -102,6 +109,9 @@ pub async fn update(
     }
     if let Some(v) = patch.forward_query {
         q.push(", forward_query = ").push_bind(v);
+    }
+    if let Some(v) = patch.redirect_rules {
+        q.push(", redirect_rules = ").push_bind(v).push("::jsonb");
     }
     q.push(" WHERE short_code = ")
         .push_bind(code)

@@ -443,3 +443,192 @@ async fn analytics_outage_falls_back_opens_the_breaker_and_recovers() {
     app.stop().await;
     server.abort();
 }
+
+/// Redirect rules pick targets by device, browser language and country (first match wins),
+/// and each click records which rule matched.
+#[tokio::test]
+async fn redirect_rules_pick_targets_and_clicks_record_the_rule() {
+    let Some(geoip) = std::env::var_os("SHORTENER_TEST_GEOIP_DB") else {
+        panic!("SHORTENER_TEST_GEOIP_DB is not set: run through ./scripts/test, which fetches it");
+    };
+    let broker = MockBroker::start();
+    broker.create_topic("clicks-rules", 1);
+    let bootstrap = broker.bootstrap().to_string();
+    let app = start(|c| {
+        c.clicks_enabled = true;
+        c.kafka = KafkaArgs::new(bootstrap, "clicks-rules");
+        c.click_linger_ms = 50;
+        c.geoip_db_path = Some(geoip.into());
+        c.trusted_proxies = url_api::config::parse_proxies("127.0.0.1/32").unwrap();
+    })
+    .await;
+    let created = app
+        .create_json(
+            ALICE,
+            serde_json::json!({
+                "long_url": "https://example.com/default",
+                "alias": "ruled",
+                "redirect_rules": [
+                    { "long_url": "https://example.com/de-ios", "device": "ios", "countries": ["de"] },
+                    { "long_url": "https://example.com/ios", "device": "iOS" },
+                    { "long_url": "https://example.com/android", "device": "android" },
+                    { "long_url": "https://example.com/german", "languages": ["de"] },
+                    { "long_url": "https://example.com/us", "countries": ["US"] },
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(
+        created["redirect_rules"][0]["countries"],
+        serde_json::json!(["DE"])
+    );
+    assert_eq!(created["redirect_rules"][1]["device"], "ios");
+
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+    const PIXEL: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36";
+    const MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15";
+    // (user agent, Accept-Language, client IP: DE, US or none known) → target, rule.
+    let cases: [(&str, &str, &str, &str, Option<u32>); 6] = [
+        (
+            IPHONE,
+            "",
+            "194.25.0.60",
+            "https://example.com/de-ios",
+            Some(1),
+        ),
+        (IPHONE, "de", "8.8.8.8", "https://example.com/ios", Some(2)),
+        (
+            PIXEL,
+            "de",
+            "194.25.0.60",
+            "https://example.com/android",
+            Some(3),
+        ),
+        (
+            MAC,
+            "fr-FR, de-AT;q=0.5",
+            "8.8.8.8",
+            "https://example.com/german",
+            Some(4),
+        ),
+        (MAC, "fr", "8.8.8.8", "https://example.com/us", Some(5)),
+        (
+            MAC,
+            "fr",
+            "203.0.113.9",
+            "https://example.com/default",
+            None,
+        ),
+    ];
+    for (i, (ua, lang, ip, target, _)) in cases.iter().enumerate() {
+        let mut req = app
+            .client
+            .get(app.url("/ruled?via=test"))
+            .header("user-agent", *ua)
+            .header("referer", format!("https://ref.example/{i}"))
+            .header("x-forwarded-for", *ip);
+        if !lang.is_empty() {
+            req = req.header("accept-language", *lang);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 302);
+        // Query forwarding applies to a rule's target too.
+        assert_eq!(
+            resp.headers()["location"],
+            format!("{target}?via=test").as_str(),
+            "case {i}"
+        );
+    }
+    let published = wait_until(Duration::from_secs(30), || async {
+        metric(&app.metrics().await, "clicks_published_total") == Some(cases.len() as f64)
+    })
+    .await;
+    assert!(published, "{}", app.metrics().await);
+    let messages: i64 = tokio::task::spawn_blocking({
+        let bootstrap = broker.bootstrap().to_string();
+        move || shortener_testkit::kafka::high_watermarks(&bootstrap, "clicks-rules")
+    })
+    .await
+    .unwrap()
+    .iter()
+    .sum();
+    let received = broker
+        .consume_all("clicks-rules", messages as usize, Duration::from_secs(30))
+        .await;
+    let mut rules_seen = std::collections::HashMap::new();
+    for msg in &received {
+        for entry in decode_batch(msg.payload.as_deref().unwrap()).unwrap() {
+            let click = Click::decode(&entry.event).unwrap();
+            let i: usize = click.referer.as_deref().unwrap()["https://ref.example/".len()..]
+                .parse()
+                .unwrap();
+            rules_seen.insert(i, click.matched_rule);
+        }
+    }
+    for (i, case) in cases.iter().enumerate() {
+        assert_eq!(rules_seen.get(&i), Some(&case.4), "case {i}");
+    }
+
+    // Rules are replaced by an edit and removed with [].
+    let resp = app
+        .patch(
+            ALICE,
+            "ruled",
+            serde_json::json!({ "redirect_rules": [{ "long_url": "https://example.com/mac", "device": "desktop" }] }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let loc = |ua: &'static str| {
+        let app = &app;
+        async move {
+            let resp = app
+                .client
+                .get(app.url("/ruled"))
+                .header("user-agent", ua)
+                .send()
+                .await
+                .unwrap();
+            resp.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(loc(MAC).await, "https://example.com/mac");
+    assert_eq!(loc(IPHONE).await, "https://example.com/default");
+    let resp = app
+        .patch(ALICE, "ruled", serde_json::json!({ "redirect_rules": [] }))
+        .await;
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["redirect_rules"], serde_json::json!([]));
+    assert_eq!(loc(MAC).await, "https://example.com/default");
+
+    for (rules, why) in [
+        (
+            serde_json::json!([{ "long_url": "https://e.com/" }]),
+            "no condition",
+        ),
+        (
+            serde_json::json!([{ "long_url": "ftp://e.com/", "device": "ios" }]),
+            "bad target",
+        ),
+        (
+            serde_json::json!([{ "long_url": "https://e.com/", "device": "watch" }]),
+            "bad device",
+        ),
+        (
+            serde_json::json!([{ "long_url": "https://e.com/", "countries": ["Germany"] }]),
+            "bad country",
+        ),
+        (
+            serde_json::json!([{ "long_url": "https://e.com/", "languages": ["german!"] }]),
+            "bad language",
+        ),
+    ] {
+        let resp = app
+            .create(
+                ALICE,
+                serde_json::json!({ "long_url": "https://example.com/", "redirect_rules": rules }),
+            )
+            .await;
+        assert_eq!(error_code(resp, 400).await, "invalid_rules", "{why}");
+    }
+    app.stop().await;
+}

@@ -2,7 +2,6 @@
 //! User-Agent, traffic source from the referer. Pure functions over the event; the only
 //! state is the GeoIP database and the User-Agent parser, both read-only.
 
-pub mod country;
 pub mod device;
 pub mod source;
 
@@ -10,8 +9,10 @@ use std::path::Path;
 
 use shortener_common::event::Click;
 
-pub use country::{CountryDb, GeoIpError, UNKNOWN_COUNTRY};
 pub use device::{DeviceInfo, DeviceType};
+/// Shared with url-api, whose redirect rules match on the visitor's country.
+pub use shortener_common::geo as country;
+pub use shortener_common::geo::{CountryDb, GeoIpError, UNKNOWN_COUNTRY};
 
 /// What the consumer adds to a click before storing it.
 #[derive(Debug, Clone, PartialEq, Eq)]

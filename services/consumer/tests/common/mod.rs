@@ -123,6 +123,7 @@ pub fn click(code: &str, i: usize) -> Click {
         ip: Some(IPS[i % 4].parse::<IpAddr>().unwrap()),
         user_agent: Some(USER_AGENTS[i % 4].to_string()),
         referer: REFERERS[i % 4].map(str::to_string),
+        matched_rule: None,
     }
 }
 

@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Owner;
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::metadata::{self, Utm};
+use crate::rules::{self, RedirectRule};
 use crate::store::{
     self, Cursor, DeleteOutcome, LinkPatch, LinkRow, ListFilter, ListOrder, NewLink,
     SHORT_CODE_CONSTRAINT,
@@ -47,6 +48,9 @@ pub struct CreateLinkRequest {
     pub forward_query: Option<bool>,
     /// UTM parameters set in the destination's query.
     pub utm: Option<Utm>,
+    /// Up to 10 ordered rules; the first whose conditions all match picks the target.
+    #[serde(default)]
+    pub redirect_rules: Vec<RedirectRule>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -62,6 +66,7 @@ pub struct LinkResponse {
     pub forward_query: bool,
     /// When the link was last edited; null if never.
     pub updated_at: Option<DateTime<Utc>>,
+    pub redirect_rules: Vec<RedirectRule>,
 }
 
 /// `PATCH` body: only the fields present change; `null` clears a nullable field.
@@ -89,6 +94,10 @@ pub struct EditLinkRequest {
     pub forward_query: Option<bool>,
     /// UTM parameters set in the (new or current) destination's query.
     pub utm: Option<Utm>,
+    /// Replaces all redirect rules (`[]` or null removes them).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<RedirectRule>>)]
+    pub redirect_rules: Option<Option<Vec<RedirectRule>>>,
 }
 
 /// A present field, null included, becomes `Some`; an absent one stays `None` (default).
@@ -142,6 +151,11 @@ impl LinkResponse {
             tags: row.tags,
             forward_query: row.forward_query,
             updated_at: row.updated_at,
+            redirect_rules: row
+                .redirect_rules
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -235,6 +249,7 @@ pub(crate) async fn create_link(
         .transpose()?
         .flatten();
     let tags = metadata::tags(&req.tags)?;
+    let redirect_rules = rules_json(state, &req.redirect_rules)?;
     let mut link = NewLink {
         short_code: "",
         long_url: &long_url,
@@ -244,6 +259,7 @@ pub(crate) async fn create_link(
         description: description.as_deref(),
         tags: &tags,
         forward_query: req.forward_query.unwrap_or(true),
+        redirect_rules: redirect_rules.as_deref(),
     };
     let row = match &req.alias {
         Some(alias) => {
@@ -262,6 +278,17 @@ pub(crate) async fn create_link(
     // A redirect may have cached "missing" for this code just before.
     state.cache.invalidate(&row.short_code);
     Ok(row)
+}
+
+/// Checked rules as stored: None for no rules.
+fn rules_json(state: &AppState, given: &[RedirectRule]) -> Result<Option<String>, ApiError> {
+    if given.is_empty() {
+        return Ok(None);
+    }
+    let checked = rules::check(given.to_vec(), &state.url_policy)?;
+    Ok(Some(
+        serde_json::to_string(&checked).map_err(|_| ApiError::Internal)?,
+    ))
 }
 
 /// The checked target URL, with `utm` parameters set.
@@ -570,6 +597,10 @@ fn link_patch(
         description,
         tags: req.tags.as_deref().map(metadata::tags).transpose()?,
         forward_query: req.forward_query,
+        redirect_rules: req
+            .redirect_rules
+            .map(|r| rules_json(state, r.as_deref().unwrap_or_default()))
+            .transpose()?,
     })
 }
 

@@ -1,5 +1,7 @@
 //! `GET /{code}`: the hot path.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
@@ -12,6 +14,7 @@ use crate::cache::CachedLink;
 use crate::clicks::header_text;
 use crate::error::{ApiError, ErrorBody};
 use crate::forward::forwarded;
+use crate::rules::{self, pick, CompiledRule, Visitor};
 use crate::validate::is_plausible_code;
 use crate::{store, AppState};
 
@@ -22,7 +25,7 @@ use crate::{store, AppState};
     tag = "redirect",
     params(("code" = String, Path, description = "Short code or alias")),
     responses(
-        (status = 302, description = "Redirect to the long URL (header Location), with this request's query string appended unless the link's forward_query is false"),
+        (status = 302, description = "Redirect to the target of the link's first matching redirect rule, else its long URL (header Location), with this request's query string appended unless the link's forward_query is false"),
         (status = 404, description = "Unknown code", body = ErrorBody),
         (status = 410, description = "Link expired or deleted", body = ErrorBody),
         (status = 429, description = "This client looked up too many codes that are not in the cache (REDIRECT_MISS_PER_SECOND); see Retry-After", body = ErrorBody),
@@ -42,7 +45,7 @@ pub async fn redirect(
     if !is_plausible_code(&code) {
         return Err(ApiError::NotFound);
     }
-    let (location, expires_at, deleted, forward_query) =
+    let (location, expires_at, deleted, forward_query, rules) =
         match lookup(&state, &code, req.extensions(), req.headers()).await? {
             CachedLink::Missing => return Err(ApiError::NotFound),
             CachedLink::Found {
@@ -50,11 +53,33 @@ pub async fn redirect(
                 expires_at,
                 deleted,
                 forward_query,
-            } => (location, expires_at, deleted, forward_query),
+                rules,
+            } => (location, expires_at, deleted, forward_query, rules),
         };
     if deleted || expires_at.is_some_and(|t| t <= Utc::now()) {
         return Err(ApiError::Gone);
     }
+    // Rules are evaluated only for links that have them.
+    let mut client_ip = None;
+    let (location, matched_rule) = match rules.as_deref() {
+        None => (location, None),
+        Some(rules) => {
+            let ip = state.client_ips.from_request(&req);
+            client_ip = Some(ip);
+            let visitor = Visitor {
+                headers: req.headers(),
+                ip,
+                country_of: |ip| {
+                    let db = state.geoip.as_ref()?;
+                    <[u8; 2]>::try_from(db.country(ip).as_bytes()).ok()
+                },
+            };
+            match pick(rules, visitor) {
+                Some((i, rule)) => (rule.location.clone(), u32::try_from(i + 1).ok()),
+                None => (location, None),
+            }
+        }
+    };
     // Only a request with a query string pays for building a new target.
     let location = match req.uri().query() {
         Some(query) if forward_query => forwarded(&location, query).unwrap_or(location),
@@ -63,12 +88,14 @@ pub async fn redirect(
     // HEAD (link previews, monitors) is not a click.
     if req.method() == Method::GET {
         if let Some(clicks) = &state.clicks {
-            clicks.publish(Click::now(
+            let mut click = Click::now(
                 code,
-                state.client_ips.from_request(&req),
+                client_ip.unwrap_or_else(|| state.client_ips.from_request(&req)),
                 header_text(req.headers(), header::USER_AGENT),
                 header_text(req.headers(), header::REFERER),
-            ));
+            );
+            click.matched_rule = matched_rule;
+            clicks.publish(click);
         }
     }
     Ok((
@@ -83,6 +110,17 @@ pub async fn redirect(
         ],
     )
         .into_response())
+}
+
+fn compiled_rules(code: &str, json: &str) -> Result<Arc<[CompiledRule]>, ApiError> {
+    serde_json::from_str::<Vec<rules::RedirectRule>>(json)
+        .ok()
+        .and_then(|r| rules::compile(&r))
+        .map(Arc::from)
+        .ok_or_else(|| {
+            tracing::error!(code, "stored redirect rules do not compile");
+            ApiError::Internal
+        })
 }
 
 /// Cache first, then the database (caching the answer, including "missing"), if the
@@ -118,6 +156,10 @@ async fn lookup(
             expires_at: row.expires_at,
             deleted: row.deleted_at.is_some(),
             forward_query: row.forward_query,
+            rules: match row.redirect_rules.as_deref() {
+                None => None,
+                Some(json) => Some(compiled_rules(code, json)?),
+            },
         },
         None => CachedLink::Missing,
     };

@@ -497,6 +497,7 @@ fn create_request(form: &ShortenForm) -> Result<CreateLinkRequest, ApiError> {
         tags: tag_list(&form.tags),
         forward_query: None,
         utm: None,
+        redirect_rules: Vec::new(),
     })
 }
 

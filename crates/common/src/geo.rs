@@ -1,4 +1,5 @@
-//! Country of an IP address from a MaxMind-format (mmdb) database.
+//! Country of an IP address from a MaxMind-format (mmdb) database: the consumer stores it
+//! with each click, url-api matches redirect rules on it.
 //!
 //! Two record layouts exist in the wild: MaxMind's GeoIP2/GeoLite2 `{country: {iso_code}}`
 //! and the flat `{country_code}` of several redistributions; both are read.
