@@ -16,6 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
+    // db::MIGRATOR embeds this directory: a new migration must rebuild the crate (listing
+    // the proto files above turned off cargo's default of watching the whole package).
+    println!("cargo:rerun-if-changed=../../migrations");
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("shortener_descriptor.bin"))
         .compile_protos(&files, &[proto_dir, include])?;

@@ -115,6 +115,14 @@ impl LinkCache {
         }
     }
 
+    /// Drops a cached "no such code" for `code` (it was just created elsewhere). A found
+    /// entry stays: it was read after the creation.
+    pub fn invalidate_missing(&self, code: &str) {
+        if let Some(inner) = &self.inner {
+            inner.remove_if(code, |e| matches!(e.link, CachedLink::Missing));
+        }
+    }
+
     /// Drops every entry: after notifications may have been missed.
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -157,6 +165,17 @@ mod tests {
         cache.invalidate("abc");
         assert_eq!(cache.get("abc"), None);
         cache.clear();
+        assert_eq!(cache.get("nope"), None);
+    }
+
+    #[test]
+    fn a_creation_drops_only_a_cached_miss() {
+        let cache = LinkCache::new(10, Duration::from_secs(60));
+        cache.insert_read("abc", found(), cache.ticket());
+        cache.insert_read("nope", CachedLink::Missing, cache.ticket());
+        cache.invalidate_missing("abc");
+        cache.invalidate_missing("nope");
+        assert_eq!(cache.get("abc"), Some(found()));
         assert_eq!(cache.get("nope"), None);
     }
 

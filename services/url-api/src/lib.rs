@@ -267,11 +267,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (listening, first_listen) = tokio::sync::oneshot::channel();
     let janitors = [
         rate_limit::spawn_janitor(state.write_limit.clone()),
         rate_limit::spawn_janitor(state.read_limit.clone()),
-        invalidation::spawn_listener(&state.pool, state.cache.clone()),
+        invalidation::spawn_listener(&state.pool, state.cache.clone(), listening),
     ];
+    let _ = tokio::time::timeout(invalidation::FIRST_LISTEN_WAIT, first_listen).await;
     let publisher = state.clicks.clone();
     let app = router(state);
     let result = axum::serve(
