@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use shortener_bench::faults::{self, broker, consumer_crash, database, rpc, FaultEnv};
+use shortener_bench::faults::{self, broker, consumer_crash, database, memory, rpc, FaultEnv};
 
 #[derive(Parser)]
 #[command(name = "shortener-faults", about = "Fault suite of shortener-stack")]
@@ -71,6 +71,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "postgres stopped 10 s under consumer load",
                 "no commits while down, retries with backoff, not ready; afterwards stored = produced exactly",
                 database::stopped_under_load(&env),
+            )
+            .await,
+        );
+    }
+    if wanted("memory") {
+        outcomes.push(
+            faults::run_case(
+                "postgres stopped 30 s while a deep backlog arrives",
+                "consumer memory flat (fetched data bounded by MAX_IN_FLIGHT_BYTES); afterwards stored = produced exactly",
+                memory::flat_during_outage(&env),
             )
             .await,
         );

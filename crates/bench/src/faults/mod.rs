@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod consumer_crash;
 pub mod database;
+pub mod memory;
 pub mod rpc;
 
 use std::path::PathBuf;
