@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::controller::Controller;
-use kube::runtime::watcher;
+use kube::runtime::{metadata_watcher, watcher, WatchStreamExt};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use shortener_common::health::{self, Readiness};
@@ -132,7 +132,29 @@ async fn run_controller(client: Client, ctx: Arc<Context>) -> anyhow::Result<()>
         .await
         .context("cannot list ShortenerStacks: is the CRD installed (operator crd | kubectl apply -f -)?")?;
     info!("controller started");
+    // A changed Secret may be one a stack's pods read: reconcile the stacks, which compare
+    // the Secrets' resourceVersions in the pod templates (rare, so all stacks is fine).
+    // Relayed through a channel of one: changes arriving during a run coalesce.
+    let (mut changed, secret_changes) = futures::channel::mpsc::channel::<()>(1);
+    let secrets = metadata_watcher(
+        Api::<Secret>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let relay = tokio::spawn(async move {
+        futures::pin_mut!(secrets);
+        while let Some(event) = secrets.next().await {
+            match event {
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                    let _ = changed.try_send(());
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "watching Secrets failed; retrying"),
+            }
+        }
+    });
     Controller::new(stacks, watcher::Config::default().any_semantic())
+        .reconcile_all_on(secret_changes)
         .owns(Api::<Deployment>::all(client.clone()), owned_watch_config())
         .owns(Api::<Service>::all(client.clone()), owned_watch_config())
         .owns(Api::<ConfigMap>::all(client.clone()), owned_watch_config())
@@ -145,6 +167,7 @@ async fn run_controller(client: Client, ctx: Arc<Context>) -> anyhow::Result<()>
             }
         })
         .await;
+    relay.abort();
     info!("controller stopped");
     Ok(())
 }

@@ -63,9 +63,11 @@ pub fn required_cluster_rules() -> Vec<PolicyRule> {
             &["jobs"],
             &["get", "list", "watch", "create", "patch", "delete"],
         ),
-        // Kafka SASL credentials and TLS material the admin client needs: by name only (no
-        // list/watch), and used only when the Secret opts in (see `kafka_credentials`).
-        rule("", &["secrets"], &["get"]),
+        // Kafka SASL credentials and TLS material the admin client needs (used only when
+        // the Secret opts in, see `kafka_credentials`); the metadata of the Secrets the
+        // workloads read, watched so a rotated Secret rolls their pods (the operator asks
+        // for metadata only and never reads those values).
+        rule("", &["secrets"], &["get", "list", "watch"]),
         // Kubernetes Events about stacks (a repeated event is patched into a series).
         rule("events.k8s.io", &["events"], &["create", "patch"]),
     ]
@@ -144,11 +146,11 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_read_only_by_name() {
+    fn secrets_are_read_only() {
         let rules = all_rules();
         let secrets = grants_on(&rules, "secrets");
         assert_eq!(secrets.len(), 1, "{secrets:?}");
-        assert_eq!(secrets[0].verbs, ["get"], "no list/watch on Secrets");
+        assert_eq!(secrets[0].verbs, ["get", "list", "watch"], "never written");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! others own (e.g. KEDA's replicas) are left alone, and fields a hand edit added beside
 //! the operator's stay (the operator does not own them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,7 +41,8 @@ use crate::kafka_credentials;
 use crate::metrics::Metrics;
 use crate::migration::{self, JobSeen, Step};
 use crate::resources::configmap::config_map_for;
-use crate::resources::deployment::deployment_for;
+use crate::resources::deployment::{deployment_for, deployment_with_secrets, SecretVersions};
+use crate::resources::env::referenced_secret_names;
 use crate::resources::hash::{desired_hash_of, with_desired_hash};
 use crate::resources::labels;
 use crate::resources::migration_job::{
@@ -333,13 +334,17 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
 
+    let secrets = secret_versions(stack, ctx).await?;
     let deployments_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let mut deployments: DeploymentObservation = BTreeMap::new();
     let mut rolled = Vec::new();
     for component in Component::ALL {
         let live = if gate_open {
-            let (live, applied) =
-                apply_child(&deployments_api, deployment_for(stack, component)).await?;
+            let (live, applied) = apply_child(
+                &deployments_api,
+                deployment_with_secrets(stack, component, &secrets),
+            )
+            .await?;
             match applied {
                 Applied::Created => rolled.push(format!("created Deployment {}", live.name_any())),
                 Applied::Updated => rolled.push(format!("updated Deployment {}", live.name_any())),
@@ -587,6 +592,26 @@ async fn remove_old_migration_jobs(stack: &ShortenerStack, jobs: &Api<Job>, keep
             Err(e) => warn!(job = %name, error = %e, "cannot remove an old migration Job"),
         }
     }
+}
+
+/// The resourceVersions of the Secrets the workloads read (metadata only; a missing
+/// Secret is left out, its pods fail to start and say so).
+async fn secret_versions(stack: &ShortenerStack, ctx: &Context) -> Result<SecretVersions, Error> {
+    let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let names: BTreeSet<String> = Component::ALL
+        .iter()
+        .flat_map(|c| referenced_secret_names(stack, *c))
+        .collect();
+    let mut versions = SecretVersions::new();
+    for name in names {
+        if let Some(meta) = api.get_metadata_opt(&name).await? {
+            if let Some(rv) = meta.metadata.resource_version {
+                versions.insert(name, rv);
+            }
+        }
+    }
+    Ok(versions)
 }
 
 /// Replicas to set through the scale subresource while the migration gate holds the rest

@@ -285,3 +285,59 @@ async fn an_api_error_on_a_child_is_written_to_the_status() {
         "True"
     );
 }
+
+/// Rotating a Secret's value in place rolls the pods that read it (env vars from a Secret
+/// are read at container start only); the operator reads the Secret's metadata, not its
+/// value.
+#[tokio::test]
+async fn rotating_a_secret_rolls_the_pods_that_read_it() {
+    let h = Harness::new(stack_json(false));
+    let secret = format!("{SECRETS}/shortener-db");
+    h.api.put(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "shortener-db", "namespace": NS},
+        "data": {"url": "cG9zdGdyZXM6Ly9vbGQ="}
+    }));
+    h.settle().await;
+    h.pass().await;
+    let checksum = |name: &str| {
+        h.get(&format!("{DEPLOY}/{name}")).unwrap()["spec"]["template"]["metadata"]["annotations"]
+            ["shortener.example.io/config-checksum"]
+            .clone()
+    };
+    let before: Vec<_> = COMPONENTS.iter().map(|c| checksum(c)).collect();
+    let (_, log) = h.pass().await;
+    assert_eq!(
+        writes(&log),
+        Vec::<String>::new(),
+        "settled with the Secret read"
+    );
+    let secret_reads: Vec<&Recorded> = log.iter().filter(|r| r.path == secret).collect();
+    assert_eq!(secret_reads.len(), 1);
+    assert!(
+        secret_reads[0]
+            .accept
+            .as_deref()
+            .is_some_and(|a| a.contains("as=PartialObjectMetadata")),
+        "metadata only: {:?}",
+        secret_reads[0]
+    );
+
+    h.hand_edit(&secret, |s| {
+        s["data"]["url"] = "cG9zdGdyZXM6Ly9uZXc=".into()
+    });
+    let (_, log) = h.pass().await;
+    let mut rolled: Vec<String> = writes(&log)
+        .into_iter()
+        .filter(|w| w.starts_with(&format!("PATCH {DEPLOY}")))
+        .collect();
+    rolled.sort();
+    assert_eq!(
+        rolled.len(),
+        3,
+        "every component reads DATABASE_URL: {rolled:?}"
+    );
+    for (c, b) in COMPONENTS.iter().zip(&before) {
+        assert_ne!(&checksum(c), b, "{c} rolls");
+    }
+}

@@ -103,14 +103,14 @@ fn cluster_role_and_role_grant_exactly_the_operators_required_rules() {
         lease_grants(&namespaced),
         BTreeSet::from(["create".into(), "get".into(), "update".into()])
     );
-    // Secrets: by name only, never listed or watched.
-    let secrets: Vec<&str> = cluster
+    // Secrets: read (metadata watched for rotations), never written.
+    let secrets: BTreeSet<&str> = cluster
         .iter()
         .chain(&namespaced)
         .filter(|(g, res, _, _)| g.is_empty() && res == "secrets")
         .map(|(_, _, v, _)| v.as_str())
         .collect();
-    assert_eq!(secrets, ["get"]);
+    assert_eq!(secrets, BTreeSet::from(["get", "list", "watch"]));
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //! - JSON patches (RFC 6902) with `test` operations (a failed test is 422), merge patches,
 //!   optimistic concurrency on PUT (`resourceVersion` mismatch is 409), create conflicts,
 //!   deletion with finalizers (`deletionTimestamp`), lists with label selectors, the
-//!   `scale` subresource of workloads;
+//!   `scale` subresource of workloads, metadata-only reads (`PartialObjectMetadata`);
 //! - injected faults (a status code for matching requests) and a log of every request
 //!   with whether it changed a `resourceVersion`.
 //!
@@ -41,6 +41,8 @@ pub struct Recorded {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub content_type: Option<String>,
+    /// The `Accept` header (`...;as=PartialObjectMetadata;...` asks for metadata only).
+    pub accept: Option<String>,
     pub body: Value,
     pub status: u16,
     /// Whether the request changed an object's `resourceVersion` (created, changed or
@@ -711,6 +713,18 @@ impl State {
             ),
             ("GET", None) => (StatusCode::OK, self.list(&target, &rec.query), false),
             ("GET", Some(path)) => match self.objects.get(&path) {
+                Some(s)
+                    if rec
+                        .accept
+                        .as_deref()
+                        .is_some_and(|a| a.contains("as=PartialObjectMetadata")) =>
+                {
+                    let meta = json!({
+                        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                        "metadata": s.object["metadata"]
+                    });
+                    (StatusCode::OK, meta, false)
+                }
                 Some(s) => (StatusCode::OK, s.object.clone(), false),
                 None => not_found(&path),
             },
@@ -863,6 +877,11 @@ impl FakeApiServer {
                     content_type: parts
                         .headers
                         .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                    accept: parts
+                        .headers
+                        .get(http::header::ACCEPT)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string),
                     body,

@@ -12,14 +12,34 @@ use super::{env, labels, pod, Component};
 use crate::crd::ShortenerStack;
 use crate::scaling;
 
-/// SHA-256 of what the container reads from outside its image: the ConfigMap data and the
-/// names of the Secrets (and keys) it references. Stamped on the pod template so a config
-/// change rolls the pods.
-pub fn config_checksum(stack: &ShortenerStack, component: Component) -> String {
-    sha256_json(&(
-        env::config_data(stack, component),
-        env::referenced_secrets(stack, component),
-    ))
+/// `resourceVersion` of each Secret the stack references, by name (a Secret that does not
+/// exist is absent). Read as metadata only: the operator never needs the values to notice
+/// a rotation.
+pub type SecretVersions = BTreeMap<String, String>;
+
+/// SHA-256 of what the container reads from outside its image: the ConfigMap data, the
+/// Secrets (and keys) it references and those Secrets' resourceVersions. Stamped on the
+/// pod template so a config change or a rotated Secret rolls the pods (env vars from
+/// Secrets are read only at container start).
+pub fn config_checksum(
+    stack: &ShortenerStack,
+    component: Component,
+    secrets: &SecretVersions,
+) -> String {
+    let refs = env::referenced_secrets(stack, component);
+    let versions: BTreeMap<&str, &str> = env::referenced_secret_names(stack, component)
+        .into_iter()
+        .filter_map(|name| {
+            secrets
+                .get_key_value(name.as_str())
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+        })
+        .collect();
+    if versions.is_empty() {
+        // Keeps the checksum of stacks whose Secrets were never read unchanged.
+        return sha256_json(&(env::config_data(stack, component), refs));
+    }
+    sha256_json(&(env::config_data(stack, component), refs, versions))
 }
 
 fn replicas(stack: &ShortenerStack, component: Component) -> Option<i32> {
@@ -102,7 +122,16 @@ pub fn container_for(stack: &ShortenerStack, component: Component) -> Container 
     }
 }
 
+/// The Deployment without Secret versions in its checksum (see `deployment_with_secrets`).
 pub fn deployment_for(stack: &ShortenerStack, component: Component) -> Deployment {
+    deployment_with_secrets(stack, component, &SecretVersions::new())
+}
+
+pub fn deployment_with_secrets(
+    stack: &ShortenerStack,
+    component: Component,
+    secrets: &SecretVersions,
+) -> Deployment {
     let labels = labels::labels(stack, component);
     let (tmp, _) = pod::tmp_volume();
     let mut volumes = vec![tmp];
@@ -121,7 +150,7 @@ pub fn deployment_for(stack: &ShortenerStack, component: Component) -> Deploymen
                     labels: Some(labels),
                     annotations: Some(BTreeMap::from([(
                         CONFIG_CHECKSUM_ANNOTATION.to_string(),
-                        config_checksum(stack, component),
+                        config_checksum(stack, component, secrets),
                     )])),
                     ..ObjectMeta::default()
                 }),

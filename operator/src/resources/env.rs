@@ -210,9 +210,8 @@ pub fn secret_env_vars(stack: &ShortenerStack, component: Component) -> Vec<EnvV
     env
 }
 
-/// `secret/key` pairs a component reads (env and mounted files), for the config checksum.
-/// Only names: reading Secret contents would need broader RBAC. Rotating a Secret's value
-/// in place therefore needs `kubectl rollout restart`, or a new Secret name.
+/// `secret/key` pairs a component reads (env and mounted files), for the config checksum
+/// (with the Secrets' resourceVersions, so rotating a value in place rolls the pods).
 pub fn referenced_secrets(stack: &ShortenerStack, component: Component) -> BTreeSet<String> {
     let mut refs: BTreeSet<String> = secret_env_vars(stack, component)
         .iter()
@@ -225,6 +224,14 @@ pub fn referenced_secrets(stack: &ShortenerStack, component: Component) -> BTree
         }
     }
     refs
+}
+
+/// Names of the Secrets a component reads.
+pub fn referenced_secret_names(stack: &ShortenerStack, component: Component) -> BTreeSet<String> {
+    referenced_secrets(stack, component)
+        .into_iter()
+        .filter_map(|r| r.split_once('/').map(|(name, _)| name.to_string()))
+        .collect()
 }
 
 /// Volumes (and their mounts) that carry files: Kafka TLS material and the GeoIP database.
