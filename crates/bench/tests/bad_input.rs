@@ -458,7 +458,7 @@ fn http_corpus() -> Vec<Case> {
         ),
     ];
     // Descriptive fields, query forwarding and UTM parameters, on create and on edit.
-    let field_cases: [(&'static str, serde_json::Value, &'static str); 12] = [
+    let field_cases: [(&'static str, serde_json::Value, &'static str); 17] = [
         (
             "title too long",
             serde_json::json!({ "title": "t".repeat(201) }),
@@ -518,6 +518,31 @@ fn http_corpus() -> Vec<Case> {
             "unknown utm field",
             serde_json::json!({ "utm": { "id": "x" } }),
             "invalid_json",
+        ),
+        (
+            "max_visits zero",
+            serde_json::json!({ "max_visits": 0 }),
+            "invalid_max_visits",
+        ),
+        (
+            "max_visits negative",
+            serde_json::json!({ "max_visits": -5 }),
+            "invalid_max_visits",
+        ),
+        (
+            "max_visits not a number",
+            serde_json::json!({ "max_visits": "10" }),
+            "invalid_json",
+        ),
+        (
+            "expired_url to a file: URL",
+            serde_json::json!({ "expired_url": "file:///etc/passwd" }),
+            "invalid_expired_url",
+        ),
+        (
+            "expired_url to the metadata service",
+            serde_json::json!({ "expired_url": "http://169.254.169.254/" }),
+            "invalid_expired_url",
         ),
     ];
     for (name, fields, code) in field_cases {

@@ -62,6 +62,19 @@ async fn stores_every_event_once_with_its_enrichment() {
     .await;
     assert_eq!(count(&db.pool, code).await, n as i64);
     assert_eq!(running.metrics.stored.get(), n as u64);
+    // Human visits (what visit limits count) once each, redeliveries not again.
+    let humans = clicks
+        .iter()
+        .filter(|c| !shortener_common::bots::is_bot(c.user_agent.as_deref()))
+        .count() as i64;
+    assert_eq!(humans, 300, "one click in four is Googlebot");
+    let (visits,): (i64,) =
+        sqlx::query_as("SELECT human_visits FROM link_visits WHERE short_code = $1")
+            .bind(code)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(visits, humans);
     assert_eq!(running.metrics.dead_lettered.get(), 0);
 
     for (i, c) in clicks.iter().enumerate().take(8) {
@@ -408,6 +421,7 @@ async fn a_database_outage_holds_commits_and_recovers_with_lag_reported() {
         format!("GRANT CONNECT ON DATABASE {} TO {role}", db.name),
         format!("GRANT SELECT, INSERT ON clicks TO {role}"),
         format!("GRANT USAGE ON SEQUENCE clicks_id_seq TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE ON link_visits TO {role}"),
     ] {
         sqlx::query(&stmt).execute(&db.pool).await.unwrap();
     }

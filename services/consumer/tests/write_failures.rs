@@ -19,6 +19,7 @@ async fn role_without_insert(db: &TestDatabase) -> (String, String) {
         format!("GRANT CONNECT ON DATABASE {} TO {role}", db.name),
         format!("GRANT SELECT ON clicks TO {role}"),
         format!("GRANT USAGE ON SEQUENCE clicks_id_seq TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE ON link_visits TO {role}"),
     ] {
         sqlx::query(&stmt).execute(&db.pool).await.unwrap();
     }

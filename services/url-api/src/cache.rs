@@ -18,7 +18,7 @@ use axum::http::HeaderValue;
 use chrono::{DateTime, Utc};
 use quick_cache::sync::Cache;
 
-use crate::rules::CompiledRule;
+use crate::extras::{LinkExtras, LIMITED_TTL};
 
 /// Lifetime of a cached "no such code".
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
@@ -33,8 +33,8 @@ pub enum CachedLink {
         deleted: bool,
         /// Append the visitor's query string to `location`.
         forward_query: bool,
-        /// None for the (common) link without redirect rules.
-        rules: Option<Arc<[CompiledRule]>>,
+        /// Rules, visit limit, target after expiry; None for the (common) plain link.
+        extras: Option<Arc<LinkExtras>>,
     },
     Missing,
 }
@@ -99,8 +99,14 @@ impl LinkCache {
         if self.generation.load(Ordering::SeqCst) != ticket.0 {
             return;
         }
-        let ttl = match link {
-            CachedLink::Found { .. } => self.ttl,
+        let ttl = match &link {
+            CachedLink::Found { extras, .. } => {
+                if extras.as_ref().is_some_and(|e| e.limit.is_some()) {
+                    LIMITED_TTL.min(self.ttl)
+                } else {
+                    self.ttl
+                }
+            }
             CachedLink::Missing => NEGATIVE_TTL.min(self.ttl),
         };
         inner.insert(
@@ -150,7 +156,7 @@ mod tests {
             expires_at: None,
             deleted: false,
             forward_query: true,
-            rules: None,
+            extras: None,
         }
     }
 

@@ -107,7 +107,7 @@ mod tests {
             expires_at: None,
             deleted: false,
             forward_query: true,
-            rules: None,
+            extras: None,
         };
         for code in ["a", "b", "c"] {
             cache.insert_read(code, found.clone(), cache.ticket());

@@ -16,6 +16,7 @@ pub mod client_ip;
 pub mod codes;
 pub mod config;
 pub mod error;
+pub mod extras;
 pub mod forward;
 pub mod http_trace;
 pub mod invalidation;

@@ -1,6 +1,6 @@
-//! Checks of a link's descriptive fields (title, description, tags) and of the UTM
-//! parameters settable on create. Pure functions; each error names its field's stable
-//! error code.
+//! Checks of a link's descriptive fields (title, description, tags), its visit limit, and
+//! the UTM parameters settable on create. Pure functions; each error names its field's
+//! stable error code.
 
 use serde::Deserialize;
 use url::Url;
@@ -11,6 +11,7 @@ pub const DESCRIPTION_MAX_CHARS: usize = 1000;
 pub const MAX_TAGS: usize = 20;
 pub const TAG_MAX_CHARS: usize = 50;
 pub const UTM_MAX_CHARS: usize = 200;
+pub const MAX_VISITS_LIMIT: i64 = 1_000_000_000;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FieldError {
@@ -30,6 +31,10 @@ pub enum FieldError {
     Tag(String),
     #[error("utm_{0} must be 1 to {UTM_MAX_CHARS} characters without control characters")]
     Utm(&'static str),
+    #[error("max_visits must be between 1 and {MAX_VISITS_LIMIT}")]
+    MaxVisits,
+    #[error("expired_url: {0}")]
+    ExpiredUrl(String),
 }
 
 impl FieldError {
@@ -40,6 +45,8 @@ impl FieldError {
             Self::Description => "invalid_description",
             Self::TooManyTags | Self::Tag(_) => "invalid_tags",
             Self::Utm(_) => "invalid_utm",
+            Self::MaxVisits => "invalid_max_visits",
+            Self::ExpiredUrl(_) => "invalid_expired_url",
         }
     }
 }
@@ -62,6 +69,14 @@ pub fn description(text: &str) -> Result<Option<String>, FieldError> {
         return Err(FieldError::Description);
     }
     Ok((!t.is_empty()).then(|| t.to_string()))
+}
+
+pub fn max_visits(n: i64) -> Result<i64, FieldError> {
+    if (1..=MAX_VISITS_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(FieldError::MaxVisits)
+    }
 }
 
 /// Tags trimmed, lowercased and deduplicated, in their first order.

@@ -22,11 +22,14 @@ pub struct LinkRow {
     pub updated_at: Option<DateTime<Utc>>,
     /// JSON array of `rules::RedirectRule`; None when the link has no rules.
     pub redirect_rules: Option<String>,
+    pub max_visits: Option<i64>,
+    pub expired_url: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, short_code, long_url, created_at, expires_at, owner_key_id, deleted_at, \
-     title, description, tags, forward_query, updated_at, redirect_rules::text AS redirect_rules";
+     title, description, tags, forward_query, updated_at, redirect_rules::text AS redirect_rules, \
+     max_visits, expired_url";
 
 #[derive(Clone, Copy)]
 pub struct NewLink<'a> {
@@ -39,13 +42,15 @@ pub struct NewLink<'a> {
     pub tags: &'a [String],
     pub forward_query: bool,
     pub redirect_rules: Option<&'a str>,
+    pub max_visits: Option<i64>,
+    pub expired_url: Option<&'a str>,
 }
 
 pub async fn insert(pool: &PgPool, link: &NewLink<'_>) -> Result<LinkRow, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO links (short_code, long_url, expires_at, owner_key_id, title, description, \
-         tags, forward_query, redirect_rules) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) RETURNING {COLUMNS}"
+         tags, forward_query, redirect_rules, max_visits, expired_url) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11) RETURNING {COLUMNS}"
     ))
     .bind(link.short_code)
     .bind(link.long_url)
@@ -56,6 +61,8 @@ pub async fn insert(pool: &PgPool, link: &NewLink<'_>) -> Result<LinkRow, sqlx::
     .bind(link.tags)
     .bind(link.forward_query)
     .bind(link.redirect_rules)
+    .bind(link.max_visits)
+    .bind(link.expired_url)
     .fetch_one(pool)
     .await
 }
@@ -70,6 +77,8 @@ pub struct LinkPatch {
     pub tags: Option<Vec<String>>,
     pub forward_query: Option<bool>,
     pub redirect_rules: Option<Option<String>>,
+    pub max_visits: Option<Option<i64>>,
+    pub expired_url: Option<Option<String>>,
 }
 
 impl LinkPatch {
@@ -81,6 +90,8 @@ impl LinkPatch {
             && self.tags.is_none()
             && self.forward_query.is_none()
             && self.redirect_rules.is_none()
+            && self.max_visits.is_none()
+            && self.expired_url.is_none()
     }
 }
 
@@ -113,6 +124,12 @@ pub async fn update(
     if let Some(v) = patch.redirect_rules {
         q.push(", redirect_rules = ").push_bind(v).push("::jsonb");
     }
+    if let Some(v) = patch.max_visits {
+        q.push(", max_visits = ").push_bind(v);
+    }
+    if let Some(v) = patch.expired_url {
+        q.push(", expired_url = ").push_bind(v);
+    }
     q.push(" WHERE short_code = ")
         .push_bind(code)
         .push(" AND owner_key_id = ")
@@ -120,6 +137,16 @@ pub async fn update(
         .push(" AND deleted_at IS NULL RETURNING ")
         .push(COLUMNS);
     q.build_query_as().fetch_optional(pool).await
+}
+
+/// Human visits of `code` the consumer has stored so far.
+pub async fn human_visits(pool: &PgPool, code: &str) -> Result<i64, sqlx::Error> {
+    let n: Option<(i64,)> =
+        sqlx::query_as("SELECT human_visits FROM link_visits WHERE short_code = $1")
+            .bind(code)
+            .fetch_optional(pool)
+            .await?;
+    Ok(n.map_or(0, |(n,)| n))
 }
 
 pub async fn find(pool: &PgPool, code: &str) -> Result<Option<LinkRow>, sqlx::Error> {

@@ -406,3 +406,141 @@ async fn query_is_forwarded_unless_turned_off_and_utm_is_set_on_create() {
     assert_eq!(error_code(resp, 400).await, "invalid_json");
     app.stop().await;
 }
+
+const BROWSER: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15";
+
+async fn visit(app: &TestApp, path: &str, ua: &str) -> (u16, Option<String>) {
+    let resp = app
+        .client
+        .get(app.url(path))
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    let loc = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    (resp.status().as_u16(), loc)
+}
+
+/// After max_visits human visits a link answers 410, or sends visitors to expired_url;
+/// bots do not use up the limit; visits counted by the consumer (link_visits) count too.
+#[tokio::test]
+async fn max_visits_counts_human_visits_and_expired_url_takes_over() {
+    let app = start(|c| c.cache_ttl_secs = 3600).await;
+    let pool = app.db.as_ref().unwrap().pool.clone();
+    let v = app
+        .create_json(
+            ALICE,
+            json!({ "long_url": "https://example.com/limited", "alias": "three-visits", "max_visits": 3 }),
+        )
+        .await;
+    assert_eq!(v["max_visits"], 3);
+    // Bots (and HEAD) pass without using up the limit.
+    for _ in 0..5 {
+        assert_eq!(visit(&app, "/three-visits", "curl/8.5.0").await.0, 302);
+    }
+    for _ in 0..3 {
+        assert_eq!(visit(&app, "/three-visits", BROWSER).await.0, 302);
+    }
+    assert_eq!(
+        error_code(
+            app.client
+                .get(app.url("/three-visits"))
+                .header("user-agent", BROWSER)
+                .send()
+                .await
+                .unwrap(),
+            410
+        )
+        .await,
+        "gone"
+    );
+    assert_eq!(visit(&app, "/three-visits", "curl/8.5.0").await.0, 410);
+
+    // The consumer stores those 3 human visits (this replica's own count starts afresh
+    // with every read of the link). Raising the limit opens it again; an expired_url takes
+    // visitors once it is used up.
+    sqlx::query("INSERT INTO link_visits (short_code, human_visits) VALUES ('three-visits', 3)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let resp = app
+        .patch(
+            ALICE,
+            "three-visits",
+            json!({ "max_visits": 4, "expired_url": "https://example.com/sold-out" }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(visit(&app, "/three-visits", BROWSER).await.0, 302);
+    assert_eq!(
+        visit(&app, "/three-visits", BROWSER).await,
+        (302, Some("https://example.com/sold-out".into()))
+    );
+
+    // Visits stored by the consumer count: the link is read again within LIMITED_TTL.
+    app.create_json(
+        ALICE,
+        json!({ "long_url": "https://example.com/b", "alias": "counted", "max_visits": 10 }),
+    )
+    .await;
+    assert_eq!(visit(&app, "/counted", BROWSER).await.0, 302);
+    sqlx::query("INSERT INTO link_visits (short_code, human_visits) VALUES ('counted', 10)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            visit(&app, "/counted", "curl/8.5.0").await.0 == 410
+        })
+        .await,
+        "stored visits not seen"
+    );
+    // A limit removed by an edit is gone at once.
+    let resp = app
+        .patch(ALICE, "counted", json!({ "max_visits": null }))
+        .await;
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["max_visits"], Value::Null);
+    assert_eq!(visit(&app, "/counted", BROWSER).await.0, 302);
+
+    // expired_url also serves links past their expiry.
+    app.create_json(
+        ALICE,
+        json!({ "long_url": "https://example.com/c", "alias": "short-lived", "expires_in_secs": 1,
+                "expired_url": "https://example.com/too-late" }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        visit(&app, "/short-lived", BROWSER).await,
+        (302, Some("https://example.com/too-late".into()))
+    );
+
+    for (body, code) in [
+        (json!({ "max_visits": 0 }), "invalid_max_visits"),
+        (
+            json!({ "max_visits": 1_000_000_001i64 }),
+            "invalid_max_visits",
+        ),
+        (json!({ "max_visits": "ten" }), "invalid_json"),
+        (
+            json!({ "expired_url": "javascript:alert(1)" }),
+            "invalid_expired_url",
+        ),
+        (
+            json!({ "expired_url": "http://127.0.0.1/" }),
+            "invalid_expired_url",
+        ),
+    ] {
+        let mut create = body.clone();
+        create["long_url"] = "https://example.com/".into();
+        let resp = app.create(ALICE, create).await;
+        assert_eq!(error_code(resp, 400).await, code, "{body}");
+        let resp = app.patch(ALICE, "counted", body.clone()).await;
+        assert_eq!(error_code(resp, 400).await, code, "{body}");
+    }
+    app.stop().await;
+}

@@ -51,6 +51,10 @@ pub struct CreateLinkRequest {
     /// Up to 10 ordered rules; the first whose conditions all match picks the target.
     #[serde(default)]
     pub redirect_rules: Vec<RedirectRule>,
+    /// After this many human clicks (1 to 10^9) the link answers like an expired one.
+    pub max_visits: Option<i64>,
+    /// Where visitors go once the link expired or reached `max_visits`, instead of a 410.
+    pub expired_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -67,6 +71,8 @@ pub struct LinkResponse {
     /// When the link was last edited; null if never.
     pub updated_at: Option<DateTime<Utc>>,
     pub redirect_rules: Vec<RedirectRule>,
+    pub max_visits: Option<i64>,
+    pub expired_url: Option<String>,
 }
 
 /// `PATCH` body: only the fields present change; `null` clears a nullable field.
@@ -98,6 +104,14 @@ pub struct EditLinkRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Vec<RedirectRule>>)]
     pub redirect_rules: Option<Option<Vec<RedirectRule>>>,
+    /// New visit limit, or null for none.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
+    pub max_visits: Option<Option<i64>>,
+    /// New target after expiry, or null for none.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub expired_url: Option<Option<String>>,
 }
 
 /// A present field, null included, becomes `Some`; an absent one stays `None` (default).
@@ -156,6 +170,8 @@ impl LinkResponse {
                 .as_deref()
                 .and_then(|json| serde_json::from_str(json).ok())
                 .unwrap_or_default(),
+            max_visits: row.max_visits,
+            expired_url: row.expired_url,
         }
     }
 }
@@ -250,6 +266,12 @@ pub(crate) async fn create_link(
         .flatten();
     let tags = metadata::tags(&req.tags)?;
     let redirect_rules = rules_json(state, &req.redirect_rules)?;
+    let max_visits = req.max_visits.map(metadata::max_visits).transpose()?;
+    let expired_url = req
+        .expired_url
+        .as_deref()
+        .map(|u| expired_target(state, u))
+        .transpose()?;
     let mut link = NewLink {
         short_code: "",
         long_url: &long_url,
@@ -260,6 +282,8 @@ pub(crate) async fn create_link(
         tags: &tags,
         forward_query: req.forward_query.unwrap_or(true),
         redirect_rules: redirect_rules.as_deref(),
+        max_visits,
+        expired_url: expired_url.as_deref(),
     };
     let row = match &req.alias {
         Some(alias) => {
@@ -289,6 +313,14 @@ fn rules_json(state: &AppState, given: &[RedirectRule]) -> Result<Option<String>
     Ok(Some(
         serde_json::to_string(&checked).map_err(|_| ApiError::Internal)?,
     ))
+}
+
+fn expired_target(state: &AppState, url: &str) -> Result<String, ApiError> {
+    state
+        .url_policy
+        .check(url)
+        .map(String::from)
+        .map_err(|e| metadata::FieldError::ExpiredUrl(e.to_string()).into())
 }
 
 /// The checked target URL, with `utm` parameters set.
@@ -600,6 +632,14 @@ fn link_patch(
         redirect_rules: req
             .redirect_rules
             .map(|r| rules_json(state, r.as_deref().unwrap_or_default()))
+            .transpose()?,
+        max_visits: req
+            .max_visits
+            .map(|m| m.map(metadata::max_visits).transpose())
+            .transpose()?,
+        expired_url: req
+            .expired_url
+            .map(|u| u.as_deref().map(|u| expired_target(state, u)).transpose())
             .transpose()?,
     })
 }

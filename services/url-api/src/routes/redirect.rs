@@ -13,10 +13,13 @@ use shortener_common::event::Click;
 use crate::cache::CachedLink;
 use crate::clicks::header_text;
 use crate::error::{ApiError, ErrorBody};
+use crate::extras::{LinkExtras, VisitLimit};
 use crate::forward::forwarded;
 use crate::rules::{self, pick, CompiledRule, Visitor};
+use crate::store::LinkRow;
 use crate::validate::is_plausible_code;
 use crate::{store, AppState};
+use shortener_common::bots;
 
 /// Redirects to the link's target.
 #[utoipa::path(
@@ -45,7 +48,7 @@ pub async fn redirect(
     if !is_plausible_code(&code) {
         return Err(ApiError::NotFound);
     }
-    let (location, expires_at, deleted, forward_query, rules) =
+    let (location, expires_at, deleted, forward_query, extras) =
         match lookup(&state, &code, req.extensions(), req.headers()).await? {
             CachedLink::Missing => return Err(ApiError::NotFound),
             CachedLink::Found {
@@ -53,15 +56,29 @@ pub async fn redirect(
                 expires_at,
                 deleted,
                 forward_query,
-                rules,
-            } => (location, expires_at, deleted, forward_query, rules),
+                extras,
+            } => (location, expires_at, deleted, forward_query, extras),
         };
-    if deleted || expires_at.is_some_and(|t| t <= Utc::now()) {
+    if deleted {
         return Err(ApiError::Gone);
     }
-    // Rules are evaluated only for links that have them.
+    let is_get = req.method() == Method::GET;
+    let expired = expires_at.is_some_and(|t| t <= Utc::now());
+    // Rules, limits and the target after expiry are looked at only for links that have them.
+    let extras = extras.as_deref();
+    let over_limit = !expired
+        && extras.and_then(|e| e.limit.as_ref()).is_some_and(|limit| {
+            let ua = req.headers().get(header::USER_AGENT);
+            !limit.admit(is_get && !bots::is_bot(ua.and_then(|v| v.to_str().ok())))
+        });
+    if expired || over_limit {
+        return match extras.and_then(|e| e.expired_location.clone()) {
+            Some(target) => Ok(found(target)),
+            None => Err(ApiError::Gone),
+        };
+    }
     let mut client_ip = None;
-    let (location, matched_rule) = match rules.as_deref() {
+    let (location, matched_rule) = match extras.map(|e| &*e.rules).filter(|r| !r.is_empty()) {
         None => (location, None),
         Some(rules) => {
             let ip = state.client_ips.from_request(&req);
@@ -86,7 +103,7 @@ pub async fn redirect(
         _ => location,
     };
     // HEAD (link previews, monitors) is not a click.
-    if req.method() == Method::GET {
+    if is_get {
         if let Some(clicks) = &state.clicks {
             let mut click = Click::now(
                 code,
@@ -98,7 +115,11 @@ pub async fn redirect(
             clicks.publish(click);
         }
     }
-    Ok((
+    Ok(found(location))
+}
+
+fn found(location: HeaderValue) -> Response {
+    (
         StatusCode::FOUND,
         [
             (header::LOCATION, location),
@@ -109,18 +130,40 @@ pub async fn redirect(
             ),
         ],
     )
-        .into_response())
+        .into_response()
 }
 
-fn compiled_rules(code: &str, json: &str) -> Result<Arc<[CompiledRule]>, ApiError> {
-    serde_json::from_str::<Vec<rules::RedirectRule>>(json)
-        .ok()
-        .and_then(|r| rules::compile(&r))
-        .map(Arc::from)
-        .ok_or_else(|| {
-            tracing::error!(code, "stored redirect rules do not compile");
-            ApiError::Internal
-        })
+/// The extras of a stored link, None for a plain one.
+async fn link_extras(state: &AppState, row: &LinkRow) -> Result<Option<Arc<LinkExtras>>, ApiError> {
+    let code = row.short_code.as_str();
+    let broken = |what: &str| {
+        tracing::error!(code, what, "stored link field is unusable");
+        ApiError::Internal
+    };
+    let rules: Box<[CompiledRule]> = match row.redirect_rules.as_deref() {
+        None => Box::new([]),
+        Some(json) => serde_json::from_str::<Vec<rules::RedirectRule>>(json)
+            .ok()
+            .and_then(|r| rules::compile(&r))
+            .ok_or_else(|| broken("redirect_rules"))?,
+    };
+    let limit = match row.max_visits {
+        None => None,
+        Some(max) => {
+            let stored = store::human_visits(&state.pool, code)
+                .await
+                .map_err(ApiError::from_db)?;
+            Some(VisitLimit::new(
+                u64::try_from(max).unwrap_or(0),
+                u64::try_from(stored).unwrap_or(0),
+            ))
+        }
+    };
+    let expired_location = match row.expired_url.as_deref() {
+        None => None,
+        Some(url) => Some(HeaderValue::from_str(url).map_err(|_| broken("expired_url"))?),
+    };
+    Ok(LinkExtras::new(rules, limit, expired_location).map(Arc::new))
 }
 
 /// Cache first, then the database (caching the answer, including "missing"), if the
@@ -148,19 +191,25 @@ async fn lookup(
         .await
         .map_err(ApiError::from_db)?
     {
-        Some(row) => CachedLink::Found {
-            location: HeaderValue::from_maybe_shared(Bytes::from(row.long_url)).map_err(|_| {
-                tracing::error!(code, "stored long_url is not a valid header value");
-                ApiError::Internal
-            })?,
-            expires_at: row.expires_at,
-            deleted: row.deleted_at.is_some(),
-            forward_query: row.forward_query,
-            rules: match row.redirect_rules.as_deref() {
-                None => None,
-                Some(json) => Some(compiled_rules(code, json)?),
-            },
-        },
+        Some(row) => {
+            // Deleted links need nothing but the flag.
+            let extras = match row.deleted_at {
+                None => link_extras(state, &row).await?,
+                Some(_) => None,
+            };
+            CachedLink::Found {
+                location: HeaderValue::from_maybe_shared(Bytes::from(row.long_url)).map_err(
+                    |_| {
+                        tracing::error!(code, "stored long_url is not a valid header value");
+                        ApiError::Internal
+                    },
+                )?,
+                expires_at: row.expires_at,
+                deleted: row.deleted_at.is_some(),
+                forward_query: row.forward_query,
+                extras,
+            }
+        }
         None => CachedLink::Missing,
     };
     state.cache.insert_read(code, entry.clone(), ticket);

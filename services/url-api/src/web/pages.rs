@@ -498,6 +498,8 @@ fn create_request(form: &ShortenForm) -> Result<CreateLinkRequest, ApiError> {
         forward_query: None,
         utm: None,
         redirect_rules: Vec::new(),
+        max_visits: None,
+        expired_url: None,
     })
 }
 
