@@ -4,8 +4,6 @@
 pub enum Error {
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("ShortenerStack has no namespace")]
     MissingNamespace,
     #[error("Secret {secret} has no key {key}")]
@@ -25,7 +23,6 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
-            Error::Finalizer(_) => "finalizer",
             Error::MissingNamespace => "missing_namespace",
             Error::MissingSecretKey { .. } => "missing_secret_key",
             Error::SecretNotOptedIn { .. } => "secret_not_opted_in",

@@ -25,7 +25,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -155,26 +154,95 @@ pub async fn reconcile(stack: Arc<ShortenerStack>, ctx: Arc<Context>) -> Result<
     result
 }
 
+/// How long deletion waits for the topics to be deleted before it gives up on them (the
+/// brokers or their credentials may be gone for good: namespace deletion, `helm uninstall`).
+pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Whether deleting the stack has anything to do beyond garbage collection.
+fn needs_finalizer(stack: &ShortenerStack) -> bool {
+    stack.spec.kafka.delete_topic_on_delete
+}
+
 async fn reconcile_inner(stack: Arc<ShortenerStack>, ctx: &Context) -> Result<Action, Error> {
     let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<ShortenerStack> = Api::namespaced(ctx.client.clone(), &ns);
-    let stack_for_status = stack.clone();
-    let result = finalizer(&api, FINALIZER, stack, |event| async move {
-        match event {
-            FinalizerEvent::Apply(stack) => apply(&stack, ctx).await,
-            FinalizerEvent::Cleanup(stack) => cleanup(&stack, ctx).await,
+    let index = stack.finalizers().iter().position(|f| f == FINALIZER);
+    let result = match (stack.metadata.deletion_timestamp.is_some(), index) {
+        (true, None) => {
+            if let Some(autoscaler) = &ctx.autoscaler {
+                autoscaler.forget(&stack);
+            }
+            return Ok(Action::await_change());
         }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    });
+        (true, Some(i)) => match cleanup(&stack, ctx).await {
+            Ok(action) => {
+                remove_finalizer(&api, &stack, i).await?;
+                Ok(action)
+            }
+            Err(e) => Err(e),
+        },
+        (false, None) if needs_finalizer(&stack) => {
+            // Added before anything is created, so nothing outlives a deletion unseen; the
+            // patch brings the stack back with it.
+            add_finalizer(&api, &stack).await?;
+            return Ok(Action::await_change());
+        }
+        (false, Some(i)) if !needs_finalizer(&stack) => {
+            // Nothing to clean up any more (deleteTopicOnDelete turned off).
+            remove_finalizer(&api, &stack, i).await?;
+            apply(&stack, ctx).await
+        }
+        (false, _) => apply(&stack, ctx).await,
+    };
     if let Err(error) = &result {
-        record_failure(&stack_for_status, ctx, error).await;
+        record_failure(&stack, ctx, error).await;
     }
     result
+}
+
+/// JSON patch that adds the finalizer, testing the list it saw (Kubernetes does not
+/// deduplicate finalizers).
+async fn add_finalizer(api: &Api<ShortenerStack>, stack: &ShortenerStack) -> Result<(), Error> {
+    let patch = if stack.finalizers().is_empty() {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    } else {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": stack.finalizers()},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("a valid JSON patch");
+    api.patch(
+        &stack.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// JSON patch that removes the finalizer at `index`, testing it is still ours there.
+async fn remove_finalizer(
+    api: &Api<ShortenerStack>,
+    stack: &ShortenerStack,
+    index: usize,
+) -> Result<(), Error> {
+    let path = format!("/metadata/finalizers/{index}");
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": path, "value": FINALIZER},
+        {"op": "remove", "path": path},
+    ]))
+    .expect("a valid JSON patch");
+    api.patch(
+        &stack.name_any(),
+        &PatchParams::default(),
+        &Patch::<()>::Json(patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Writes the failed pass into the status (Ready=False, Degraded=True with the error), so
@@ -745,7 +813,10 @@ pub async fn kafka_connection(
     Ok(connection)
 }
 
-/// Deletion: the children go with the owner references; the topics only when asked.
+/// Deletion: the children go with the owner references; the topics only when asked. When
+/// Kafka cannot be reached (credentials or brokers gone), deletion retries until
+/// `CLEANUP_DEADLINE` after the deletion started, then gives up on the topics with a
+/// Warning event, so the stack (and its namespace) is not held forever.
 async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     if let Some(autoscaler) = &ctx.autoscaler {
         autoscaler.forget(stack);
@@ -755,18 +826,53 @@ async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error>
         info!(topic = %kafka.topic, "stack deleted; keeping its topics (deleteTopicOnDelete is false)");
         return Ok(Action::await_change());
     }
-    let connection = kafka_connection(stack, ctx).await?;
-    for topic in [kafka.topic.clone(), kafka.dlq_topic()] {
-        ctx.topics.delete(&connection, &topic).await?;
+    let deleted = async {
+        let connection = kafka_connection(stack, ctx).await?;
+        for topic in [kafka.topic.clone(), kafka.dlq_topic()] {
+            ctx.topics.delete(&connection, &topic).await?;
+        }
+        Ok::<_, Error>(())
     }
-    info!(topic = %kafka.topic, "topics deleted with the stack");
-    ctx.event(
-        stack,
-        EventType::Normal,
-        "TopicDeleted",
-        "DeleteTopic",
-        format!("deleted topics {} and {}", kafka.topic, kafka.dlq_topic()),
-    )
     .await;
-    Ok(Action::await_change())
+    match deleted {
+        Ok(()) => {
+            info!(topic = %kafka.topic, "topics deleted with the stack");
+            ctx.event(
+                stack,
+                EventType::Normal,
+                "TopicDeleted",
+                "DeleteTopic",
+                format!("deleted topics {} and {}", kafka.topic, kafka.dlq_topic()),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Err(e) if cleanup_overdue(stack, Utc::now()) => {
+            warn!(error = %e, "giving up on deleting the topics");
+            ctx.event(
+                stack,
+                EventType::Warning,
+                "TopicCleanupAbandoned",
+                "DeleteTopic",
+                format!(
+                    "topics {} and {} were not deleted ({e}); gave up {}s after the deletion started, delete them by hand",
+                    kafka.topic,
+                    kafka.dlq_topic(),
+                    CLEANUP_DEADLINE.as_secs()
+                ),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the deletion started more than `CLEANUP_DEADLINE` ago.
+fn cleanup_overdue(stack: &ShortenerStack, now: chrono::DateTime<Utc>) -> bool {
+    stack
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .is_some_and(|t| now - t.0 > chrono::Duration::from_std(CLEANUP_DEADLINE).expect("fits"))
 }

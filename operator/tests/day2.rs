@@ -341,3 +341,53 @@ async fn rotating_a_secret_rolls_the_pods_that_read_it() {
         assert_ne!(&checksum(c), b, "{c} rolls");
     }
 }
+
+/// Deleting a stack whose brokers are gone: deletion retries for a bounded time, then
+/// gives up on the topics with a Warning event and lets the stack go.
+#[tokio::test]
+async fn deletion_with_kafka_unreachable_gives_up_after_the_deadline() {
+    use shortener_operator::reconcile::{CLEANUP_DEADLINE, FINALIZER};
+    let h = Harness::new(stack_json(true));
+    h.settle().await;
+    assert_eq!(
+        h.get(STACK_PATH).unwrap()["metadata"]["finalizers"],
+        json!([FINALIZER])
+    );
+    h.topics.set_unreachable(true);
+    h.api.delete(STACK_PATH);
+
+    // Just deleted: the cleanup fails and is retried; the finalizer holds the stack.
+    let (result, log) = h.try_pass().await;
+    assert!(result.is_err());
+    assert!(h.get(STACK_PATH).is_some());
+    assert!(!log
+        .iter()
+        .any(|r| r.body["reason"] == "TopicCleanupAbandoned"));
+
+    // The deletion started longer ago than the deadline: give up, say so, let it go.
+    let started = chrono::Utc::now()
+        - chrono::Duration::from_std(CLEANUP_DEADLINE).unwrap()
+        - chrono::Duration::seconds(5);
+    let mut stack = h.get(STACK_PATH).unwrap();
+    stack["metadata"]["deletionTimestamp"] =
+        started.format("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+    let api = FakeApiServer::new();
+    api.put_as("kubectl", stack);
+    let h = Harness {
+        api,
+        topics: h.topics.clone(),
+    };
+    let (result, log) = h.try_pass().await;
+    assert!(result.is_ok(), "{result:?}");
+    let warning = log
+        .iter()
+        .find(|r| r.method == "POST" && r.body["reason"] == "TopicCleanupAbandoned")
+        .expect("a Warning event");
+    assert_eq!(warning.body["type"], "Warning");
+    assert!(warning.body["note"].as_str().unwrap().contains("clicks"));
+    assert!(
+        h.get(STACK_PATH).is_none(),
+        "the finalizer is gone, so is the stack"
+    );
+    assert!(h.topics.deleted().is_empty());
+}

@@ -15,6 +15,8 @@ pub struct MemoryTopicManager {
     topics: Mutex<BTreeMap<String, i32>>,
     deleted: Mutex<Vec<String>>,
     ensured: Mutex<Vec<(KafkaConnection, TopicRequest)>>,
+    /// When set, every call times out, as with brokers that are gone.
+    unreachable: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryTopicManager {
@@ -37,6 +39,22 @@ impl MemoryTopicManager {
         self.ensured.lock().unwrap().clone()
     }
 
+    /// Makes every later call time out (brokers gone), or answer again.
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.unreachable
+            .store(unreachable, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn timeout(&self, operation: &'static str, topic: &str) -> Option<TopicError> {
+        self.unreachable
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| TopicError::Timeout {
+                operation,
+                topic: topic.to_string(),
+                seconds: 10,
+            })
+    }
+
     /// Topics deleted so far, in order.
     pub fn deleted(&self) -> Vec<String> {
         self.deleted.lock().unwrap().clone()
@@ -53,6 +71,9 @@ impl TopicManager for MemoryTopicManager {
             .lock()
             .unwrap()
             .push((connection.clone(), request.clone()));
+        if let Some(e) = self.timeout("describe", &request.name) {
+            return futures::future::ready(Err(e)).boxed();
+        }
         let mut topics = self.topics.lock().unwrap();
         let outcome = match topics.get(&request.name).copied() {
             None => {
@@ -85,6 +106,9 @@ impl TopicManager for MemoryTopicManager {
         _connection: &'a KafkaConnection,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<(), TopicError>> {
+        if let Some(e) = self.timeout("delete", topic) {
+            return futures::future::ready(Err(e)).boxed();
+        }
         self.topics.lock().unwrap().remove(topic);
         self.deleted.lock().unwrap().push(topic.to_string());
         futures::future::ready(Ok(())).boxed()
