@@ -754,6 +754,10 @@ pub struct ConsumerStatus {
     /// Why the builtin autoscaler last changed the replica count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_reason: Option<String>,
+    /// KEDA mode: the HPA KEDA created for the ScaledObject, once it exists; until then the
+    /// operator keeps the Deployment's replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keda_hpa: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -44,12 +44,12 @@ pub fn required_cluster_rules() -> Vec<PolicyRule> {
         ),
         // Builtin consumer autoscaling: read and set the consumer's replica count.
         rule("apps", &["deployments/scale"], &["get", "patch"]),
-        // Keda mode: the ScaledObject and TriggerAuthentication (applied, never deleted;
-        // in builtin mode only read, to notice a leftover ScaledObject).
+        // Keda mode: the ScaledObject and TriggerAuthentication, applied; the stack's own
+        // are deleted when it leaves KEDA mode (or no longer needs the authentication).
         rule(
             "keda.sh",
             &["scaledobjects", "triggerauthentications"],
-            &["get", "create", "patch"],
+            &["get", "create", "patch", "delete"],
         ),
         rule(
             "",
@@ -133,13 +133,17 @@ mod tests {
     }
 
     #[test]
-    fn no_wildcards_and_delete_only_on_migration_jobs() {
+    fn no_wildcards_and_delete_only_on_jobs_and_keda_objects() {
         for r in all_rules() {
             let resources = r.resources.unwrap();
             assert!(!resources.iter().any(|x| x == "*"));
             assert!(!r.verbs.iter().any(|v| v == "*" || v == "deletecollection"));
             if r.verbs.iter().any(|v| v == "delete") {
-                assert_eq!(resources, ["jobs"], "delete is granted on Jobs only");
+                assert!(
+                    resources == ["jobs"]
+                        || resources == ["scaledobjects", "triggerauthentications"],
+                    "delete only on migration Jobs and KEDA objects: {resources:?}"
+                );
             }
             assert!(!r.api_groups.unwrap().iter().any(|g| g == "*"));
         }

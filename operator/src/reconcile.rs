@@ -31,8 +31,9 @@ use serde::Serialize;
 use shortener_common::kafka::KafkaArgs;
 use tracing::{info, warn};
 
-use crate::autoscaling::Autoscaler;
+use crate::autoscaling::{keda, Autoscaler};
 use crate::conditions;
+use crate::crd::AutoscalingMode;
 use crate::crd::ShortenerStack;
 use crate::drift;
 use crate::error::Error;
@@ -351,7 +352,23 @@ fn apply_params() -> PatchParams {
 async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
     let client = &ctx.client;
+    let stored_status = stack.status.clone();
     let previous = stack.status.clone().unwrap_or_default();
+    // KEDA mode: whether KEDA's HPA holds the consumer's replicas yet decides whether the
+    // Deployment still declares them (`scaling::desired_consumer_replicas`).
+    let observed;
+    let stack = if stack.spec.consumer.autoscaling.mode == AutoscalingMode::Keda {
+        let hpa = keda::hpa_name(client, stack).await?;
+        let mut copy = stack.clone();
+        copy.status
+            .get_or_insert_with(Default::default)
+            .consumer
+            .keda_hpa = hpa;
+        observed = copy;
+        &observed
+    } else {
+        stack
+    };
 
     let topic = ensure_topics(stack, ctx).await;
     let migration = ensure_migration(stack, ctx).await?;
@@ -473,7 +490,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
 
     let status = status::compute(stack, &topic, &migration, &deployments, Utc::now());
     publish_transitions(stack, ctx, &previous.conditions, &status.conditions).await;
-    if stack.status.as_ref() != Some(&status) {
+    if stored_status.as_ref() != Some(&status) {
         let api: Api<ShortenerStack> = Api::namespaced(client.clone(), &ns);
         let patch = serde_json::json!({
             "apiVersion": ShortenerStack::api_version(&()),
@@ -505,6 +522,14 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
             Ok(None) => {}
             Err(e) => {
                 warn!(error = %e, "consumer autoscaling skipped this round");
+                ctx.event(
+                    stack,
+                    EventType::Warning,
+                    "AutoscalingUnavailable",
+                    "ScaleConsumer",
+                    format!("consumer replicas left as they are: {e}"),
+                )
+                .await;
                 requeue = requeue.min(PENDING_REQUEUE);
             }
         }

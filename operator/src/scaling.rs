@@ -17,10 +17,17 @@ pub fn consumer_replica_bounds(stack: &ShortenerStack) -> (i32, i32) {
     (min, max)
 }
 
-/// Replicas the consumer Deployment should declare, or `None` when KEDA owns the count
-/// (then the operator leaves `spec.replicas` out of its apply and never fights KEDA).
+/// Replicas the consumer Deployment should declare, or `None` when KEDA's HPA owns the
+/// count (then the operator leaves `spec.replicas` out of its apply and never fights KEDA).
+/// Right after a switch to KEDA mode, until KEDA reports its HPA
+/// (`status.consumer.kedaHpa`), the operator keeps declaring the count it had: leaving
+/// the field with no owner would reset the Deployment to 1 replica.
 pub fn desired_consumer_replicas(stack: &ShortenerStack) -> Option<i32> {
-    if stack.spec.consumer.autoscaling.mode == AutoscalingMode::Keda {
+    let keda_holds = stack
+        .status
+        .as_ref()
+        .is_some_and(|s| s.consumer.keda_hpa.is_some());
+    if stack.spec.consumer.autoscaling.mode == AutoscalingMode::Keda && keda_holds {
         return None;
     }
     let (min, max) = consumer_replica_bounds(stack);
@@ -61,6 +68,12 @@ mod tests {
         s.spec.consumer.max_replicas = 2;
         assert_eq!(desired_consumer_replicas(&s), Some(2));
         s.spec.consumer.autoscaling.mode = AutoscalingMode::Keda;
+        assert_eq!(
+            desired_consumer_replicas(&s),
+            Some(2),
+            "until KEDA's HPA exists"
+        );
+        s.status.as_mut().unwrap().consumer.keda_hpa = Some("keda-hpa-demo-consumer".into());
         assert_eq!(desired_consumer_replicas(&s), None);
     }
 }

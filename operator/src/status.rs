@@ -300,11 +300,21 @@ pub fn compute(
         consumer: ConsumerStatus {
             ready_replicas: ready_replicas(consumer),
             current_replicas: current_consumers,
-            desired_replicas: scaling::desired_consumer_replicas(stack)
-                .unwrap_or(current_consumers),
+            // KEDA mode: what KEDA's HPA declared on the Deployment.
+            desired_replicas: scaling::desired_consumer_replicas(stack).unwrap_or_else(|| {
+                consumer
+                    .and_then(|d| d.spec.as_ref())
+                    .and_then(|s| s.replicas)
+                    .unwrap_or(current_consumers)
+            }),
             // Written by the builtin autoscaler (`autoscaling::scaler`); kept as they are.
             last_scale_time: previous.consumer.last_scale_time.clone(),
             last_scale_reason: previous.consumer.last_scale_reason.clone(),
+            // Observed by the reconciler before this computation (KEDA mode only).
+            keda_hpa: match stack.spec.consumer.autoscaling.mode {
+                crate::crd::AutoscalingMode::Keda => previous.consumer.keda_hpa.clone(),
+                crate::crd::AutoscalingMode::Builtin => None,
+            },
         },
         last_measured_lag: previous.last_measured_lag,
         applied_migration_version: if migration_succeeded {

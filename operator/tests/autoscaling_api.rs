@@ -373,11 +373,14 @@ async fn builtin_reconcile_measures_once_per_interval() {
     let mut s = stack("builtin", Some((800, 1, 1)));
     s.spec.consumer.autoscaling.interval_seconds = 1;
 
-    // First pass after a start: is a ScaledObject (from keda mode) in the way? No.
+    // First pass after a start: KEDA objects (from keda mode) to remove? None.
     let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
         let (req, send) = next(&mut handle, "GET ScaledObject").await;
         assert_eq!(req.method(), Method::GET);
         assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);
+        not_found(send);
+        let (req, send) = next(&mut handle, "GET TriggerAuthentication").await;
+        assert_eq!(req.uri().path(), TRIGGER_AUTH_PATH);
         not_found(send);
         serve_get_scale(&mut handle, 1, 1).await;
     });
@@ -420,6 +423,10 @@ async fn builtin_mode_does_not_compete_with_a_leftover_scaled_object() {
             json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
                    "metadata": {"name": "demo-consumer", "namespace": "shop"}, "spec": {}}),
         );
+        // Not this stack's (no owner reference): left alone.
+        let (req, send) = next(&mut handle, "GET TriggerAuthentication").await;
+        assert_eq!(req.uri().path(), TRIGGER_AUTH_PATH);
+        not_found(send);
         let event = serve_event(&mut handle).await;
         assert_eq!(event["type"], "Warning");
         assert_eq!(event["reason"], "KedaScaledObjectPresent");
@@ -438,7 +445,10 @@ async fn keda_mode_applies_a_scaled_object_and_never_touches_the_scale() {
     let s = stack("keda", None);
 
     let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
-        // Plaintext Kafka: no TriggerAuthentication.
+        // Plaintext Kafka: no TriggerAuthentication, and none left from an earlier spec.
+        let (req, send) = next(&mut handle, "GET TriggerAuthentication").await;
+        assert_eq!(req.uri().path(), TRIGGER_AUTH_PATH);
+        not_found(send);
         let (req, send) = next(&mut handle, "GET ScaledObject").await;
         assert_eq!(req.method(), Method::GET);
         assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);

@@ -391,3 +391,109 @@ async fn deletion_with_kafka_unreachable_gives_up_after_the_deadline() {
     );
     assert!(h.topics.deleted().is_empty());
 }
+
+mod mode_switch {
+    use super::*;
+    use futures::future::BoxFuture;
+    use futures::FutureExt;
+    use shortener_operator::autoscaling::{
+        Autoscaler, LagError, LagReport, LagSource, PartitionLag,
+    };
+    use shortener_operator::reconcile::Context;
+    use shortener_operator::topic::KafkaConnection;
+    use std::sync::Arc;
+
+    const SO: &str = "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects/demo-consumer";
+    const AUTH: &str =
+        "/apis/keda.sh/v1alpha1/namespaces/shop/triggerauthentications/demo-consumer-kafka";
+
+    /// No lag: the builtin autoscaler keeps the lower bound.
+    struct NoLag;
+    impl LagSource for NoLag {
+        fn measure<'a>(
+            &'a self,
+            _: &'a KafkaConnection,
+            _: &'a str,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<LagReport, LagError>> {
+            let parts = (0..4)
+                .map(|p| PartitionLag::new(p, 0, 0, Some(0)))
+                .collect();
+            async move { Ok(LagReport::from_partitions(parts)) }.boxed()
+        }
+    }
+
+    /// A pass of a freshly started operator with the builtin autoscaler wired in.
+    async fn pass(h: &Harness) -> Vec<Recorded> {
+        let mark = h.api.mark();
+        let client = h.api.client(NS);
+        let mut ctx = Context::new(client.clone(), h.topics.clone(), Default::default());
+        ctx.autoscaler = Some(Autoscaler::new(client, Arc::new(NoLag), Default::default()));
+        shortener_operator::reconcile::reconcile(h.stack(), Arc::new(ctx))
+            .await
+            .expect("reconcile succeeds");
+        h.api.log_since(mark)
+    }
+
+    fn consumer_replicas(h: &Harness) -> serde_json::Value {
+        h.get(&format!("{DEPLOY}/demo-consumer")).unwrap()["spec"]["replicas"].clone()
+    }
+
+    /// builtin → KEDA → builtin: the replica count never falls back to the default of 1,
+    /// and leaving KEDA mode deletes the ScaledObject and TriggerAuthentication.
+    #[tokio::test]
+    async fn builtin_to_keda_and_back_keeps_replicas_and_leaves_no_debris() {
+        let mut stack = stack_json(false);
+        stack["spec"]["consumer"] = json!({"minReplicas": 2, "maxReplicas": 4});
+        stack["spec"]["kafka"]["sasl"] =
+            json!({"mechanism": "SCRAM-SHA-512", "secretRef": {"name": "kafka-user"}});
+        let h = Harness::new(stack);
+        h.api.put(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "kafka-user", "namespace": NS,
+                         "labels": {"shortener.example.io/kafka-credentials": "true"}},
+            "data": {"username": "dXNlcg==", "password": "cGFzcw=="}
+        }));
+        h.settle().await;
+        pass(&h).await;
+        assert_eq!(consumer_replicas(&h), 2);
+
+        // To KEDA: the ScaledObject (with a fallback) appears; replicas stay declared
+        // until KEDA reports its HPA.
+        h.edit_stack(|s| s["spec"]["consumer"]["autoscaling"] = json!({"mode": "keda"}));
+        pass(&h).await;
+        let so = h.get(SO).expect("a ScaledObject");
+        assert_eq!(so["spec"]["fallback"]["replicas"], 4);
+        assert!(h.get(AUTH).is_some());
+        assert_eq!(
+            consumer_replicas(&h),
+            2,
+            "not dropped before KEDA's HPA holds it"
+        );
+
+        // KEDA's HPA exists and sets the count through the scale subresource.
+        h.api
+            .set_status(SO, json!({"hpaName": "keda-hpa-demo-consumer"}));
+        h.api.edit_as(
+            "kube-controller-manager",
+            &format!("{DEPLOY}/demo-consumer"),
+            |d| d["spec"]["replicas"] = 3.into(),
+        );
+        pass(&h).await;
+        pass(&h).await;
+        assert_eq!(consumer_replicas(&h), 3, "the HPA's count stands");
+        assert_eq!(
+            h.api
+                .owners_of(&format!("{DEPLOY}/demo-consumer"), "spec.replicas"),
+            ["kube-controller-manager"]
+        );
+
+        // Back to builtin: the KEDA objects go, the operator declares the count again.
+        h.edit_stack(|s| s["spec"]["consumer"]["autoscaling"] = json!({"mode": "builtin"}));
+        let log = pass(&h).await;
+        assert!(h.get(SO).is_none(), "ScaledObject deleted");
+        assert!(h.get(AUTH).is_none(), "TriggerAuthentication deleted");
+        assert!(log.iter().any(|r| r.body["reason"] == "KedaObjectsRemoved"));
+        assert_eq!(consumer_replicas(&h), 3, "no drop to 1 on the way back");
+    }
+}

@@ -154,6 +154,12 @@ pub fn scaled_object(stack: &ShortenerStack) -> DynamicObject {
             "cooldownPeriod": autoscaling.scale_down_stabilization_seconds,
             "minReplicaCount": params.lower(),
             "maxReplicaCount": params.upper(),
+            // When KEDA cannot read the lag (brokers unreachable) it runs the most consumers
+            // the stack allows, so a backlog that built up meanwhile is not starved.
+            "fallback": {
+                "failureThreshold": 3,
+                "replicas": params.upper().max(1),
+            },
             "advanced": {
                 "horizontalPodAutoscalerConfig": {
                     "behavior": {
@@ -200,17 +206,93 @@ fn apis(client: &Client, stack: &ShortenerStack) -> (Api<DynamicObject>, Api<Dyn
 }
 
 /// Applies the TriggerAuthentication (first, so the ScaledObject never references a
-/// missing one) and the ScaledObject. Returns whether anything was written. A
-/// TriggerAuthentication that is no longer referenced is left in place (the operator
-/// deletes nothing; the owner reference removes it with the stack).
+/// missing one) and the ScaledObject, and deletes a TriggerAuthentication of this stack
+/// that is no longer referenced. Returns whether anything was written.
 pub async fn apply(client: &Client, stack: &ShortenerStack) -> Result<bool, kube::Error> {
     let (auths, scaled_objects) = apis(client, stack);
     let mut wrote = false;
-    if let Some(auth) = trigger_authentication(stack) {
-        wrote |= apply_one(&auths, auth).await?;
+    match trigger_authentication(stack) {
+        Some(auth) => wrote |= apply_one(&auths, auth).await?,
+        None => {
+            wrote |= delete_owned(&auths, &trigger_authentication_name(stack), stack).await?
+                == Found::Deleted
+        }
     }
     wrote |= apply_one(&scaled_objects, scaled_object(stack)).await?;
     Ok(wrote)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    Absent,
+    Deleted,
+    /// Exists but another owner's: left alone.
+    Foreign,
+}
+
+/// Deletes the object if it exists and this stack owns it.
+async fn delete_owned(
+    api: &Api<DynamicObject>,
+    name: &str,
+    stack: &ShortenerStack,
+) -> Result<Found, kube::Error> {
+    let Some(live) = api.get_opt(name).await? else {
+        return Ok(Found::Absent);
+    };
+    let uid = stack.metadata.uid.as_deref();
+    let owned = live
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(o.uid.as_str()) == uid);
+    if !owned {
+        return Ok(Found::Foreign);
+    }
+    api.delete(name, &Default::default()).await?;
+    Ok(Found::Deleted)
+}
+
+/// What leaving KEDA mode found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// Objects of this stack deleted now, `Kind/name`.
+    pub deleted: Vec<String>,
+    /// A ScaledObject of that name this stack does not own (it keeps scaling the consumer).
+    pub foreign_scaled_object: bool,
+}
+
+/// Deletes the stack's ScaledObject and TriggerAuthentication (builtin mode owns the
+/// replica count). A cluster without KEDA answers 404: nothing to delete.
+pub async fn remove(client: &Client, stack: &ShortenerStack) -> Result<Removal, kube::Error> {
+    let (auths, scaled_objects) = apis(client, stack);
+    let mut removal = Removal::default();
+    let so = scaled_object_name(stack);
+    match delete_owned(&scaled_objects, &so, stack).await? {
+        Found::Deleted => removal.deleted.push(format!("ScaledObject/{so}")),
+        Found::Foreign => removal.foreign_scaled_object = true,
+        Found::Absent => {}
+    }
+    let auth = trigger_authentication_name(stack);
+    if delete_owned(&auths, &auth, stack).await? == Found::Deleted {
+        removal
+            .deleted
+            .push(format!("TriggerAuthentication/{auth}"));
+    }
+    Ok(removal)
+}
+
+/// The HPA KEDA created for the stack's ScaledObject (`status.hpaName`), once it exists:
+/// from then on KEDA holds the consumer's replica count.
+pub async fn hpa_name(
+    client: &Client,
+    stack: &ShortenerStack,
+) -> Result<Option<String>, kube::Error> {
+    let (_, scaled_objects) = apis(client, stack);
+    Ok(scaled_objects
+        .get_opt(&scaled_object_name(stack))
+        .await?
+        .and_then(|so| so.data["status"]["hpaName"].as_str().map(str::to_string)))
 }
 
 /// Whether a ScaledObject for the stack exists (e.g. left from keda mode). While one does,

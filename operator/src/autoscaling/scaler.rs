@@ -151,7 +151,20 @@ impl Autoscaler {
                 }
                 self.with_state(stack, |s| s.last_pass = Some(now));
                 if !keda_clear {
-                    if keda::scaled_object_exists(&self.client, stack).await? {
+                    let removal = keda::remove(&self.client, stack).await?;
+                    if !removal.deleted.is_empty() {
+                        self.event(
+                            stack,
+                            EventType::Normal,
+                            "KedaObjectsRemoved",
+                            format!(
+                                "autoscaling mode is builtin: deleted {}",
+                                removal.deleted.join(", ")
+                            ),
+                        )
+                        .await;
+                    }
+                    if removal.foreign_scaled_object {
                         self.warn_keda_leftover(stack).await;
                         return Ok(Some(interval));
                     }
@@ -163,6 +176,19 @@ impl Autoscaler {
                 self.scale_once(stack, &connection, Utc::now()).await?;
                 Ok(Some(interval))
             }
+        }
+    }
+
+    async fn event(&self, stack: &ShortenerStack, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "ScaleConsumer".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &stack.object_ref(&())).await {
+            tracing::warn!(stack = %key(stack), error = %e, "cannot record an Event");
         }
     }
 
