@@ -19,6 +19,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct UrlApi {
     pub service: Service,
     pub addr: SocketAddr,
+    /// `/readyz` and `/metrics`.
+    pub admin: SocketAddr,
     client: reqwest::Client,
 }
 
@@ -42,6 +44,7 @@ impl UrlApi {
         ServiceSpec::new("url-api", bin_dir.join("url-api"), log_dir)
             .arg("serve")
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("ADMIN_ADDR", format!("127.0.0.1:{}", free_port()))
             .env("PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}"))
             .env("DATABASE_URL", database_url)
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
@@ -62,6 +65,12 @@ impl UrlApi {
             .find(|(k, _)| k == "LISTEN_ADDR")
             .and_then(|(_, v)| v.parse().ok())
             .expect("url-api spec has LISTEN_ADDR");
+        let admin: SocketAddr = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "ADMIN_ADDR")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("url-api spec has ADMIN_ADDR");
         let mut service = spec.spawn()?;
         service
             .wait_ready(&format!("http://{addr}/healthz"), START_TIMEOUT)
@@ -69,6 +78,7 @@ impl UrlApi {
         Ok(Self {
             service,
             addr,
+            admin,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -89,9 +99,14 @@ impl UrlApi {
         create_link(&self.client, self.addr, long_url, alias).await
     }
 
+    /// `path` on the admin port.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
     /// Sum of a metric on /metrics (0 when absent).
     pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        Ok(procs::scrape(&self.url("/metrics"), name).await?)
+        Ok(procs::scrape(&self.admin_url("/metrics"), name).await?)
     }
 }
 

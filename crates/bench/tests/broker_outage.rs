@@ -25,12 +25,19 @@ async fn redirects_survive_a_broker_outage_and_queued_clicks_are_delivered() {
     let state = AppState::new(&config, db.pool.clone()).expect("url-api state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    tokio::spawn(url_api::serve_admin(
+        admin,
+        state.clone(),
+        std::future::pending(),
+    ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(url_api::serve(listener, state, async {
         let _ = stopped.await;
     }));
 
-    let (pass, observed) = exercise(addr, &broker, false)
+    let (pass, observed) = exercise(addr, admin_addr, &broker, false)
         .await
         .expect("outage scenario runs");
     let _ = stop.send(());

@@ -1,5 +1,5 @@
-//! `/healthz`, `/readyz` and `/metrics`: the endpoints every service exposes, on its
-//! main port (url-api) or on an admin port (consumer, analytics-rpc, operator).
+//! `/healthz`, `/readyz` and `/metrics`: the endpoints every service exposes on its admin
+//! port (url-api also answers `/healthz` on its public port).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,7 +57,8 @@ pub fn router(registry: Arc<Registry>, readiness: Readiness) -> Router {
         })
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+/// `{"status":"ok"}`: the process serves. Says nothing about dependencies.
+pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 

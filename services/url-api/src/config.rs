@@ -8,6 +8,7 @@ use shortener_common::kafka::KafkaArgs;
 use shortener_common::telemetry::LogArgs;
 
 pub const DEFAULT_LISTEN_ADDR: &str = "0.0.0.0:8080";
+pub const DEFAULT_ADMIN_ADDR: &str = "0.0.0.0:9095";
 pub const DEFAULT_PUBLIC_BASE_URL: &str = "http://localhost:8080";
 pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 10;
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 20;
@@ -38,6 +39,9 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "LISTEN_ADDR", default_value = DEFAULT_LISTEN_ADDR)]
     pub listen_addr: SocketAddr,
+    /// Address of `/healthz`, `/readyz` and `/metrics` (not for the public).
+    #[arg(long, env = "ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
+    pub admin_addr: SocketAddr,
     /// Base of the short URLs handed out (`<base>/<code>`).
     #[arg(long, env = "PUBLIC_BASE_URL", default_value = DEFAULT_PUBLIC_BASE_URL)]
     pub public_base_url: String,
@@ -135,6 +139,7 @@ impl std::fmt::Debug for Config {
         let masked = |keys: &str| if keys.is_empty() { "" } else { "***" };
         f.debug_struct("Config")
             .field("listen_addr", &self.listen_addr)
+            .field("admin_addr", &self.admin_addr)
             .field("public_base_url", &self.public_base_url)
             .field("api_keys", &masked(&self.api_keys))
             .field("api_key_hashes", &masked(&self.api_key_hashes))
@@ -175,6 +180,7 @@ impl Config {
     pub fn new(database: DatabaseArgs, kafka: KafkaArgs) -> Self {
         Self {
             listen_addr: DEFAULT_LISTEN_ADDR.parse().expect("valid default address"),
+            admin_addr: DEFAULT_ADMIN_ADDR.parse().expect("valid default address"),
             public_base_url: DEFAULT_PUBLIC_BASE_URL.into(),
             api_keys: String::new(),
             api_key_hashes: String::new(),

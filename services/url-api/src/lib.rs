@@ -4,6 +4,8 @@
 //! ```text
 //! let state = url_api::AppState::new(&config, pool)?;          // inside a tokio runtime
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! tokio::spawn(url_api::serve_admin(admin, state.clone(), admin_shutdown_future));
 //! tokio::spawn(url_api::serve(listener, state, shutdown_future));
 //! ```
 
@@ -224,20 +226,10 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application: API, redirects, the dashboard under `/ui/`,
-/// `/openapi.json`, `/healthz`, `/readyz`, `/metrics`.
+/// The public HTTP application: API, redirects, the dashboard under `/ui/`,
+/// `/openapi.json` and a minimal `/healthz`. Readiness and metrics are on the admin port
+/// ([`admin_router`]).
 pub fn router(state: AppState) -> Router {
-    let pool = state.pool.clone();
-    let readiness = Readiness::new(move || {
-        let pool = pool.clone();
-        async move {
-            match tokio::time::timeout(READY_TIMEOUT, db::ping(&pool)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("database ping timed out".to_string()),
-            }
-        }
-    });
     let api = Router::new()
         .route("/api/v1/links", get(links::list).post(links::create))
         .route(
@@ -253,7 +245,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(web::router())
         .with_state(state.clone())
-        .merge(health::router(state.registry.clone(), readiness))
+        .route("/healthz", get(health::healthz))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -297,14 +289,48 @@ pub async fn serve(
 pub async fn run(config: Config) -> Result<(), StartupError> {
     let pool = config.database.lazy_pool()?;
     let state = AppState::new(&config, pool)?;
-    let listener = TcpListener::bind(config.listen_addr)
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Listen { addr, source })
+    };
+    let listener = bind(config.listen_addr).await?;
+    let admin = bind(config.admin_addr).await?;
+    tracing::info!(addr = %config.listen_addr, admin = %config.admin_addr, "url-api listening");
+    let admin = tokio::spawn(serve_admin(admin, state.clone(), std::future::pending()));
+    let served = serve(listener, state, shortener_common::shutdown::signal()).await;
+    admin.abort();
+    served.map_err(StartupError::Serve)
+}
+
+/// The admin endpoints, for probes and Prometheus rather than the public: `/healthz`,
+/// `/readyz` (whether the database answers; the reason names no host nor error text) and
+/// `/metrics`.
+pub fn admin_router(state: &AppState) -> Router {
+    let pool = state.pool.clone();
+    let readiness = Readiness::new(move || {
+        let pool = pool.clone();
+        async move {
+            match tokio::time::timeout(READY_TIMEOUT, db::ping(&pool)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "readiness: database ping failed");
+                    Err("database unreachable".to_string())
+                }
+                Err(_) => Err("database ping timed out".to_string()),
+            }
+        }
+    });
+    health::router(state.registry.clone(), readiness)
+}
+
+/// Serves [`admin_router`] on `listener` until `shutdown` resolves.
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, admin_router(&state))
+        .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|source| StartupError::Listen {
-            addr: config.listen_addr,
-            source,
-        })?;
-    tracing::info!(addr = %config.listen_addr, "url-api listening");
-    serve(listener, state, shortener_common::shutdown::signal())
-        .await
-        .map_err(StartupError::Serve)
 }

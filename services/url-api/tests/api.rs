@@ -565,7 +565,18 @@ async fn metrics_count_requests_by_route_template() {
 async fn health_readiness_and_openapi() {
     let app = start(|_| {}).await;
     assert_eq!(app.get("/healthz").await.status(), 200);
-    assert_eq!(app.get("/readyz").await.status(), 200);
+    assert_eq!(app.admin_get("/healthz").await.status(), 200);
+    assert_eq!(app.admin_get("/readyz").await.status(), 200);
+    // Readiness and metrics are not for the public.
+    for path in ["/readyz", "/metrics"] {
+        assert_eq!(
+            error_code(app.get(path).await, 404).await,
+            "not_found",
+            "{path}"
+        );
+    }
+    let body: Value = app.get("/healthz").await.json().await.unwrap();
+    assert_eq!(body, json!({ "status": "ok" }));
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
     for p in ["/api/v1/links", "/api/v1/links/{code}", "/{code}"] {
@@ -591,10 +602,12 @@ async fn database_down_means_not_ready_and_503_not_500() {
     db.database_acquire_timeout_ms = 500;
     let app = start_with(base_config(db)).await;
     assert_eq!(app.get("/healthz").await.status(), 200);
-    let resp = app.get("/readyz").await;
+    let resp = app.admin_get("/readyz").await;
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "not_ready");
+    // The reason names no host, port or driver error.
+    assert_eq!(body["reason"], "database unreachable", "{body}");
     let resp = app
         .create(ALICE, json!({ "long_url": "https://example.com/" }))
         .await;

@@ -206,7 +206,10 @@ pub async fn run(
     // Events: every redirect (302) is published; wait up to 30 s for the queue to drain.
     let (mut redirects, mut published, mut dropped, mut failed) = (0.0, 0.0, 0.0, 0.0);
     for _ in 0..300 {
-        let text = reqwest::get(api.url("/metrics")).await?.text().await?;
+        let text = reqwest::get(api.admin_url("/metrics"))
+            .await?
+            .text()
+            .await?;
         redirects = metric_sum_matching(
             &text,
             "http_request_duration_seconds_count",

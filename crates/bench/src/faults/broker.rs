@@ -46,14 +46,15 @@ pub async fn outage_under_load(
     )
     .env("CLICK_QUEUE_CAPACITY", capacity.to_string());
     let api = UrlApi::start(spec).await?;
-    exercise(api.addr, &broker, queue_capacity.is_some()).await
+    exercise(api.addr, api.admin, &broker, queue_capacity.is_some()).await
 }
 
-/// The outage itself, against any url-api at `addr` that publishes to `broker` and
-/// accepts [`crate::stack::API_KEY`]: load before, during a 10 s outage and the drain
-/// after. With `expect_drops` the queue is meant to overflow.
+/// The outage itself, against any url-api at `addr` (admin endpoints at `admin`) that
+/// publishes to `broker` and accepts [`crate::stack::API_KEY`]: load before, during a 10 s
+/// outage and the drain after. With `expect_drops` the queue is meant to overflow.
 pub async fn exercise(
     addr: SocketAddr,
+    admin: SocketAddr,
     broker: &FlakyBroker,
     expect_drops: bool,
 ) -> anyhow::Result<(bool, String)> {
@@ -103,7 +104,7 @@ pub async fn exercise(
         }
     };
     wait_for(Duration::from_secs(30), || async {
-        counts(addr).await.filter(|(r, p, d, f)| p + d + f >= *r)
+        counts(admin).await.filter(|(r, p, d, f)| p + d + f >= *r)
     })
     .await
     .ok_or_else(|| anyhow::anyhow!("clicks were not all published before the outage"))?;
@@ -111,18 +112,18 @@ pub async fn exercise(
     broker.down().map_err(anyhow::Error::msg)?;
     let during = loadgen::run(load(OUTAGE.as_secs())).await?;
     let (redirects_now, published_during, dropped_during, _) =
-        counts(addr).await.unwrap_or_default();
+        counts(admin).await.unwrap_or_default();
     broker.up().map_err(anyhow::Error::msg)?;
     let back = Instant::now();
 
     // After: the queue drains into the broker.
     let settled = wait_for(Duration::from_secs(120), || async {
-        counts(addr).await.filter(|(r, p, d, f)| p + d + f >= *r)
+        counts(admin).await.filter(|(r, p, d, f)| p + d + f >= *r)
     })
     .await;
     let drain_s = back.elapsed().as_secs_f64();
     let Some((redirects, published, dropped, failed)) = settled else {
-        let (r, p, d, f) = counts(addr).await.unwrap_or_default();
+        let (r, p, d, f) = counts(admin).await.unwrap_or_default();
         return Ok((
             false,
             format!("after 120 s: {r} redirects, {p} published, {d} dropped, {f} failed"),

@@ -15,6 +15,8 @@ pub const BOB: &str = "bob-key-9876543210";
 
 pub struct TestApp {
     pub base: String,
+    /// Base URL of the admin endpoints (`/readyz`, `/metrics`).
+    pub admin: String,
     pub client: reqwest::Client,
     pub db: Option<TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -47,12 +49,21 @@ pub async fn start_with(config: Config) -> TestApp {
     let state = AppState::new(&config, pool).expect("app state");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let admin_addr = admin.local_addr().unwrap();
+    // Stops with the runtime at the end of the test.
+    tokio::spawn(url_api::serve_admin(
+        admin,
+        state.clone(),
+        std::future::pending(),
+    ));
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(url_api::serve(listener, state, async {
         let _ = rx.await;
     }));
     TestApp {
         base: format!("http://{addr}"),
+        admin: format!("http://{admin_addr}"),
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
@@ -128,8 +139,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `path` on the admin port.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn metrics(&self) -> String {
-        self.get("/metrics").await.text().await.unwrap()
+        self.admin_get("/metrics").await.text().await.unwrap()
     }
 
     /// Stops the server, waiting for it to drain.
