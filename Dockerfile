@@ -60,7 +60,7 @@ USER 65532:65532
 FROM runtime AS url-api
 LABEL org.opencontainers.image.title="url-api"
 COPY --from=build /out/url-api /usr/local/bin/url-api
-EXPOSE 8080
+EXPOSE 8080 9095
 ENTRYPOINT ["/usr/local/bin/url-api"]
 
 FROM runtime AS analytics-rpc

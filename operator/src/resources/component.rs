@@ -11,6 +11,9 @@ pub enum Component {
     Consumer,
 }
 
+/// url-api's public HTTP port (API, redirects, dashboard), behind the stack's Service.
+pub const URL_API_HTTP_PORT: i32 = 8080;
+
 impl Component {
     pub const ALL: [Component; 3] = [
         Component::UrlApi,
@@ -36,10 +39,10 @@ impl Component {
         }
     }
 
-    /// Port of `/healthz`, `/readyz` and `/metrics`.
+    /// Port of `/healthz`, `/readyz` and `/metrics`, never exposed by a Service.
     pub fn admin_port(self) -> i32 {
         match self {
-            Component::UrlApi => 8080,
+            Component::UrlApi => 9095,
             Component::AnalyticsRpc => 9091,
             Component::Consumer => 9090,
         }

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use std::collections::BTreeMap;
 
+use super::component::URL_API_HTTP_PORT;
 use super::hash::{sha256_json, CONFIG_CHECKSUM_ANNOTATION};
 use super::{env, labels, pod, Component};
 use crate::crd::ShortenerStack;
@@ -58,19 +59,15 @@ fn ports(stack: &ShortenerStack, component: Component) -> Vec<ContainerPort> {
         ..ContainerPort::default()
     };
     match component {
-        Component::UrlApi => vec![port("http", component.admin_port())],
+        Component::UrlApi => vec![
+            port("http", URL_API_HTTP_PORT),
+            port("admin", component.admin_port()),
+        ],
         Component::AnalyticsRpc => vec![
             port("grpc", stack.spec.analytics_rpc.port),
             port("admin", component.admin_port()),
         ],
         Component::Consumer => vec![port("admin", component.admin_port())],
-    }
-}
-
-fn probe_port(component: Component) -> &'static str {
-    match component {
-        Component::UrlApi => "http",
-        Component::AnalyticsRpc | Component::Consumer => "admin",
     }
 }
 
@@ -113,8 +110,9 @@ pub fn container_for(stack: &ShortenerStack, component: Component) -> Container 
         }]),
         env: Some(env::secret_env_vars(stack, component)).filter(|e| !e.is_empty()),
         ports: Some(ports(stack, component)),
-        liveness_probe: Some(pod::http_probe("/healthz", probe_port(component), 10)),
-        readiness_probe: Some(pod::http_probe("/readyz", probe_port(component), 5)),
+        // Every component answers its probes on its admin port.
+        liveness_probe: Some(pod::http_probe("/healthz", "admin", 10)),
+        readiness_probe: Some(pod::http_probe("/readyz", "admin", 5)),
         resources: resources(stack, component),
         security_context: Some(pod::container_security_context()),
         volume_mounts: Some(mounts),
@@ -236,7 +234,14 @@ mod tests {
                 .name,
             "demo-url-api-config"
         );
-        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
+        let ports: Vec<_> = c
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect();
+        assert_eq!(ports, [("http".into(), 8080), ("admin".into(), 9095)]);
         let ready = c
             .readiness_probe
             .as_ref()
@@ -253,10 +258,13 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(live.path.as_deref(), Some("/healthz"));
-        assert_eq!(
-            live.port,
-            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into())
-        );
+        // Readiness and metrics are not on the public port.
+        for port in [&live.port, &ready.port] {
+            assert_eq!(
+                *port,
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("admin".into())
+            );
+        }
         assert_eq!(
             c.resources.as_ref().unwrap().requests.as_ref().unwrap()["cpu"],
             Quantity("100m".into())

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::ResourceExt;
 
+use super::component::URL_API_HTTP_PORT;
 use super::Component;
 use crate::crd::{DatabaseSpec, ShortenerStack};
 
@@ -29,7 +30,8 @@ pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<Str
     match component {
         Component::UrlApi => {
             let api = &spec.url_api;
-            set("LISTEN_ADDR", format!("0.0.0.0:{}", component.admin_port()));
+            set("LISTEN_ADDR", format!("0.0.0.0:{URL_API_HTTP_PORT}"));
+            set("ADMIN_ADDR", format!("0.0.0.0:{}", component.admin_port()));
             if let Some(base) = &api.base_url {
                 set("PUBLIC_BASE_URL", base.clone());
             }
@@ -352,6 +354,7 @@ mod tests {
         s.spec.analytics_rpc.breaker.failure_threshold = 7;
         let d = config_data(&s, Component::UrlApi);
         assert_eq!(d["LISTEN_ADDR"], "0.0.0.0:8080");
+        assert_eq!(d["ADMIN_ADDR"], "0.0.0.0:9095");
         assert_eq!(d["PUBLIC_BASE_URL"], "https://sho.rt");
         assert_eq!(d["RATE_LIMIT_PER_SECOND"], "50");
         assert_eq!(d["RATE_LIMIT_BURST"], "20");
