@@ -670,6 +670,46 @@ fn http_corpus() -> Vec<Case> {
             "invalid_query",
         ));
     }
+    for (name, path, status, code) in [
+        (
+            "QR as GIF",
+            "/api/v1/links/taken-alias/qr?format=gif",
+            400,
+            "invalid_query",
+        ),
+        (
+            "QR of 1 pixel",
+            "/api/v1/links/taken-alias/qr?size=1",
+            400,
+            "invalid_query",
+        ),
+        (
+            "QR of negative size",
+            "/api/v1/links/taken-alias/qr?size=-300",
+            400,
+            "invalid_query",
+        ),
+        (
+            "QR of an unknown code",
+            "/api/v1/links/unknown-code/qr",
+            404,
+            "not_found",
+        ),
+        (
+            "public QR not made public",
+            "/taken-alias/qr",
+            404,
+            "not_found",
+        ),
+        (
+            "public QR with a bad size",
+            "/taken-alias/qr?size=99999",
+            400,
+            "invalid_query",
+        ),
+    ] {
+        cases.push(case(name, "GET", path, status, code));
+    }
     cases.push(case(
         "list with a 201-character q",
         "GET",

@@ -26,6 +26,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod miss_limit;
 pub mod openapi;
+pub mod qr;
 pub mod rate_limit;
 pub mod routes;
 pub mod rules;
@@ -237,6 +238,9 @@ pub fn router(state: AppState) -> Router {
             get(links::details).patch(links::edit).delete(links::delete),
         )
         .route("/api/v1/links/{code}/stats", get(stats::stats))
+        .route("/api/v1/links/{code}/qr", get(routes::qr::owner_qr))
+        // Public, but rendering costs CPU: under the read limit (per client IP).
+        .route("/{code}/qr", get(routes::qr::public_qr))
         .layer(rate_limit::layer(state.write_limit.clone()))
         .layer(rate_limit::layer(state.read_limit.clone()));
     Router::new()

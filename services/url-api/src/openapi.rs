@@ -20,6 +20,8 @@ use crate::routes::{links, redirect, stats};
         links::edit,
         links::delete,
         stats::stats,
+        crate::routes::qr::owner_qr,
+        crate::routes::qr::public_qr,
         redirect::redirect,
     ),
     components(schemas(

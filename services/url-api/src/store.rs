@@ -24,12 +24,13 @@ pub struct LinkRow {
     pub redirect_rules: Option<String>,
     pub max_visits: Option<i64>,
     pub expired_url: Option<String>,
+    pub public_qr: bool,
 }
 
 const COLUMNS: &str =
     "id, short_code, long_url, created_at, expires_at, owner_key_id, deleted_at, \
      title, description, tags, forward_query, updated_at, redirect_rules::text AS redirect_rules, \
-     max_visits, expired_url";
+     max_visits, expired_url, public_qr";
 
 #[derive(Clone, Copy)]
 pub struct NewLink<'a> {
@@ -44,13 +45,14 @@ pub struct NewLink<'a> {
     pub redirect_rules: Option<&'a str>,
     pub max_visits: Option<i64>,
     pub expired_url: Option<&'a str>,
+    pub public_qr: bool,
 }
 
 pub async fn insert(pool: &PgPool, link: &NewLink<'_>) -> Result<LinkRow, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO links (short_code, long_url, expires_at, owner_key_id, title, description, \
-         tags, forward_query, redirect_rules, max_visits, expired_url) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11) RETURNING {COLUMNS}"
+         tags, forward_query, redirect_rules, max_visits, expired_url, public_qr) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12) RETURNING {COLUMNS}"
     ))
     .bind(link.short_code)
     .bind(link.long_url)
@@ -63,6 +65,7 @@ pub async fn insert(pool: &PgPool, link: &NewLink<'_>) -> Result<LinkRow, sqlx::
     .bind(link.redirect_rules)
     .bind(link.max_visits)
     .bind(link.expired_url)
+    .bind(link.public_qr)
     .fetch_one(pool)
     .await
 }
@@ -79,6 +82,7 @@ pub struct LinkPatch {
     pub redirect_rules: Option<Option<String>>,
     pub max_visits: Option<Option<i64>>,
     pub expired_url: Option<Option<String>>,
+    pub public_qr: Option<bool>,
 }
 
 impl LinkPatch {
@@ -92,6 +96,7 @@ impl LinkPatch {
             && self.redirect_rules.is_none()
             && self.max_visits.is_none()
             && self.expired_url.is_none()
+            && self.public_qr.is_none()
     }
 }
 
@@ -129,6 +134,9 @@ pub async fn update(
     }
     if let Some(v) = patch.expired_url {
         q.push(", expired_url = ").push_bind(v);
+    }
+    if let Some(v) = patch.public_qr {
+        q.push(", public_qr = ").push_bind(v);
     }
     q.push(" WHERE short_code = ")
         .push_bind(code)

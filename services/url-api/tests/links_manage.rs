@@ -544,3 +544,91 @@ async fn max_visits_counts_human_visits_and_expired_url_takes_over() {
     }
     app.stop().await;
 }
+
+/// The text a PNG QR code holds, read back by an independent decoder.
+fn decode_png_qr(bytes: &[u8]) -> String {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let (w, h) = (reader.info().width as usize, reader.info().height as usize);
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut buf).unwrap();
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().unwrap().1
+}
+
+#[tokio::test]
+async fn qr_codes_encode_the_short_url_and_public_ones_need_the_owners_consent() {
+    let app = start(|_| {}).await;
+    app.create_json(
+        ALICE,
+        json!({ "long_url": "https://example.com/poster", "alias": "poster" }),
+    )
+    .await;
+    let png = app
+        .get_auth(ALICE, "/api/v1/links/poster/qr?format=png&size=400")
+        .await;
+    assert_eq!(png.status(), 200);
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert_eq!(png.headers()["x-content-type-options"], "nosniff");
+    let bytes = png.bytes().await.unwrap();
+    assert_eq!(decode_png_qr(&bytes), "https://sho.rt/poster");
+    let svg = app.get_auth(ALICE, "/api/v1/links/poster/qr").await;
+    assert_eq!(svg.status(), 200);
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert!(svg.text().await.unwrap().contains("<svg"));
+
+    // Not someone else's, and not public until the owner says so.
+    let resp = app.get_auth(BOB, "/api/v1/links/poster/qr").await;
+    assert_eq!(error_code(resp, 404).await, "not_found");
+    assert_eq!(
+        error_code(app.get("/poster/qr").await, 404).await,
+        "not_found"
+    );
+    let resp = app
+        .patch(ALICE, "poster", json!({ "public_qr": true }))
+        .await;
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["public_qr"], true);
+    let public = app.get("/poster/qr?format=png&size=128").await;
+    assert_eq!(public.status(), 200);
+    assert_eq!(
+        decode_png_qr(&public.bytes().await.unwrap()),
+        "https://sho.rt/poster"
+    );
+    // The redirect itself is unchanged.
+    assert_eq!(
+        app.location("/poster").await.as_deref(),
+        Ok("https://example.com/poster")
+    );
+
+    for bad in ["format=gif", "size=10", "size=5000", "size=big"] {
+        let resp = app
+            .get_auth(ALICE, &format!("/api/v1/links/poster/qr?{bad}"))
+            .await;
+        assert_eq!(error_code(resp, 400).await, "invalid_query", "{bad}");
+        let resp = app.get(&format!("/poster/qr?{bad}")).await;
+        assert_eq!(error_code(resp, 400).await, "invalid_query", "{bad}");
+    }
+    let resp = app
+        .create(
+            ALICE,
+            json!({ "long_url": "https://example.com/", "public_qr": "yes" }),
+        )
+        .await;
+    assert_eq!(error_code(resp, 400).await, "invalid_json");
+    app.client
+        .delete(app.url("/api/v1/links/poster"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(app.get("/poster/qr").await, 410).await, "gone");
+    app.stop().await;
+}

@@ -55,6 +55,9 @@ pub struct CreateLinkRequest {
     pub max_visits: Option<i64>,
     /// Where visitors go once the link expired or reached `max_visits`, instead of a 410.
     pub expired_url: Option<String>,
+    /// Anyone may fetch the QR code at `/{code}/qr` (default false).
+    #[serde(default)]
+    pub public_qr: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -73,6 +76,7 @@ pub struct LinkResponse {
     pub redirect_rules: Vec<RedirectRule>,
     pub max_visits: Option<i64>,
     pub expired_url: Option<String>,
+    pub public_qr: bool,
 }
 
 /// `PATCH` body: only the fields present change; `null` clears a nullable field.
@@ -112,6 +116,7 @@ pub struct EditLinkRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub expired_url: Option<Option<String>>,
+    pub public_qr: Option<bool>,
 }
 
 /// A present field, null included, becomes `Some`; an absent one stays `None` (default).
@@ -172,6 +177,7 @@ impl LinkResponse {
                 .unwrap_or_default(),
             max_visits: row.max_visits,
             expired_url: row.expired_url,
+            public_qr: row.public_qr,
         }
     }
 }
@@ -284,6 +290,7 @@ pub(crate) async fn create_link(
         redirect_rules: redirect_rules.as_deref(),
         max_visits,
         expired_url: expired_url.as_deref(),
+        public_qr: req.public_qr,
     };
     let row = match &req.alias {
         Some(alias) => {
@@ -641,6 +648,7 @@ fn link_patch(
             .expired_url
             .map(|u| u.as_deref().map(|u| expired_target(state, u)).transpose())
             .transpose()?,
+        public_qr: req.public_qr,
     })
 }
 

@@ -500,6 +500,7 @@ fn create_request(form: &ShortenForm) -> Result<CreateLinkRequest, ApiError> {
         redirect_rules: Vec::new(),
         max_visits: None,
         expired_url: None,
+        public_qr: false,
     })
 }
 
