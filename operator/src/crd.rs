@@ -351,7 +351,9 @@ impl Default for BreakerSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.minReplicas <= self.maxReplicas").message("consumer.minReplicas must not exceed consumer.maxReplicas")
+    validation = Rule::new("self.minReplicas <= self.maxReplicas").message("consumer.minReplicas must not exceed consumer.maxReplicas"),
+    // A new group would start from the topic's retention start (or skip to its end).
+    validation = Rule::new("self.groupId == oldSelf.groupId").message("consumer.groupId cannot be changed: the new group would not have the old group's offsets")
 )]
 pub struct ConsumerSpec {
     /// Fewest consumer pods.
@@ -459,7 +461,10 @@ pub enum AutoscalingMode {
 #[x_kube(
     validation = Rule::new("self.partitions >= 1").message("kafka.partitions must be at least 1"),
     validation = Rule::new("self.topic.matches('^[a-zA-Z0-9._-]+$')").message("kafka.topic must be a non-empty Kafka topic name (letters, digits, '.', '_', '-')"),
-    validation = Rule::new("self.partitions >= oldSelf.partitions").message("kafka.partitions cannot be decreased (Kafka cannot remove partitions)")
+    validation = Rule::new("self.partitions >= oldSelf.partitions").message("kafka.partitions cannot be decreased (Kafka cannot remove partitions)"),
+    // A new name would silently start a new, empty topic next to the old one's data.
+    validation = Rule::new("self.topic == oldSelf.topic").message("kafka.topic cannot be changed: create a new stack for a new topic"),
+    validation = Rule::new("(has(self.dlqTopic) ? self.dlqTopic : self.topic + '.dlq') == (has(oldSelf.dlqTopic) ? oldSelf.dlqTopic : oldSelf.topic + '.dlq')").message("kafka.dlqTopic cannot be changed: create a new stack for a new dead-letter topic")
 )]
 pub struct KafkaSpec {
     /// Comma-separated `host:port` bootstrap brokers (env `KAFKA_BOOTSTRAP_SERVERS`).
