@@ -125,8 +125,8 @@ pub const HOT_CODE: &str = "hot";
 
 /// Fills `clicks` with `total` rows in one statement: 20 % on [`HOT_CODE`], the rest over
 /// 999 codes with a quadratic skew (low-numbered codes get most), spread over the last 30
-/// days, with varied countries, devices, browsers and sources. Adds a link row per code and
-/// runs VACUUM ANALYZE. Returns the number of clicks of the hot code.
+/// days, with varied countries, devices, browsers and sources. Adds a link row per code,
+/// builds the rollups and runs VACUUM ANALYZE. Returns the number of clicks of the hot code.
 pub async fn seed_analytics_dataset(pool: &PgPool, total: i64) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO links (short_code, long_url, owner_key_id)
@@ -160,9 +160,16 @@ pub async fn seed_analytics_dataset(pool: &PgPool, total: i64) -> Result<i64, sq
     .bind(HOT_CODE)
     .execute(pool)
     .await?;
+    // The rollups the consumer would have maintained for these clicks.
+    sqlx::query("SELECT rebuild_click_rollups()")
+        .execute(pool)
+        .await?;
     // VACUUM too: it sets the visibility map, as autovacuum would on a table that has been
     // around for a while, so index-only scans skip the heap.
     sqlx::query("VACUUM ANALYZE clicks").execute(pool).await?;
+    sqlx::query("VACUUM ANALYZE click_totals, click_hourly, click_dims_hourly, click_dims_daily")
+        .execute(pool)
+        .await?;
     sqlx::query("ANALYZE links").execute(pool).await?;
     let (hot,): (i64,) = sqlx::query_as("SELECT count(*) FROM clicks WHERE short_code = $1")
         .bind(HOT_CODE)

@@ -294,6 +294,7 @@ async fn the_dashboard_in_a_real_browser() {
         geoip_db: Some(geoip),
         trusted_proxies: "127.0.0.1/32",
         allow_private_targets: true,
+        analytics_rpc_timeout_ms: None,
     })
     .await;
     let base = stack.base.clone();

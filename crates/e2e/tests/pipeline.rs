@@ -57,6 +57,7 @@ fn entries(pairs: &[(&str, u64)]) -> Vec<BreakdownEntry> {
         .map(|(k, c)| BreakdownEntry {
             key: k.to_string(),
             clicks: *c,
+            other: false,
         })
         .collect()
 }
@@ -85,6 +86,7 @@ async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
         // url-api sits behind the loopback peer as its reverse proxy.
         trusted_proxies: "127.0.0.1/32",
         allow_private_targets: false,
+        analytics_rpc_timeout_ms: None,
     })
     .await;
     let (http, base, db) = (&stack.http, &stack.base, &stack.db);
@@ -138,6 +140,10 @@ async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
         .into_inner();
     let k = per_visitor as u64;
     assert_eq!(stats.total_clicks, n as u64);
+    // The crawler is counted apart; the three people are three visitors, however often
+    // each clicked (one day, same address and browser).
+    assert_eq!((stats.human_clicks, stats.bot_clicks), (3 * k, k));
+    assert_eq!(stats.visitors, 3, "unique visitors of the day");
     assert_eq!(
         stats.by_country,
         entries(&[("US", 2 * k), ("DE", k), ("Unknown", k)])

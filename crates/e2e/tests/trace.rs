@@ -69,6 +69,7 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
         // The test client stands for a proxy whose trace context is continued.
         trusted_proxies: "127.0.0.1/32",
         allow_private_targets: false,
+        analytics_rpc_timeout_ms: None,
     })
     .await;
     let (http, base, db, broker) = (&stack.http, &stack.base, &stack.db, &stack.broker);

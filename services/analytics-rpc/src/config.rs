@@ -35,6 +35,11 @@ pub struct ServerArgs {
     /// Longest a request may take before it fails with DEADLINE_EXCEEDED, in milliseconds.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
+    /// `statement_timeout` of every analytics query, in milliseconds: a little under
+    /// url-api's deadline (ANALYTICS_RPC_TIMEOUT_MS, 300), so Postgres stops work nobody
+    /// waits for any more.
+    #[arg(long, env = "QUERY_TIMEOUT_MS", default_value_t = 250)]
+    pub query_timeout_ms: u64,
 }
 
 impl ServerArgs {
@@ -46,7 +51,12 @@ impl ServerArgs {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             health_check_interval_ms: 5_000,
             request_timeout_ms: 10_000,
+            query_timeout_ms: 250,
         }
+    }
+
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.query_timeout_ms.max(1))
     }
 
     pub fn health_check_interval(&self) -> Duration {

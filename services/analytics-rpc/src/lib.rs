@@ -33,6 +33,12 @@ pub use config::{Cli, ServerArgs};
 pub use metrics::RpcMetrics;
 pub use service::AnalyticsApi;
 
+/// Largest request accepted (requests are a few short fields).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest response sent: breakdowns are capped at 100 entries each and series at 10 000
+/// buckets, about 0.5 MiB at worst; clients accept the same (url-api).
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
 /// Longest a health or readiness ping waits for the database.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -118,7 +124,13 @@ impl AnalyticsServer {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
-        let api = AnalyticsServiceServer::new(AnalyticsApi::new(pool.clone(), metrics));
+        let api = AnalyticsServiceServer::new(AnalyticsApi::new(
+            pool.clone(),
+            metrics,
+            args.query_timeout(),
+        ))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
 
         let health_task = tokio::spawn(health_loop(
             pool.clone(),

@@ -1,110 +1,439 @@
-//! The SQL behind the API. Every query filters on `short_code` and a time range, which the
-//! `clicks_code_time_idx` index (short_code, occurred_at) INCLUDE (breakdown columns)
-//! answers without touching the table.
+//! The SQL behind the API. Counts, hour and day windows read the rollups the consumer
+//! maintains (migrations: `click_totals`, `click_hourly`, `click_dims_*`), whose size
+//! grows with hours and distinct combinations, not with clicks; minute windows (at most
+//! 6 hours, `request::MAX_MINUTE_RANGE`) read raw clicks through `clicks_code_time_idx`.
+//! Breakdowns are cut to the top N plus one `other` entry in SQL, so an answer's size is
+//! bounded whatever the data. Every read runs under `statement_timeout`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use crate::request::Window;
+use crate::request::{Step, Window};
 
-/// (key, clicks), most clicks first, ties by key.
-pub type Breakdown = Vec<(String, u64)>;
+/// One breakdown entry: key, clicks, and whether it is the `other` sum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub clicks: u64,
+    pub other: bool,
+}
+
+/// Most clicks first (ties by key), then `other` if any.
+pub type Breakdown = Vec<Entry>;
+
+/// The key of the entry summing everything after the top N.
+pub const OTHER: &str = "other";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Point {
+    pub humans: u64,
+    pub bots: u64,
+    pub visitors: u64,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    pub total: u64,
+    pub totals: Point,
     pub by_country: Breakdown,
     pub by_device_type: Breakdown,
     pub by_browser: Breakdown,
+    pub by_os: Breakdown,
     pub by_traffic_source: Breakdown,
     /// One entry per bucket of the window, empty buckets included.
-    pub series: Vec<(DateTime<Utc>, u64)>,
+    pub series: Vec<(DateTime<Utc>, Point)>,
 }
 
-pub async fn click_count(pool: &PgPool, code: &str) -> Result<u64, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks WHERE short_code = $1")
-        .bind(code)
-        .fetch_one(pool)
-        .await?;
-    Ok(n as u64)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountStats {
+    pub totals: Point,
+    pub top_links: Breakdown,
+    pub by_country: Breakdown,
+    pub by_traffic_source: Breakdown,
+    pub series: Vec<(DateTime<Utc>, Point)>,
 }
 
-/// One pass for the total and all four breakdowns: GROUPING() tells which grouping set a
-/// row belongs to (a bit is set for each column *not* grouped in it).
-const BREAKDOWNS: &str = "\
-SELECT GROUPING(country_code, device_type, browser, traffic_source) AS set,
-       country_code, device_type, browser, traffic_source, count(*) AS clicks
-FROM clicks
-WHERE short_code = $1 AND occurred_at >= $2 AND occurred_at < $3
-GROUP BY GROUPING SETS ((country_code), (device_type), (browser), (traffic_source), ())";
-
-const SERIES: &str = "\
-SELECT date_trunc($4, occurred_at, 'UTC') AS bucket, count(*) AS clicks
-FROM clicks
-WHERE short_code = $1 AND occurred_at >= $2 AND occurred_at < $3
-GROUP BY 1";
-
-type BreakdownRow = (
-    i32,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-);
-
-/// Breakdowns and series over `window`, read in one repeatable-read snapshot so they agree
-/// with each other while clicks keep arriving.
-pub async fn click_stats(pool: &PgPool, code: &str, window: &Window) -> Result<Stats, sqlx::Error> {
+/// A read-only repeatable-read transaction (its figures agree with each other while clicks
+/// keep arriving) whose statements are cancelled after `timeout`.
+async fn read_tx(
+    pool: &PgPool,
+    timeout: Duration,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let rows: Vec<BreakdownRow> = sqlx::query_as(BREAKDOWNS)
-        .bind(code)
-        .bind(window.from)
-        .bind(window.to)
-        .fetch_all(&mut *tx)
-        .await?;
-    let buckets: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(SERIES)
+    // SET does not take parameters; the value is a number this process formats.
+    sqlx::query(&format!(
+        "SET LOCAL statement_timeout = {}",
+        timeout.as_millis().max(1)
+    ))
+    .execute(&mut *tx)
+    .await?;
+    Ok(tx)
+}
+
+/// (humans, bots) ever stored for `code`: the sum of its few slot rows.
+pub async fn click_count(
+    pool: &PgPool,
+    code: &str,
+    timeout: Duration,
+) -> Result<Point, sqlx::Error> {
+    let mut tx = read_tx(pool, timeout).await?;
+    let (humans, bots): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(humans), 0)::int8, coalesce(sum(bots), 0)::int8
+         FROM click_totals WHERE short_code = $1",
+    )
+    .bind(code)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Point {
+        humans: humans as u64,
+        bots: bots as u64,
+        visitors: 0,
+    })
+}
+
+/// The grouping sets of the breakdowns over a `rows` CTE (is_bot, the five dimensions,
+/// clicks), ranked, the rows after the top N ($top) summed into one with a NULL key.
+/// GROUPING() tells which set a row belongs to (a bit per column *not* grouped in it).
+fn breakdown_sql(rows: &str) -> String {
+    format!(
+        "WITH rows AS ({rows}),
+         sets AS (
+             SELECT GROUPING(country_code, device_type, browser, os, traffic_source) AS set,
+                    coalesce(country_code, device_type, browser, os, traffic_source) AS key,
+                    sum(clicks)::int8 AS clicks
+             FROM rows
+             GROUP BY GROUPING SETS ((country_code), (device_type), (browser), (os),
+                                     (traffic_source))),
+         ranked AS (
+             SELECT set, key, clicks,
+                    row_number() OVER (PARTITION BY set ORDER BY clicks DESC, key) AS rank
+             FROM sets)
+         SELECT set, CASE WHEN rank <= $top THEN key END AS key, sum(clicks)::int8,
+                min(rank) AS first
+         FROM ranked
+         GROUP BY set, 2
+         ORDER BY set, first"
+    )
+}
+
+/// Rollup rows of whole days from the daily table, of the partial days at either end from
+/// the hourly one. $1 code, $2/$3 whole days, $4/$5 and $6/$7 hour ranges, $8 exclude bots.
+const ROLLUP_ROWS: &str = "\
+SELECT country_code, device_type, browser, os, traffic_source, clicks
+FROM click_dims_daily
+WHERE short_code = $1 AND bucket >= $2 AND bucket < $3 AND NOT (is_bot AND $8)
+UNION ALL
+SELECT country_code, device_type, browser, os, traffic_source, clicks
+FROM click_dims_hourly
+WHERE short_code = $1 AND ((bucket >= $4 AND bucket < $5) OR (bucket >= $6 AND bucket < $7))
+  AND NOT (is_bot AND $8)";
+
+/// Raw clicks of a minute window. $1 code, $2/$3 range, $4 exclude bots.
+const RAW_ROWS: &str = "\
+SELECT country_code, device_type, browser, os, click_source_folded(traffic_source)
+           AS traffic_source, 1 AS clicks
+FROM clicks
+WHERE short_code = $1 AND occurred_at >= $2 AND occurred_at < $3 AND NOT (is_bot AND $4)";
+
+const SERIES_ROLLUP: &str = "\
+SELECT date_trunc($4, hour, 'UTC') AS bucket, sum(humans)::int8, sum(bots)::int8,
+       sum(visitors)::int8
+FROM click_hourly
+WHERE short_code = $1 AND hour >= $2 AND hour < $3
+GROUP BY 1";
+
+const SERIES_RAW: &str = "\
+SELECT date_trunc($4, occurred_at, 'UTC') AS bucket, count(*) FILTER (WHERE NOT is_bot),
+       count(*) FILTER (WHERE is_bot), 0::int8
+FROM clicks
+WHERE short_code = $1 AND occurred_at >= $2 AND occurred_at < $3
+GROUP BY 1";
+
+/// How a window splits between the daily and the hourly rollups: the whole days inside
+/// it, and the hour ranges before and after them (empty ranges are `(t, t)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub days: (DateTime<Utc>, DateTime<Utc>),
+    pub head: (DateTime<Utc>, DateTime<Utc>),
+    pub tail: (DateTime<Utc>, DateTime<Utc>),
+}
+
+pub fn split(from: DateTime<Utc>, to: DateTime<Utc>) -> Split {
+    let first_day = Step::Day.ceil(from);
+    let last_day = Step::Day.truncate(to);
+    if first_day >= last_day {
+        return Split {
+            days: (from, from),
+            head: (from, to),
+            tail: (to, to),
+        };
+    }
+    Split {
+        days: (first_day, last_day),
+        head: (from, first_day),
+        tail: (last_day, to),
+    }
+}
+
+type BreakdownRow = (i32, Option<String>, i64, i64);
+
+/// Sorts grouping-set rows into the five breakdowns.
+fn breakdowns(rows: Vec<BreakdownRow>, stats: &mut Stats) {
+    for (set, key, clicks, _) in rows {
+        let target = match set {
+            0b01111 => &mut stats.by_country,
+            0b10111 => &mut stats.by_device_type,
+            0b11011 => &mut stats.by_browser,
+            0b11101 => &mut stats.by_os,
+            0b11110 => &mut stats.by_traffic_source,
+            other => {
+                tracing::error!(set = other, "unexpected grouping set");
+                continue;
+            }
+        };
+        target.push(entry(key, clicks));
+    }
+}
+
+fn entry(key: Option<String>, clicks: i64) -> Entry {
+    Entry {
+        other: key.is_none(),
+        key: key.unwrap_or_else(|| OTHER.to_string()),
+        clicks: clicks as u64,
+    }
+}
+
+/// Breakdowns and series over `window`, in one snapshot.
+pub async fn click_stats(
+    pool: &PgPool,
+    code: &str,
+    window: &Window,
+    top: i64,
+    exclude_bots: bool,
+    timeout: Duration,
+) -> Result<Stats, sqlx::Error> {
+    let mut tx = read_tx(pool, timeout).await?;
+    let raw = window.step == Step::Minute;
+    let rows: Vec<BreakdownRow> = if raw {
+        sqlx::query_as(&breakdown_sql(RAW_ROWS).replace("$top", "$5"))
+            .bind(code)
+            .bind(window.from)
+            .bind(window.to)
+            .bind(exclude_bots)
+            .bind(top)
+            .fetch_all(&mut *tx)
+            .await?
+    } else {
+        let s = split(window.from, window.to);
+        sqlx::query_as(&breakdown_sql(ROLLUP_ROWS).replace("$top", "$9"))
+            .bind(code)
+            .bind(s.days.0)
+            .bind(s.days.1)
+            .bind(s.head.0)
+            .bind(s.head.1)
+            .bind(s.tail.0)
+            .bind(s.tail.1)
+            .bind(exclude_bots)
+            .bind(top)
+            .fetch_all(&mut *tx)
+            .await?
+    };
+    let series = series(
+        &mut tx,
+        if raw { SERIES_RAW } else { SERIES_ROLLUP },
+        code,
+        window,
+    )
+    .await?;
+    tx.commit().await?;
+
+    let mut stats = Stats::default();
+    breakdowns(rows, &mut stats);
+    stats.series = series;
+    for (_, p) in &stats.series {
+        stats.totals.humans += p.humans;
+        stats.totals.bots += p.bots;
+        stats.totals.visitors += p.visitors;
+    }
+    Ok(stats)
+}
+
+async fn series(
+    conn: &mut PgConnection,
+    sql: &str,
+    code: &str,
+    window: &Window,
+) -> Result<Vec<(DateTime<Utc>, Point)>, sqlx::Error> {
+    let buckets: Vec<(DateTime<Utc>, i64, i64, i64)> = sqlx::query_as(sql)
         .bind(code)
         .bind(window.from)
         .bind(window.to)
         .bind(window.step.sql_unit())
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(fill(buckets, window))
+}
+
+/// One point per bucket of the window, zero where nothing was counted.
+fn fill(
+    buckets: Vec<(DateTime<Utc>, i64, i64, i64)>,
+    window: &Window,
+) -> Vec<(DateTime<Utc>, Point)> {
+    let counts: HashMap<DateTime<Utc>, Point> = buckets
+        .into_iter()
+        .map(|(t, h, b, v)| {
+            (
+                t,
+                Point {
+                    humans: h as u64,
+                    bots: b as u64,
+                    visitors: v as u64,
+                },
+            )
+        })
+        .collect();
+    let step = window.step.duration();
+    (0..window.buckets)
+        .map(|i| {
+            let start = window.first_bucket + step * i as i32;
+            (start, counts.get(&start).copied().unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Top links, countries and sources by human clicks over an owner's links, whole days.
+const ACCOUNT_TOP: &str = "\
+WITH owned AS (SELECT short_code FROM links WHERE owner_key_id = $1),
+rows AS (
+    SELECT d.short_code, d.country_code, d.traffic_source, d.clicks
+    FROM click_dims_daily d JOIN owned o USING (short_code)
+    WHERE d.bucket >= $2 AND d.bucket < $3 AND NOT d.is_bot),
+sets AS (
+    SELECT GROUPING(short_code, country_code, traffic_source) AS set,
+           coalesce(short_code, country_code, traffic_source) AS key, sum(clicks)::int8 AS clicks
+    FROM rows
+    GROUP BY GROUPING SETS ((short_code), (country_code), (traffic_source))),
+ranked AS (
+    SELECT set, key, clicks,
+           row_number() OVER (PARTITION BY set ORDER BY clicks DESC, key) AS rank
+    FROM sets)
+SELECT set, CASE WHEN rank <= $4 THEN key END AS key, sum(clicks)::int8, min(rank) AS first
+FROM ranked
+GROUP BY set, 2
+ORDER BY set, first";
+
+const ACCOUNT_SERIES: &str = "\
+SELECT date_trunc('day', h.hour, 'UTC') AS bucket, sum(h.humans)::int8, sum(h.bots)::int8,
+       sum(h.visitors)::int8
+FROM click_hourly h JOIN links l USING (short_code)
+WHERE l.owner_key_id = $1 AND h.hour >= $2 AND h.hour < $3
+GROUP BY 1";
+
+/// Account-wide figures of `owner` over a day-aligned `window`.
+pub async fn account_stats(
+    pool: &PgPool,
+    owner: &str,
+    window: &Window,
+    top: i64,
+    timeout: Duration,
+) -> Result<AccountStats, sqlx::Error> {
+    debug_assert_eq!(window.step, Step::Day);
+    let mut tx = read_tx(pool, timeout).await?;
+    let rows: Vec<BreakdownRow> = sqlx::query_as(ACCOUNT_TOP)
+        .bind(owner)
+        .bind(window.from)
+        .bind(window.to)
+        .bind(top)
+        .fetch_all(&mut *tx)
+        .await?;
+    let buckets: Vec<(DateTime<Utc>, i64, i64, i64)> = sqlx::query_as(ACCOUNT_SERIES)
+        .bind(owner)
+        .bind(window.from)
+        .bind(window.to)
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-
-    let mut stats = Stats::default();
-    for (set, country, device, browser, source, clicks) in rows {
-        let clicks = clicks as u64;
-        let entry = |k: Option<String>| (k.unwrap_or_default(), clicks);
-        match set {
-            0b0111 => stats.by_country.push(entry(country)),
-            0b1011 => stats.by_device_type.push(entry(device)),
-            0b1101 => stats.by_browser.push(entry(browser)),
-            0b1110 => stats.by_traffic_source.push(entry(source)),
-            0b1111 => stats.total = clicks,
-            other => tracing::error!(set = other, "unexpected grouping set"),
-        }
+    let mut stats = AccountStats {
+        series: fill(buckets, window),
+        ..AccountStats::default()
+    };
+    for (_, p) in &stats.series {
+        stats.totals.humans += p.humans;
+        stats.totals.bots += p.bots;
+        stats.totals.visitors += p.visitors;
     }
-    for b in [
-        &mut stats.by_country,
-        &mut stats.by_device_type,
-        &mut stats.by_browser,
-        &mut stats.by_traffic_source,
-    ] {
-        b.sort_by(|(ka, ca), (kb, cb)| cb.cmp(ca).then_with(|| ka.cmp(kb)));
+    for (set, key, clicks, _) in rows {
+        let target = match set {
+            0b011 => &mut stats.top_links,
+            0b101 => &mut stats.by_country,
+            0b110 => &mut stats.by_traffic_source,
+            other => {
+                tracing::error!(set = other, "unexpected grouping set");
+                continue;
+            }
+        };
+        target.push(entry(key, clicks));
     }
-    let counts: HashMap<DateTime<Utc>, i64> = buckets.into_iter().collect();
-    let step = window.step.duration();
-    stats.series = (0..window.buckets)
-        .map(|i| {
-            let start = window.first_bucket + step * i as i32;
-            (start, counts.get(&start).copied().unwrap_or(0) as u64)
-        })
-        .collect();
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn hours(a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
+        (b - a).num_hours()
+    }
+
+    #[test]
+    fn a_window_splits_into_whole_days_and_hour_edges() {
+        let s = split(t("2026-03-01T10:00:00Z"), t("2026-03-04T05:00:00Z"));
+        assert_eq!(
+            s.days,
+            (t("2026-03-02T00:00:00Z"), t("2026-03-04T00:00:00Z"))
+        );
+        assert_eq!(
+            s.head,
+            (t("2026-03-01T10:00:00Z"), t("2026-03-02T00:00:00Z"))
+        );
+        assert_eq!(
+            s.tail,
+            (t("2026-03-04T00:00:00Z"), t("2026-03-04T05:00:00Z"))
+        );
+        assert_eq!(hours(s.head.0, s.head.1) + hours(s.tail.0, s.tail.1), 19);
+    }
+
+    #[test]
+    fn day_aligned_windows_need_no_hours_and_short_ones_no_days() {
+        let s = split(t("2026-03-01T00:00:00Z"), t("2026-03-31T00:00:00Z"));
+        assert_eq!(
+            s.days,
+            (t("2026-03-01T00:00:00Z"), t("2026-03-31T00:00:00Z"))
+        );
+        assert_eq!(s.head.0, s.head.1);
+        assert_eq!(s.tail.0, s.tail.1);
+        let s = split(t("2026-03-01T10:00:00Z"), t("2026-03-01T20:00:00Z"));
+        assert_eq!(s.days.0, s.days.1);
+        assert_eq!(
+            s.head,
+            (t("2026-03-01T10:00:00Z"), t("2026-03-01T20:00:00Z"))
+        );
+        // Across midnight but no whole day: all hours.
+        let s = split(t("2026-03-01T10:00:00Z"), t("2026-03-02T05:00:00Z"));
+        assert_eq!(s.days.0, s.days.1);
+        assert_eq!(
+            s.head,
+            (t("2026-03-01T10:00:00Z"), t("2026-03-02T05:00:00Z"))
+        );
+    }
 }

@@ -12,6 +12,22 @@ pub const DEFAULT_RANGE: Duration = Duration::days(30);
 pub const HOURLY_UP_TO: Duration = Duration::days(2);
 /// Most buckets one series may have; a wider range needs a coarser bucket.
 pub const MAX_BUCKETS: i64 = 10_000;
+/// Minute buckets read raw clicks: their range is bounded so the cost is too.
+pub const MAX_MINUTE_RANGE: Duration = Duration::hours(6);
+/// Breakdown entries before `other`: default and most.
+pub const DEFAULT_TOP: u32 = 10;
+pub const MAX_TOP: u32 = 100;
+
+/// The top N of the breakdowns: 0 means the default.
+pub fn top(n: u32) -> Result<i64, Status> {
+    match n {
+        0 => Ok(i64::from(DEFAULT_TOP)),
+        n if n <= MAX_TOP => Ok(i64::from(n)),
+        _ => Err(Status::invalid_argument(format!(
+            "top must be between 1 and {MAX_TOP}"
+        ))),
+    }
+}
 
 /// Accepted short codes: 1..=64 of `[A-Za-z0-9_-]` (what url-api generates or accepts as
 /// an alias).
@@ -69,6 +85,16 @@ impl Step {
         }
     }
 
+    /// Start (UTC) of the first bucket starting at or after `t`.
+    pub fn ceil(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let start = self.truncate(t);
+        if start == t {
+            t
+        } else {
+            start + self.duration()
+        }
+    }
+
     /// Start (UTC) of the bucket holding `t`, the same as Postgres'
     /// `date_trunc(unit, t, 'UTC')`.
     pub fn truncate(self, t: DateTime<Utc>) -> DateTime<Utc> {
@@ -81,7 +107,8 @@ impl Step {
 }
 
 /// A validated stats window: `[from, to)` split into `buckets` buckets of `step`,
-/// the first starting at `first_bucket`.
+/// the first starting at `first_bucket`. With hour and day steps `from` and `to` are bucket
+/// boundaries (the rollups' grain); minute windows keep the exact range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub from: DateTime<Utc>,
@@ -91,8 +118,8 @@ pub struct Window {
     pub buckets: i64,
 }
 
-/// Applies the defaults (to = now, from = to - 30 days, bucket by range width) and
-/// rejects what cannot be answered.
+/// Applies the defaults (to = now, from = to - 30 days, bucket by range width), widens
+/// hour and day windows to whole buckets, and rejects what cannot be answered.
 pub fn window(
     from: Option<&prost_types::Timestamp>,
     to: Option<&prost_types::Timestamp>,
@@ -117,6 +144,16 @@ pub fn window(
         Ok(Bucket::Hour) => Step::Hour,
         Ok(Bucket::Day) => Step::Day,
         Err(_) => return Err(Status::invalid_argument(format!("unknown bucket {bucket}"))),
+    };
+    let (from, to) = match step {
+        Step::Minute if to - from > MAX_MINUTE_RANGE => {
+            return Err(Status::invalid_argument(format!(
+                "minute buckets cover at most {} hours: narrow the range or use hour buckets",
+                MAX_MINUTE_RANGE.num_hours()
+            )))
+        }
+        Step::Minute => (from, to),
+        _ => (step.truncate(from), step.ceil(to)),
     };
     let first_bucket = step.truncate(from);
     let width = step.duration().num_seconds();
@@ -190,8 +227,9 @@ mod tests {
     #[test]
     fn defaults_are_last_30_days_in_daily_buckets() {
         let w = window(None, None, Bucket::Unspecified as i32, now()).unwrap();
-        assert_eq!(w.to, now());
-        assert_eq!(w.from, now() - Duration::days(30));
+        // Widened to whole days: the day of `now` is the last bucket.
+        assert_eq!(w.to.to_rfc3339(), "2026-03-11T00:00:00+00:00");
+        assert_eq!(w.from.to_rfc3339(), "2026-02-08T00:00:00+00:00");
         assert_eq!(w.step, Step::Day);
         assert_eq!(w.first_bucket.to_rfc3339(), "2026-02-08T00:00:00+00:00");
         assert_eq!(w.buckets, 31);
@@ -208,6 +246,7 @@ mod tests {
         .unwrap();
         assert_eq!(w.step, Step::Hour);
         assert_eq!(w.first_bucket.to_rfc3339(), "2026-03-01T10:00:00+00:00");
+        assert_eq!(w.to.to_rfc3339(), "2026-03-03T11:00:00+00:00");
         assert_eq!(w.buckets, 49);
         let w = window(
             Some(&ts("2026-03-01T10:30:00Z")),
@@ -229,14 +268,44 @@ mod tests {
         )
         .unwrap();
         assert_eq!((w.step, w.buckets), (Step::Minute, 60));
-        // 30 days of minutes is 43200 buckets.
+        // Minute buckets read raw clicks: 6 hours at most.
         let err = window(None, None, Bucket::Minute as i32, now()).unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("at most 6 hours"),
+            "{}",
+            err.message()
+        );
+        let w = window(
+            Some(&ts("2026-03-01T00:00:30Z")),
+            Some(&ts("2026-03-01T06:00:30Z")),
+            Bucket::Minute as i32,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(w.from.to_rfc3339(), "2026-03-01T00:00:30+00:00");
+        assert_eq!(w.buckets, 361);
+        // 30 years of hours is far more than 10000 buckets.
+        let err = window(
+            Some(&ts("1996-03-01T00:00:00Z")),
+            None,
+            Bucket::Hour as i32,
+            now(),
+        )
+        .unwrap_err();
         assert!(err.message().contains("at most 10000"), "{}", err.message());
         assert_eq!(
             window(None, None, 99, now()).unwrap_err().code(),
             Code::InvalidArgument
         );
+    }
+
+    #[test]
+    fn top_defaults_to_10_and_is_capped_at_100() {
+        assert_eq!(top(0).unwrap(), 10);
+        assert_eq!(top(1).unwrap(), 1);
+        assert_eq!(top(100).unwrap(), 100);
+        assert_eq!(top(101).unwrap_err().code(), Code::InvalidArgument);
     }
 
     #[test]

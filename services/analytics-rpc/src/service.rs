@@ -8,14 +8,14 @@
 //! parented to the W3C context in the request metadata, so it joins the caller's trace.
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TraceContextExt;
 use shortener_common::db::is_transient;
 use shortener_common::proto::analytics::analytics_service_server::AnalyticsService;
 use shortener_common::proto::analytics::{
-    BreakdownEntry, GetClickCountRequest, GetClickCountResponse, GetClickStatsRequest,
-    GetClickStatsResponse, TimeBucket,
+    BreakdownEntry, Bucket, GetAccountStatsRequest, GetAccountStatsResponse, GetClickCountRequest,
+    GetClickCountResponse, GetClickStatsRequest, GetClickStatsResponse, TimeBucket,
 };
 use shortener_common::telemetry::propagation;
 use sqlx::PgPool;
@@ -25,7 +25,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::RpcMetrics;
-use crate::queries::{self, Breakdown};
+use crate::queries::{self, Breakdown, Point};
 use crate::request;
 use shortener_common::proto::to_timestamp;
 
@@ -33,11 +33,17 @@ use shortener_common::proto::to_timestamp;
 pub struct AnalyticsApi {
     pool: PgPool,
     metrics: RpcMetrics,
+    /// `statement_timeout` of every query.
+    query_timeout: Duration,
 }
 
 impl AnalyticsApi {
-    pub fn new(pool: PgPool, metrics: RpcMetrics) -> Self {
-        Self { pool, metrics }
+    pub fn new(pool: PgPool, metrics: RpcMetrics, query_timeout: Duration) -> Self {
+        Self {
+            pool,
+            metrics,
+            query_timeout,
+        }
     }
 
     /// Runs one call in its server span and records its metrics.
@@ -67,12 +73,14 @@ impl AnalyticsApi {
         req: GetClickCountRequest,
     ) -> Result<GetClickCountResponse, Status> {
         let code = request::short_code(&req.short_code)?;
-        let total = queries::click_count(&self.pool, code)
+        let count = queries::click_count(&self.pool, code, self.query_timeout)
             .await
             .map_err(|e| db_status("GetClickCount", e))?;
         Ok(GetClickCountResponse {
             short_code: req.short_code,
-            total_clicks: total,
+            total_clicks: count.humans + count.bots,
+            human_clicks: count.humans,
+            bot_clicks: count.bots,
         })
     }
 
@@ -87,29 +95,81 @@ impl AnalyticsApi {
             req.bucket,
             chrono::Utc::now(),
         )?;
-        let stats = queries::click_stats(&self.pool, code, &window)
-            .await
-            .map_err(|e| db_status("GetClickStats", e))?;
+        let top = request::top(req.top)?;
+        let stats = queries::click_stats(
+            &self.pool,
+            code,
+            &window,
+            top,
+            req.exclude_bots,
+            self.query_timeout,
+        )
+        .await
+        .map_err(|e| db_status("GetClickStats", e))?;
         Ok(GetClickStatsResponse {
             short_code: req.short_code,
             from: Some(to_timestamp(window.from)),
             to: Some(to_timestamp(window.to)),
             bucket: window.step.bucket() as i32,
-            total_clicks: stats.total,
+            total_clicks: stats.totals.humans + stats.totals.bots,
+            human_clicks: stats.totals.humans,
+            bot_clicks: stats.totals.bots,
+            visitors: stats.totals.visitors,
             by_country: entries(stats.by_country),
             by_device_type: entries(stats.by_device_type),
             by_browser: entries(stats.by_browser),
+            by_os: entries(stats.by_os),
             by_traffic_source: entries(stats.by_traffic_source),
-            series: stats
-                .series
-                .into_iter()
-                .map(|(start, clicks)| TimeBucket {
-                    start: Some(to_timestamp(start)),
-                    clicks,
-                })
-                .collect(),
+            series: series(stats.series),
         })
     }
+
+    async fn account_stats(
+        &self,
+        req: GetAccountStatsRequest,
+    ) -> Result<GetAccountStatsResponse, Status> {
+        if req.owner.is_empty() || req.owner.len() > 128 {
+            return Err(Status::invalid_argument(
+                "owner must be 1 to 128 characters",
+            ));
+        }
+        let window = request::window(
+            req.from.as_ref(),
+            req.to.as_ref(),
+            Bucket::Day as i32,
+            chrono::Utc::now(),
+        )?;
+        let top = request::top(req.top)?;
+        let stats =
+            queries::account_stats(&self.pool, &req.owner, &window, top, self.query_timeout)
+                .await
+                .map_err(|e| db_status("GetAccountStats", e))?;
+        Ok(GetAccountStatsResponse {
+            from: Some(to_timestamp(window.from)),
+            to: Some(to_timestamp(window.to)),
+            total_clicks: stats.totals.humans + stats.totals.bots,
+            human_clicks: stats.totals.humans,
+            bot_clicks: stats.totals.bots,
+            visitors: stats.totals.visitors,
+            top_links: entries(stats.top_links),
+            by_country: entries(stats.by_country),
+            by_traffic_source: entries(stats.by_traffic_source),
+            series: series(stats.series),
+        })
+    }
+}
+
+fn series(points: Vec<(chrono::DateTime<chrono::Utc>, Point)>) -> Vec<TimeBucket> {
+    points
+        .into_iter()
+        .map(|(start, p)| TimeBucket {
+            start: Some(to_timestamp(start)),
+            clicks: p.humans + p.bots,
+            human_clicks: p.humans,
+            bot_clicks: p.bots,
+            visitors: p.visitors,
+        })
+        .collect()
 }
 
 /// `rpc.service` of the server spans.
@@ -153,14 +213,28 @@ fn is_server_error(code: Code) -> bool {
 
 fn entries(b: Breakdown) -> Vec<BreakdownEntry> {
     b.into_iter()
-        .map(|(key, clicks)| BreakdownEntry { key, clicks })
+        .map(|e| BreakdownEntry {
+            key: e.key,
+            clicks: e.clicks,
+            other: e.other,
+        })
         .collect()
 }
 
-/// Outages are UNAVAILABLE (clients may retry); anything else is a bug, logged with its
-/// detail and answered without it.
+/// Postgres' SQLSTATE for a statement cancelled by `statement_timeout`.
+const QUERY_CANCELED: &str = "57014";
+
+/// Outages are UNAVAILABLE (clients may retry); a query over its time budget is
+/// DEADLINE_EXCEEDED; anything else is a bug, logged with its detail and answered without it.
 fn db_status(method: &str, e: sqlx::Error) -> Status {
-    if is_transient(&e) {
+    let cancelled = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == QUERY_CANCELED);
+    if cancelled {
+        tracing::warn!(method, "query cancelled by statement_timeout");
+        Status::deadline_exceeded("the query took too long")
+    } else if is_transient(&e) {
         tracing::warn!(method, error = %e, "database unavailable");
         Status::unavailable("the click database is unavailable; retry later")
     } else {
@@ -199,6 +273,22 @@ impl AnalyticsService for AnalyticsApi {
             ),
             &metadata,
             self.click_stats(message),
+        )
+        .await
+    }
+
+    async fn get_account_stats(
+        &self,
+        request: Request<GetAccountStatsRequest>,
+    ) -> Result<Response<GetAccountStatsResponse>, Status> {
+        let (metadata, _, message) = request.into_parts();
+        self.observed(
+            (
+                "GetAccountStats",
+                "shortener.analytics.v1.AnalyticsService/GetAccountStats",
+            ),
+            &metadata,
+            self.account_stats(message),
         )
         .await
     }

@@ -8,7 +8,8 @@ use shortener_common::db::DatabaseArgs;
 use shortener_common::proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use shortener_common::proto::analytics::analytics_service_server::SERVICE_NAME;
 use shortener_common::proto::analytics::{
-    BreakdownEntry, Bucket, GetClickCountRequest, GetClickStatsRequest, GetClickStatsResponse,
+    BreakdownEntry, Bucket, GetAccountStatsRequest, GetClickCountRequest, GetClickStatsRequest,
+    GetClickStatsResponse,
 };
 use shortener_testkit::postgres::fresh_database;
 use sqlx::PgPool;
@@ -105,8 +106,17 @@ fn entries(pairs: &[(&str, u64)]) -> Vec<BreakdownEntry> {
         .map(|(k, c)| BreakdownEntry {
             key: k.to_string(),
             clicks: *c,
+            other: false,
         })
         .collect()
+}
+
+/// The rollups of raw clicks inserted by hand (as the consumer would have written them).
+async fn rebuild_rollups(pool: &PgPool) {
+    sqlx::query("SELECT rebuild_click_rollups()")
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 async fn insert(
@@ -166,6 +176,7 @@ async fn counts_breakdowns_and_series() {
         )
         .await;
     }
+    rebuild_rollups(&db.pool).await;
 
     let server = start(db.args()).await;
     let mut client = server.client().await;
@@ -186,6 +197,7 @@ async fn counts_breakdowns_and_series() {
             from: Some(ts(base)),
             to: Some(ts(m(240))),
             bucket: Bucket::Unspecified as i32,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -221,6 +233,7 @@ async fn counts_breakdowns_and_series() {
             from: Some(ts(m(10))),
             to: Some(ts(m(21))),
             bucket: Bucket::Minute as i32,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -231,7 +244,23 @@ async fn counts_breakdowns_and_series() {
     assert_eq!(s[5], (m(15).timestamp(), 1));
     assert_eq!(s[10], (m(20).timestamp(), 1));
 
-    // Defaults: the last 30 days until now, daily buckets, everything included.
+    // An hour window not on hour boundaries is widened to whole hours (the rollups' grain).
+    let widened = client
+        .get_click_stats(GetClickStatsRequest {
+            short_code: "abc".into(),
+            from: Some(ts(m(10))),
+            to: Some(ts(m(70))),
+            bucket: Bucket::Hour as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(widened.from, Some(ts(base)));
+    assert_eq!(widened.to, Some(ts(m(120))));
+    assert_eq!(widened.total_clicks, 4);
+
+    // Defaults: the last 30 days until now, widened to whole days, daily buckets.
     let default = client
         .get_click_stats(GetClickStatsRequest {
             short_code: "abc".into(),
@@ -242,10 +271,11 @@ async fn counts_breakdowns_and_series() {
         .into_inner();
     assert_eq!(default.bucket, Bucket::Day as i32);
     assert_eq!(default.total_clicks, 6);
-    let to = default.to.unwrap().seconds;
-    assert_eq!(to - default.from.unwrap().seconds, 30 * 86_400);
-    assert!((Utc::now().timestamp() - to).abs() < 60);
-    assert!(default.series.len() == 30 || default.series.len() == 31);
+    let (from, to) = (default.from.unwrap().seconds, default.to.unwrap().seconds);
+    assert_eq!((from % 86_400, to % 86_400), (0, 0));
+    let now = Utc::now().timestamp();
+    assert!(from <= now - 30 * 86_400 && to >= now && to - now <= 86_400);
+    assert_eq!(default.series.len() as i64, (to - from) / 86_400);
     assert_eq!(default.series.iter().map(|b| b.clicks).sum::<u64>(), 6);
 
     server.shutdown().await;
@@ -312,7 +342,7 @@ async fn unknown_codes_have_zero_clicks_and_bad_requests_are_invalid_arguments()
             }),
             Bucket::Unspecified,
         ),
-        // 30 days of minutes: too many buckets.
+        // 30 days of minutes: raw clicks over more than 6 hours.
         (None, None, Bucket::Minute),
     ];
     for (from, to, bucket) in bad_stats {
@@ -322,6 +352,7 @@ async fn unknown_codes_have_zero_clicks_and_bad_requests_are_invalid_arguments()
                 from,
                 to,
                 bucket: bucket as i32,
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -443,5 +474,227 @@ async fn an_unreachable_database_is_unavailable_not_a_crash() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
+    server.shutdown().await;
+}
+
+/// `n` raw clicks of one combination at `at`.
+#[allow(clippy::too_many_arguments)]
+async fn insert_n(
+    pool: &PgPool,
+    code: &str,
+    at: DateTime<Utc>,
+    (country, device, browser, os, source): (&str, &str, &str, &str, &str),
+    is_bot: bool,
+    n: i64,
+) {
+    sqlx::query(
+        "INSERT INTO clicks (event_id, short_code, occurred_at, country_code, device_type,
+                             browser, os, traffic_source, is_bot)
+         SELECT gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8 FROM generate_series(1, $9)",
+    )
+    .bind(code)
+    .bind(at)
+    .bind(country)
+    .bind(device)
+    .bind(browser)
+    .bind(os)
+    .bind(source)
+    .bind(is_bot)
+    .bind(n)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_n_with_other_and_bots_apart() {
+    let db = fresh_database().await;
+    let at = Utc::now().duration_trunc(TimeDelta::hours(1)).unwrap() - TimeDelta::hours(3);
+    // 15 sources with 15, 14, ..., 1 human clicks (120), then 5 bot clicks.
+    for i in 1..=15i64 {
+        let source = format!("site{i:02}.example");
+        let os = if i % 2 == 0 { "Android" } else { "Windows 10" };
+        insert_n(
+            &db.pool,
+            "top",
+            at,
+            ("US", "mobile", "Chrome", os, &source),
+            false,
+            16 - i,
+        )
+        .await;
+    }
+    insert_n(
+        &db.pool,
+        "top",
+        at,
+        ("US", "bot", "Slack", "unknown", "direct"),
+        true,
+        5,
+    )
+    .await;
+    rebuild_rollups(&db.pool).await;
+    let server = start(db.args()).await;
+    let mut client = server.client().await;
+
+    let count = client
+        .get_click_count(GetClickCountRequest {
+            short_code: "top".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (count.total_clicks, count.human_clicks, count.bot_clicks),
+        (125, 120, 5)
+    );
+
+    let stats = client
+        .get_click_stats(GetClickStatsRequest {
+            short_code: "top".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (stats.total_clicks, stats.human_clicks, stats.bot_clicks),
+        (125, 120, 5)
+    );
+    // Default top 10 (site01..site10, 15 down to 6 clicks), then `other`: site11..site15
+    // (5 + 4 + 3 + 2 + 1) and the bots' "direct" (5).
+    let sources = &stats.by_traffic_source;
+    assert_eq!(sources.len(), 11, "{sources:?}");
+    let last = sources.last().unwrap();
+    assert_eq!(
+        (last.key.as_str(), last.clicks, last.other),
+        ("other", 20, true)
+    );
+    assert_eq!(sources.iter().map(|e| e.clicks).sum::<u64>(), 125);
+    assert!(sources[..10].iter().all(|e| !e.other));
+    assert_eq!(sources[0].key, "site01.example");
+    assert!(sources
+        .windows(2)
+        .take(9)
+        .all(|w| w[0].clicks >= w[1].clicks));
+    assert_eq!(
+        stats.by_os,
+        entries(&[("Windows 10", 64), ("Android", 56), ("unknown", 5)])
+    );
+    assert_eq!(
+        stats.by_device_type,
+        entries(&[("mobile", 120), ("bot", 5)])
+    );
+
+    // Human clicks only, top 3.
+    let humans = client
+        .get_click_stats(GetClickStatsRequest {
+            short_code: "top".into(),
+            top: 3,
+            exclude_bots: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(humans.by_device_type, entries(&[("mobile", 120)]));
+    let sources = &humans.by_traffic_source;
+    assert_eq!(sources.len(), 4);
+    assert_eq!(
+        (sources[3].key.as_str(), sources[3].clicks, sources[3].other),
+        ("other", 120 - 15 - 14 - 13, true)
+    );
+    // Totals still report both.
+    assert_eq!((humans.human_clicks, humans.bot_clicks), (120, 5));
+
+    let err = client
+        .get_click_stats(GetClickStatsRequest {
+            short_code: "top".into(),
+            top: 101,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_stats_cover_only_the_owners_links() {
+    let db = fresh_database().await;
+    for (code, owner) in [("a1", "k1"), ("a2", "k1"), ("b1", "k2")] {
+        sqlx::query("INSERT INTO links (short_code, long_url, owner_key_id) VALUES ($1, $2, $3)")
+            .bind(code)
+            .bind("https://example.com/")
+            .bind(owner)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let day = Utc::now().duration_trunc(TimeDelta::days(1)).unwrap();
+    let dims = |c| (c, "desktop", "Firefox", "Linux", "google");
+    insert_n(
+        &db.pool,
+        "a1",
+        day - TimeDelta::days(2),
+        dims("DE"),
+        false,
+        7,
+    )
+    .await;
+    insert_n(
+        &db.pool,
+        "a2",
+        day - TimeDelta::days(1),
+        dims("FR"),
+        false,
+        3,
+    )
+    .await;
+    insert_n(
+        &db.pool,
+        "a2",
+        day - TimeDelta::days(1),
+        dims("FR"),
+        true,
+        2,
+    )
+    .await;
+    insert_n(
+        &db.pool,
+        "b1",
+        day - TimeDelta::days(1),
+        dims("US"),
+        false,
+        50,
+    )
+    .await;
+    rebuild_rollups(&db.pool).await;
+    let server = start(db.args()).await;
+    let mut client = server.client().await;
+
+    let stats = client
+        .get_account_stats(GetAccountStatsRequest {
+            owner: "k1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (stats.total_clicks, stats.human_clicks, stats.bot_clicks),
+        (12, 10, 2)
+    );
+    assert_eq!(stats.top_links, entries(&[("a1", 7), ("a2", 3)]));
+    assert_eq!(stats.by_country, entries(&[("DE", 7), ("FR", 3)]));
+    assert_eq!(stats.by_traffic_source, entries(&[("google", 10)]));
+    assert_eq!(stats.series.iter().map(|b| b.clicks).sum::<u64>(), 12);
+    assert_eq!(stats.from.unwrap().seconds % 86_400, 0);
+
+    let err = client
+        .get_account_stats(GetAccountStatsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
     server.shutdown().await;
 }

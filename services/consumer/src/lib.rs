@@ -32,7 +32,9 @@ pub mod lag;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;
+pub mod rollup;
 pub mod store;
+pub mod visitors;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -76,6 +76,7 @@ async fn stores_every_event_once_with_its_enrichment() {
             .unwrap();
     assert_eq!(visits, humans);
     assert_eq!(running.metrics.dead_lettered.get(), 0);
+    assert_rollups_match_clicks(&db.pool).await;
 
     for (i, c) in clicks.iter().enumerate().take(8) {
         let row: (
@@ -403,6 +404,7 @@ async fn a_crash_mid_stream_loses_nothing_and_double_counts_nothing() {
     let stored: HashSet<Uuid> = ids.into_iter().collect();
     let produced: HashSet<Uuid> = clicks.iter().map(|c| c.event_id).collect();
     assert_eq!(stored, produced);
+    assert_rollups_match_clicks(&db.pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -419,7 +421,11 @@ async fn a_database_outage_holds_commits_and_recovers_with_lag_reported() {
     for stmt in [
         format!("CREATE ROLE {role} LOGIN"),
         format!("GRANT CONNECT ON DATABASE {} TO {role}", db.name),
-        format!("GRANT SELECT, INSERT ON clicks TO {role}"),
+        format!("GRANT SELECT, INSERT ON clicks, click_visitors, visitor_salts TO {role}"),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE ON click_totals, click_hourly, click_dims_hourly, \
+             click_dims_daily TO {role}"
+        ),
         format!("GRANT USAGE ON SEQUENCE clicks_id_seq TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE ON link_visits TO {role}"),
     ] {
@@ -506,6 +512,7 @@ async fn a_database_outage_holds_commits_and_recovers_with_lag_reported() {
         running.metrics.db_retries.get()
     );
     running.shutdown().await;
+    assert_rollups_match_clicks(&db.pool).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -553,4 +560,5 @@ async fn two_replicas_share_the_partitions_and_store_everything_once() {
     b.shutdown().await;
     let lag = group_lag(broker.bootstrap(), group).await;
     assert!(lag.iter().all(|l| l.lag == 0), "{lag:?}");
+    assert_rollups_match_clicks(&db.pool).await;
 }

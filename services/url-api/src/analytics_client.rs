@@ -1,5 +1,14 @@
-//! Calls to analytics-rpc: a lazily connected channel, a deadline per call, and a circuit
-//! breaker so an outage costs callers nothing once detected.
+//! Calls to analytics-rpc: a lazily connected channel, a deadline per call, a bound on each
+//! owner's concurrent stats and account calls, and a circuit breaker so an outage costs callers nothing once
+//! detected.
+//!
+//! The breaker judges the service, not the requests: it counts connection failures,
+//! UNAVAILABLE, and deadlines missed by cheap calls (a count). A stats or account call
+//! that runs out of time may just be an expensive request (a wide range over a busy link):
+//! it fails alone and is not counted, so one owner's heavy requests cannot open the breaker
+//! for everyone. Other errors the service answers with (INTERNAL, OUT_OF_RANGE when a
+//! response would exceed the message limit) show the service alive: they fail the request
+//! as a 5xx without counting either. Only INVALID_ARGUMENT is the caller's mistake.
 //!
 //! Each call is a client span (`shortener.analytics.v1.AnalyticsService/{method}`) whose
 //! W3C context goes in the request metadata, so analytics-rpc's server span continues the
@@ -11,7 +20,8 @@ use std::time::Duration;
 
 use shortener_common::proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use shortener_common::proto::analytics::{
-    GetClickCountRequest, GetClickStatsRequest, GetClickStatsResponse,
+    GetAccountStatsRequest, GetAccountStatsResponse, GetClickCountRequest, GetClickCountResponse,
+    GetClickStatsRequest, GetClickStatsResponse,
 };
 use shortener_common::telemetry::propagation;
 use tonic::transport::{Channel, Endpoint};
@@ -22,6 +32,10 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::breaker::{Breaker, SystemClock};
 use crate::metrics::{Metrics, RpcLabels};
+use crate::owner_limit::OwnerLimit;
+
+/// Largest response accepted, the same bound analytics-rpc sends within.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {
@@ -34,6 +48,24 @@ pub enum AnalyticsError {
     /// The service is fine but refused the request (bad range, ...).
     #[error("{}", .0.message())]
     Rejected(Status),
+    /// This owner already has its maximum of analytics calls in flight.
+    #[error("too many analytics requests in flight for this owner")]
+    Busy,
+}
+
+/// How much work a call may ask of analytics-rpc (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cost {
+    Cheap,
+    Expensive,
+}
+
+/// A link's all-time clicks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClickCount {
+    pub total: u64,
+    pub humans: u64,
+    pub bots: u64,
 }
 
 #[derive(Clone)]
@@ -41,6 +73,7 @@ pub struct AnalyticsClient {
     client: AnalyticsServiceClient<Channel>,
     timeout: Duration,
     breaker: Arc<Breaker>,
+    owners: Arc<OwnerLimit>,
     metrics: Metrics,
     /// `server.address` and `server.port` of the client spans.
     server: Arc<(String, u16)>,
@@ -50,12 +83,14 @@ pub struct AnalyticsClient {
 const RPC_SERVICE: &str = "shortener.analytics.v1.AnalyticsService";
 
 impl AnalyticsClient {
-    /// Connects on first use. Call inside a tokio runtime.
+    /// Connects on first use. Call inside a tokio runtime. `per_owner`: most calls one
+    /// owner may have in flight.
     pub fn new(
         url: &str,
         timeout: Duration,
         failure_threshold: u32,
         reset_after: Duration,
+        per_owner: usize,
         metrics: Metrics,
     ) -> Result<Self, tonic::transport::Error> {
         let endpoint = Endpoint::from_shared(url.to_string())?;
@@ -75,20 +110,30 @@ impl AnalyticsClient {
             .connect_lazy();
         let breaker = Breaker::new(failure_threshold, reset_after, SystemClock)
             .with_gauge(metrics.breaker_state.clone());
+        let client = AnalyticsServiceClient::new(channel)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .max_encoding_message_size(64 * 1024);
         Ok(Self {
-            client: AnalyticsServiceClient::new(channel),
+            client,
             timeout,
             breaker: Arc::new(breaker),
+            owners: Arc::new(OwnerLimit::new(per_owner)),
             metrics,
             server: Arc::new(server),
         })
     }
 
-    pub async fn click_count(&self, short_code: &str) -> Result<u64, AnalyticsError> {
+    pub async fn click_count(
+        &self,
+        owner: &str,
+        short_code: &str,
+    ) -> Result<ClickCount, AnalyticsError> {
         let req = GetClickCountRequest {
             short_code: short_code.to_string(),
         };
         self.call(
+            owner,
+            Cost::Cheap,
             (
                 "GetClickCount",
                 "shortener.analytics.v1.AnalyticsService/GetClickCount",
@@ -97,14 +142,21 @@ impl AnalyticsClient {
             |mut c, r| async move { c.get_click_count(r).await },
         )
         .await
-        .map(|r| r.total_clicks)
+        .map(|r: GetClickCountResponse| ClickCount {
+            total: r.total_clicks,
+            humans: r.human_clicks,
+            bots: r.bot_clicks,
+        })
     }
 
     pub async fn click_stats(
         &self,
+        owner: &str,
         req: GetClickStatsRequest,
     ) -> Result<GetClickStatsResponse, AnalyticsError> {
         self.call(
+            owner,
+            Cost::Expensive,
             (
                 "GetClickStats",
                 "shortener.analytics.v1.AnalyticsService/GetClickStats",
@@ -115,8 +167,28 @@ impl AnalyticsClient {
         .await
     }
 
+    pub async fn account_stats(
+        &self,
+        req: GetAccountStatsRequest,
+    ) -> Result<GetAccountStatsResponse, AnalyticsError> {
+        let owner = req.owner.clone();
+        self.call(
+            &owner,
+            Cost::Expensive,
+            (
+                "GetAccountStats",
+                "shortener.analytics.v1.AnalyticsService/GetAccountStats",
+            ),
+            req,
+            |mut c, r| async move { c.get_account_stats(r).await },
+        )
+        .await
+    }
+
     async fn call<Req, Resp, F, Fut>(
         &self,
+        owner: &str,
+        cost: Cost,
         (method, full_name): (&'static str, &'static str),
         message: Req,
         f: F,
@@ -126,6 +198,17 @@ impl AnalyticsClient {
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
         let labels = RpcLabels { method };
+        // Counts read a few rows: only the calls that can be expensive are bounded.
+        let _owner_slot = match cost {
+            Cost::Cheap => None,
+            Cost::Expensive => match self.owners.try_acquire(owner) {
+                Some(slot) => Some(slot),
+                None => {
+                    self.metrics.rpc_owner_limited.get_or_create(&labels).inc();
+                    return Err(AnalyticsError::Busy);
+                }
+            },
+        };
         let Ok(permit) = self.breaker.acquire() else {
             self.metrics.rpc_short_circuits.get_or_create(&labels).inc();
             return Err(AnalyticsError::ShortCircuited);
@@ -168,7 +251,7 @@ impl AnalyticsClient {
                 permit.success();
                 return Ok(resp.into_inner());
             }
-            Ok(Err(status)) if is_request_error(status.code()) => {
+            Ok(Err(status)) if status.code() == Code::InvalidArgument => {
                 permit.success();
                 return Err(AnalyticsError::Rejected(status));
             }
@@ -176,23 +259,68 @@ impl AnalyticsClient {
             Err(_) => AnalyticsError::Timeout,
         };
         let _entered = span.enter();
-        permit.failure();
         self.metrics.rpc_failures.get_or_create(&labels).inc();
         tracing::warn!(method, error = %failure, "analytics call failed");
+        match verdict(&failure, cost) {
+            Verdict::ServiceFailed => permit.failure(),
+            Verdict::ServiceAnswered => permit.success(),
+            // Dropped unreported: a trial call frees its slot, others change nothing.
+            Verdict::NotCounted => drop(permit),
+        }
         Err(failure)
     }
 }
 
-/// Errors about the request itself: the service answered, so it is healthy.
-fn is_request_error(code: Code) -> bool {
-    matches!(
-        code,
-        Code::InvalidArgument
-            | Code::NotFound
-            | Code::OutOfRange
-            | Code::FailedPrecondition
-            | Code::AlreadyExists
-            | Code::PermissionDenied
-            | Code::Unauthenticated
-    )
+/// What a failed call says about the service (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    ServiceFailed,
+    ServiceAnswered,
+    NotCounted,
+}
+
+fn verdict(failure: &AnalyticsError, cost: Cost) -> Verdict {
+    let deadline = match failure {
+        AnalyticsError::Timeout => true,
+        AnalyticsError::Failed(s) => match s.code() {
+            Code::DeadlineExceeded | Code::Cancelled => true,
+            Code::Unavailable | Code::Unknown => return Verdict::ServiceFailed,
+            _ => return Verdict::ServiceAnswered,
+        },
+        _ => return Verdict::ServiceAnswered,
+    };
+    match (deadline, cost) {
+        (true, Cost::Cheap) => Verdict::ServiceFailed,
+        (true, Cost::Expensive) => Verdict::NotCounted,
+        (false, _) => Verdict::ServiceAnswered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_expensive_calls_do_not_judge_the_service() {
+        use AnalyticsError::*;
+        assert_eq!(verdict(&Timeout, Cost::Cheap), Verdict::ServiceFailed);
+        assert_eq!(verdict(&Timeout, Cost::Expensive), Verdict::NotCounted);
+        let deadline = || Failed(Status::deadline_exceeded("slow"));
+        assert_eq!(verdict(&deadline(), Cost::Expensive), Verdict::NotCounted);
+        assert_eq!(verdict(&deadline(), Cost::Cheap), Verdict::ServiceFailed);
+        for cost in [Cost::Cheap, Cost::Expensive] {
+            assert_eq!(
+                verdict(&Failed(Status::unavailable("down")), cost),
+                Verdict::ServiceFailed
+            );
+            // Answered errors: the service is up even if this request failed.
+            for status in [
+                Status::internal("query failed"),
+                Status::out_of_range("message too large"),
+                Status::resource_exhausted("busy"),
+            ] {
+                assert_eq!(verdict(&Failed(status), cost), Verdict::ServiceAnswered);
+            }
+        }
+    }
 }

@@ -17,6 +17,7 @@ pub const DEFAULT_CACHE_TTL_SECS: u64 = 60;
 pub const DEFAULT_MAX_URL_LENGTH: usize = 2048;
 pub const DEFAULT_ANALYTICS_RPC_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_ANALYTICS_RPC_TIMEOUT_MS: u64 = 300;
+pub const DEFAULT_ANALYTICS_MAX_CONCURRENT_PER_OWNER: usize = 4;
 pub const DEFAULT_BREAKER_FAILURE_THRESHOLD: u32 = 5;
 pub const DEFAULT_BREAKER_RESET_MS: u64 = 10_000;
 pub const DEFAULT_READ_RATE_LIMIT_PER_SECOND: u32 = 100;
@@ -98,6 +99,10 @@ pub struct Config {
     /// Deadline of each analytics call, in milliseconds.
     #[arg(long, env = "ANALYTICS_RPC_TIMEOUT_MS", default_value_t = DEFAULT_ANALYTICS_RPC_TIMEOUT_MS)]
     pub analytics_rpc_timeout_ms: u64,
+    /// Most stats and account-analytics calls one API key may have in flight; more answer
+    /// 429 (link details' click counts are cheap and not bounded).
+    #[arg(long, env = "ANALYTICS_MAX_CONCURRENT_PER_OWNER", default_value_t = DEFAULT_ANALYTICS_MAX_CONCURRENT_PER_OWNER)]
+    pub analytics_max_concurrent_per_owner: usize,
     /// Consecutive analytics failures that open the circuit breaker.
     #[arg(long, env = "BREAKER_FAILURE_THRESHOLD", default_value_t = DEFAULT_BREAKER_FAILURE_THRESHOLD)]
     pub breaker_failure_threshold: u32,
@@ -159,6 +164,10 @@ impl std::fmt::Debug for Config {
             .field("max_url_length", &self.max_url_length)
             .field("analytics_rpc_url", &self.analytics_rpc_url)
             .field("analytics_rpc_timeout_ms", &self.analytics_rpc_timeout_ms)
+            .field(
+                "analytics_max_concurrent_per_owner",
+                &self.analytics_max_concurrent_per_owner,
+            )
             .field("breaker_failure_threshold", &self.breaker_failure_threshold)
             .field("breaker_reset_ms", &self.breaker_reset_ms)
             .field("click_queue_capacity", &self.click_queue_capacity)
@@ -197,6 +206,7 @@ impl Config {
             max_url_length: DEFAULT_MAX_URL_LENGTH,
             analytics_rpc_url: DEFAULT_ANALYTICS_RPC_URL.into(),
             analytics_rpc_timeout_ms: DEFAULT_ANALYTICS_RPC_TIMEOUT_MS,
+            analytics_max_concurrent_per_owner: DEFAULT_ANALYTICS_MAX_CONCURRENT_PER_OWNER,
             breaker_failure_threshold: DEFAULT_BREAKER_FAILURE_THRESHOLD,
             breaker_reset_ms: DEFAULT_BREAKER_RESET_MS,
             click_queue_capacity: DEFAULT_CLICK_QUEUE_CAPACITY,

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod miss_limit;
 pub mod openapi;
 pub mod qr;
+pub mod owner_limit;
 pub mod rate_limit;
 pub mod routes;
 pub mod rules;
@@ -175,6 +176,7 @@ impl AppState {
             Duration::from_millis(config.analytics_rpc_timeout_ms),
             config.breaker_failure_threshold,
             Duration::from_millis(config.breaker_reset_ms),
+            config.analytics_max_concurrent_per_owner,
             metrics.clone(),
         )?;
         let geoip = match &config.geoip_db_path {
@@ -241,6 +243,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/links/{code}/qr", get(routes::qr::owner_qr))
         // Public, but rendering costs CPU: under the read limit (per client IP).
         .route("/{code}/qr", get(routes::qr::public_qr))
+        .route("/api/v1/account/stats", get(stats::account))
         .layer(rate_limit::layer(state.write_limit.clone()))
         .layer(rate_limit::layer(state.read_limit.clone()));
     Router::new()

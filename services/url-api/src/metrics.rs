@@ -104,6 +104,7 @@ pub struct MetricHandles {
     pub clicks_delivery_failed: Counter,
     pub rpc_failures: Family<RpcLabels, Counter>,
     pub rpc_short_circuits: Family<RpcLabels, Counter>,
+    pub rpc_owner_limited: Family<RpcLabels, Counter>,
     /// 0 closed, 1 open, 2 half-open.
     pub breaker_state: Gauge,
 }
@@ -125,6 +126,7 @@ impl Metrics {
             clicks_delivery_failed: Counter::default(),
             rpc_failures: Family::default(),
             rpc_short_circuits: Family::default(),
+            rpc_owner_limited: Family::default(),
             breaker_state: Gauge::default(),
         };
         registry.register(
@@ -172,6 +174,12 @@ impl Metrics {
             "analytics_rpc_short_circuits",
             "Calls to analytics-rpc skipped because the circuit breaker is open",
             m.rpc_short_circuits.clone(),
+        );
+        registry.register(
+            "analytics_rpc_owner_limited",
+            "Calls to analytics-rpc refused because their owner had \
+             ANALYTICS_MAX_CONCURRENT_PER_OWNER calls in flight",
+            m.rpc_owner_limited.clone(),
         );
         registry.register(
             "analytics_breaker_state",

@@ -22,6 +22,7 @@ use crate::routes::{links, redirect, stats};
         stats::stats,
         crate::routes::qr::owner_qr,
         crate::routes::qr::public_qr,
+        stats::account,
         redirect::redirect,
     ),
     components(schemas(
@@ -33,6 +34,7 @@ use crate::routes::{links, redirect, stats};
         links::LinkList,
         links::LinkDetails,
         stats::LinkStats,
+        stats::AccountStats,
         stats::Breakdown,
         stats::SeriesPoint,
         stats::BucketParam,

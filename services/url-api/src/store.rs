@@ -284,8 +284,8 @@ pub async fn list_by_owner(
     match filter.order {
         ListOrder::Created => q.push(" ORDER BY created_at DESC, id DESC"),
         ListOrder::Clicks => q.push(
-            " ORDER BY (SELECT count(*) FROM clicks c WHERE c.short_code = links.short_code) \
-             DESC, created_at DESC, id DESC",
+            " ORDER BY (SELECT coalesce(sum(t.humans + t.bots), 0) FROM click_totals t \
+             WHERE t.short_code = links.short_code) DESC, created_at DESC, id DESC",
         ),
     };
     q.push(" LIMIT ").push_bind(fetch);

@@ -16,8 +16,8 @@ use shortener_common::proto::analytics::analytics_service_server::{
     AnalyticsService, AnalyticsServiceServer,
 };
 use shortener_common::proto::analytics::{
-    BreakdownEntry, Bucket, GetClickCountRequest, GetClickCountResponse, GetClickStatsRequest,
-    GetClickStatsResponse, TimeBucket,
+    BreakdownEntry, Bucket, GetAccountStatsRequest, GetAccountStatsResponse, GetClickCountRequest,
+    GetClickCountResponse, GetClickStatsRequest, GetClickStatsResponse, TimeBucket,
 };
 use shortener_testkit::kafka::MockBroker;
 use tokio::net::TcpListener;
@@ -235,6 +235,8 @@ impl AnalyticsService for FixedAnalytics {
         Ok(tonic::Response::new(GetClickCountResponse {
             short_code,
             total_clicks: 42,
+            human_clicks: 40,
+            bot_clicks: 2,
         }))
     }
 
@@ -248,9 +250,19 @@ impl AnalyticsService for FixedAnalytics {
                 "minute buckets are limited to 1 day",
             ));
         }
+        // What tonic reports when an answer exceeds the message limit, and a failed query.
+        if r.top == 99 {
+            return Err(tonic::Status::out_of_range(
+                "Error, decoded message length too large: found 5242880 bytes, the limit is: 4194304 bytes",
+            ));
+        }
+        if r.top == 98 {
+            return Err(tonic::Status::internal("query failed"));
+        }
         let entry = |key: &str, clicks| BreakdownEntry {
             key: key.into(),
             clicks,
+            other: false,
         };
         Ok(tonic::Response::new(GetClickStatsResponse {
             short_code: r.short_code,
@@ -258,17 +270,54 @@ impl AnalyticsService for FixedAnalytics {
             to: r.to,
             bucket: Bucket::Hour as i32,
             total_clicks: 7,
+            human_clicks: 6,
+            bot_clicks: 1,
+            visitors: 3,
             by_country: vec![entry("US", 5), entry("Unknown", 2)],
             by_device_type: vec![entry("pc", 6), entry("smartphone", 1)],
             by_browser: vec![entry("Firefox", 7)],
-            by_traffic_source: vec![entry("direct", 4), entry("search", 3)],
+            by_os: vec![entry("Linux", 7)],
+            by_traffic_source: vec![
+                entry("direct", 4),
+                BreakdownEntry {
+                    key: "other".into(),
+                    clicks: 3,
+                    other: true,
+                },
+            ],
             series: vec![TimeBucket {
                 start: r.to.map(|t| prost_types::Timestamp {
                     seconds: t.seconds - 3600,
                     nanos: 0,
                 }),
                 clicks: 7,
+                human_clicks: 6,
+                bot_clicks: 1,
+                visitors: 3,
             }],
+        }))
+    }
+
+    async fn get_account_stats(
+        &self,
+        request: tonic::Request<GetAccountStatsRequest>,
+    ) -> Result<tonic::Response<GetAccountStatsResponse>, tonic::Status> {
+        let r = request.into_inner();
+        // The owner comes from the API key, never from the query.
+        assert!(!r.owner.is_empty());
+        Ok(tonic::Response::new(GetAccountStatsResponse {
+            from: r.from,
+            to: r.to,
+            total_clicks: 9,
+            human_clicks: 8,
+            bot_clicks: 1,
+            visitors: 4,
+            top_links: vec![BreakdownEntry {
+                key: "abc".into(),
+                clicks: 8,
+                other: false,
+            }],
+            ..Default::default()
         }))
     }
 }
@@ -305,6 +354,8 @@ async fn link_details_and_stats_come_from_analytics_rpc() {
     assert_eq!(details["code"], code.as_str());
     assert_eq!(details["long_url"], "https://example.com/stats");
     assert_eq!(details["total_clicks"], 42);
+    assert_eq!(details["human_clicks"], 40);
+    assert_eq!(details["bot_clicks"], 2);
     assert_eq!(details["stats_available"], true);
 
     let path = format!(
@@ -321,14 +372,52 @@ async fn link_details_and_stats_come_from_analytics_rpc() {
             "to": "2026-11-02T00:00:00Z",
             "bucket": "hour",
             "total_clicks": 7,
+            "human_clicks": 6,
+            "bot_clicks": 1,
+            "visitors": 3,
             "by_country": [{"key": "US", "clicks": 5}, {"key": "Unknown", "clicks": 2}],
             "by_device_type": [{"key": "pc", "clicks": 6}, {"key": "smartphone", "clicks": 1}],
             "by_browser": [{"key": "Firefox", "clicks": 7}],
-            "by_traffic_source": [{"key": "direct", "clicks": 4}, {"key": "search", "clicks": 3}],
-            "series": [{"start": "2026-11-01T23:00:00Z", "clicks": 7}],
+            "by_os": [{"key": "Linux", "clicks": 7}],
+            "by_traffic_source": [
+                {"key": "direct", "clicks": 4},
+                {"key": "other", "clicks": 3, "other": true}
+            ],
+            "series": [{
+                "start": "2026-11-01T23:00:00Z", "clicks": 7, "human_clicks": 6,
+                "bot_clicks": 1, "visitors": 3
+            }],
             "stats_available": true,
         })
     );
+
+    // An answer over the size limit or a failed query is the service's problem: 503,
+    // without tonic's or the service's text, and the breaker stays closed (it answered).
+    for top in [99, 98] {
+        let resp = app
+            .get_auth(ALICE, &format!("/api/v1/links/{code}/stats?top={top}"))
+            .await;
+        assert_eq!(resp.status(), 503);
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("stats_unavailable"), "{body}");
+        assert!(
+            !body.contains("decoded") && !body.contains("query failed"),
+            "{body}"
+        );
+    }
+    let resp = app
+        .get_auth(ALICE, &format!("/api/v1/links/{code}/stats?top=101"))
+        .await;
+    assert_eq!(error_code(resp, 400).await, "invalid_query");
+
+    let resp = app.get_auth(ALICE, "/api/v1/account/stats?top=5").await;
+    assert_eq!(resp.status(), 200);
+    let account: Value = resp.json().await.unwrap();
+    assert_eq!(account["total_clicks"], 9);
+    assert_eq!(account["human_clicks"], 8);
+    assert_eq!(account["top_links"], json!([{"key": "abc", "clicks": 8}]));
+    let resp = app.get("/api/v1/account/stats").await;
+    assert_eq!(resp.status(), 401);
 
     // Requests the service refuses are the caller's problem, not an outage.
     let resp = app
@@ -631,4 +720,65 @@ async fn redirect_rules_pick_targets_and_clicks_record_the_rule() {
         assert_eq!(error_code(resp, 400).await, "invalid_rules", "{why}");
     }
     app.stop().await;
+}
+
+#[tokio::test]
+async fn one_owners_slow_stats_neither_open_the_breaker_nor_take_every_slot() {
+    // Accepts TCP connections but never answers: every stats call runs out of time, as
+    // expensive queries of one busy account would.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rpc = format!("http://{}", listener.local_addr().unwrap());
+    let app = start(|c| {
+        c.analytics_rpc_url = rpc;
+        c.analytics_rpc_timeout_ms = 300;
+        c.breaker_failure_threshold = 3;
+        c.analytics_max_concurrent_per_owner = 2;
+    })
+    .await;
+    let code = app.create_ok(ALICE, "https://example.com/slow").await;
+    let path = format!("/api/v1/links/{code}/stats");
+
+    // Three at once from one owner: two are let through (and time out), one is refused.
+    let (a, b, c) = tokio::join!(
+        app.get_auth(ALICE, &path),
+        app.get_auth(ALICE, &path),
+        app.get_auth(ALICE, &path)
+    );
+    let mut statuses = vec![
+        a.status().as_u16(),
+        b.status().as_u16(),
+        c.status().as_u16(),
+    ];
+    statuses.sort();
+    assert_eq!(statuses, vec![429, 503, 503]);
+
+    // Many more timeouts of expensive calls: the breaker stays closed.
+    for _ in 0..5 {
+        let resp = app.get_auth(ALICE, &path).await;
+        assert_eq!(error_code(resp, 503).await, "stats_unavailable");
+    }
+    let text = app.metrics().await;
+    assert_eq!(
+        metric(&text, "analytics_breaker_state"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"analytics_rpc_owner_limited_total{method="GetClickStats"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            r#"analytics_rpc_short_circuits_total{method="GetClickStats"}"#
+        )
+        .is_none(),
+        "{text}"
+    );
+    app.stop().await;
+    drop(listener);
 }

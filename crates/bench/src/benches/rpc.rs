@@ -66,6 +66,7 @@ pub async fn run(env: &BenchEnv, opts: &RpcOpts) -> anyhow::Result<Vec<Row>> {
             from: Some(ts(now - chrono::Duration::days(30))),
             to: Some(ts(now)),
             bucket: bucket as i32,
+            ..Default::default()
         };
         // Warm the connection, the plan cache and shared buffers.
         for _ in 0..3 {

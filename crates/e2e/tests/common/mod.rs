@@ -29,6 +29,8 @@ pub struct StackOptions {
     pub trusted_proxies: &'static str,
     /// Lets links point at loopback addresses (the dashboard test's destinations).
     pub allow_private_targets: bool,
+    /// url-api's deadline for analytics calls; None: 10 s, clear of a loaded machine.
+    pub analytics_rpc_timeout_ms: Option<u64>,
 }
 
 pub struct Stack {
@@ -94,7 +96,7 @@ impl Stack {
             url_api::config::parse_proxies(options.trusted_proxies).expect("trusted proxies");
         config.analytics_rpc_url = format!("http://{grpc_addr}");
         // The first call also dials the channel; keep it well clear of a loaded machine.
-        config.analytics_rpc_timeout_ms = 10_000;
+        config.analytics_rpc_timeout_ms = options.analytics_rpc_timeout_ms.unwrap_or(10_000);
         config.rate_limit_per_second = 10_000;
         config.rate_limit_burst = 10_000;
         let state = url_api::AppState::new(&config, db.pool.clone()).expect("url-api state");

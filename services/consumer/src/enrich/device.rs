@@ -1,7 +1,10 @@
-//! Device type and browser name from the User-Agent (woothee), with the tablet and bot
-//! distinctions woothee does not make itself.
+//! Device type, browser and operating system from the User-Agent (woothee), with the
+//! tablet distinction woothee does not make itself; bots are recognised by
+//! `shortener_common::bots` and by woothee's crawler list.
 
 use std::fmt;
+
+use shortener_common::bots;
 
 /// Stored in `clicks.device_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,19 +39,25 @@ pub struct DeviceInfo {
     pub device_type: DeviceType,
     /// Browser (or crawler, or HTTP library) name; "unknown" when not recognised.
     pub browser: String,
+    /// Operating system ("Windows 10", "Mac OSX", "iPhone", "Android", ...); "unknown"
+    /// when not recognised.
+    pub os: String,
+    /// A bot, a link-preview fetcher or a request without a User-Agent.
+    pub is_bot: bool,
 }
 
 const UNKNOWN: &str = "unknown";
 /// woothee's name for command-line clients and HTTP libraries.
 const HTTP_LIBRARY: &str = "HTTP Library";
-/// Substrings that mark automated clients woothee does not list.
-const BOT_MARKERS: [&str; 4] = ["bot", "spider", "crawl", "slurp"];
 
 pub fn classify(parser: &woothee::parser::Parser, user_agent: Option<&str>) -> DeviceInfo {
+    let bot = bots::classify(user_agent);
     let Some(ua) = user_agent.map(str::trim).filter(|s| !s.is_empty()) else {
         return DeviceInfo {
             device_type: DeviceType::Unknown,
             browser: UNKNOWN.into(),
+            os: UNKNOWN.into(),
+            is_bot: true,
         };
     };
     let parsed = parser.parse(ua);
@@ -72,7 +81,7 @@ pub fn classify(parser: &woothee::parser::Parser, user_agent: Option<&str>) -> D
                 DeviceType::Mobile
             }
         }
-        _ if looks_automated(ua) => DeviceType::Bot,
+        _ if bot.is_some() => DeviceType::Bot,
         _ => DeviceType::Unknown,
     };
     let browser = match name {
@@ -83,20 +92,36 @@ pub fn classify(parser: &woothee::parser::Parser, user_agent: Option<&str>) -> D
         }
         n => n.to_string(),
     };
+    // A bot the list names (preview fetchers woothee files as "misc crawler") is shown by
+    // that name.
+    let browser = match bot {
+        Some(b) if b.name != bots::UNIDENTIFIED && b.name != bots::NO_USER_AGENT => {
+            b.name.to_string()
+        }
+        _ => browser,
+    };
+    let os = match os {
+        "" | woothee::woothee::VALUE_UNKNOWN => UNKNOWN.to_string(),
+        o => o.to_string(),
+    };
+    let is_bot = bot.is_some() || device_type == DeviceType::Bot;
+    // Browsers that embed a preview fetcher's name stay their device; the flag says bot.
+    let device_type = if is_bot { DeviceType::Bot } else { device_type };
     DeviceInfo {
         device_type,
         browser,
+        os,
+        is_bot,
     }
-}
-
-fn looks_automated(ua: &str) -> bool {
-    let lower = ua.to_ascii_lowercase();
-    BOT_MARKERS.iter().any(|m| lower.contains(m))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn os(ua: &str) -> String {
+        classify(&woothee::parser::Parser::new(), Some(ua)).os
+    }
 
     fn check(ua: &str) -> (DeviceType, String) {
         let info = classify(&woothee::parser::Parser::new(), Some(ua));
@@ -136,6 +161,40 @@ mod tests {
     }
 
     #[test]
+    fn operating_systems() {
+        assert_eq!(
+            os("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+            "Windows 10"
+        );
+        assert_eq!(os("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.6478.122 Mobile Safari/537.36"), "Android");
+        assert_eq!(os("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"), "iPhone");
+        assert_eq!(os("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"), "Mac OSX");
+        assert_eq!(os("something-odd/1.0"), "unknown");
+    }
+
+    #[test]
+    fn link_previews_are_bots_named_by_the_bot_list() {
+        let p = woothee::parser::Parser::new();
+        let slack = classify(
+            &p,
+            Some("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"),
+        );
+        assert!(slack.is_bot);
+        assert_eq!(slack.device_type, DeviceType::Bot);
+        assert_eq!(slack.browser, "Slack");
+        let whatsapp = classify(&p, Some("WhatsApp/2.23.20.0 A"));
+        assert!(whatsapp.is_bot);
+        assert_eq!(whatsapp.browser, "WhatsApp");
+        let person = classify(
+            &p,
+            Some(
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            ),
+        );
+        assert!(!person.is_bot);
+    }
+
+    #[test]
     fn missing_or_unrecognised_user_agents_are_unknown() {
         let p = woothee::parser::Parser::new();
         let none = classify(&p, None);
@@ -143,6 +202,8 @@ mod tests {
             (none.device_type, none.browser.as_str()),
             (DeviceType::Unknown, "unknown")
         );
+        // No User-Agent at all: no device to name, but counted as a bot.
+        assert!(none.is_bot);
         let blank = classify(&p, Some("   "));
         assert_eq!(blank.device_type, DeviceType::Unknown);
         assert_eq!(

@@ -1,5 +1,5 @@
-//! Enrichment of a click: country from the IP, device type and browser from the
-//! User-Agent, traffic source from the referer. Pure functions over the event; the only
+//! Enrichment of a click: country from the IP, device type, browser, OS and the bot flag
+//! from the User-Agent, traffic source from the referer. Pure functions over the event; the only
 //! state is the GeoIP database and the User-Agent parser, both read-only.
 
 pub mod device;
@@ -20,6 +20,8 @@ pub struct Enrichment {
     pub country_code: String,
     pub device_type: DeviceType,
     pub browser: String,
+    pub os: String,
+    pub is_bot: bool,
     pub traffic_source: String,
 }
 
@@ -53,6 +55,8 @@ impl Enricher {
             country_code,
             device_type: device.device_type,
             browser: device.browser,
+            os: device.os,
+            is_bot: device.is_bot,
             traffic_source: source::traffic_source(click.referer.as_deref()),
         }
     }
@@ -81,6 +85,8 @@ mod tests {
                 country_code: "Unknown".into(),
                 device_type: DeviceType::Desktop,
                 browser: "Firefox".into(),
+                os: "Windows 10".into(),
+                is_bot: false,
                 traffic_source: "google".into(),
             }
         );

@@ -1,8 +1,10 @@
 //! Traffic source from the `Referer`: a well-known network's name, else the registrable
-//! domain (eTLD+1 by the Public Suffix List), else "direct".
+//! domain (eTLD+1 by the Public Suffix List), "ip" for an IP literal, else "direct".
 
 /// No referer, an empty one, or one that is not an absolute http(s) URL.
 pub const DIRECT: &str = "direct";
+/// Every IP-literal referer: anyone can invent millions, none names a site.
+pub const IP: &str = "ip";
 
 /// Registrable domains (or, for Google, the second-level label under any public suffix)
 /// that fold into one named source.
@@ -29,9 +31,7 @@ pub fn traffic_source(referer: Option<&str>) -> String {
     }
     let host = match url.host() {
         Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
-        // An IP literal has no registrable domain: the address is the most specific name.
-        Some(url::Host::Ipv4(ip)) => return ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => return ip.to_string(),
+        Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_)) => return IP.to_string(),
         None => return DIRECT.to_string(),
     };
     if host.is_empty() {
@@ -97,7 +97,9 @@ mod tests {
         assert_eq!(src("https://a.b.example.com.au/x"), "example.com.au");
         // Not a Google property despite the label further down.
         assert_eq!(src("https://google.example.org/"), "example.org");
-        assert_eq!(src("http://192.0.2.10:8080/x"), "192.0.2.10");
+        assert_eq!(src("http://192.0.2.10:8080/x"), "ip");
+        assert_eq!(src("http://[2001:db8::1]/x"), "ip");
+        assert_eq!(src("http://3232235777/"), "ip");
         assert_eq!(src("http://localhost:3000/"), "localhost");
     }
 }

@@ -197,6 +197,53 @@ pub async fn count(pool: &PgPool, code: &str) -> i64 {
         .expect("count clicks")
 }
 
+/// The rollups count exactly the stored clicks: per link for the totals, per link and
+/// hour for the hourly figures and both dimension tables, humans and bots apart.
+pub async fn assert_rollups_match_clicks(pool: &PgPool) {
+    let mismatches: Vec<(String, String)> = sqlx::query_as(
+        "WITH raw AS (
+             SELECT short_code, date_trunc('hour', occurred_at, 'UTC') AS hour,
+                    count(*) FILTER (WHERE NOT is_bot) AS humans,
+                    count(*) FILTER (WHERE is_bot) AS bots
+             FROM clicks GROUP BY 1, 2),
+         per_code AS (SELECT short_code, sum(humans) AS humans, sum(bots) AS bots
+                      FROM raw GROUP BY 1),
+         totals AS (SELECT short_code, sum(humans) AS humans, sum(bots) AS bots
+                    FROM click_totals GROUP BY 1),
+         dims_h AS (SELECT short_code, bucket AS hour,
+                           sum(clicks) FILTER (WHERE NOT is_bot) AS humans,
+                           sum(clicks) FILTER (WHERE is_bot) AS bots
+                    FROM click_dims_hourly GROUP BY 1, 2),
+         dims_d AS (SELECT short_code, sum(clicks) FILTER (WHERE NOT is_bot) AS humans,
+                           sum(clicks) FILTER (WHERE is_bot) AS bots
+                    FROM click_dims_daily GROUP BY 1)
+         SELECT 'totals', coalesce(p.short_code, t.short_code)
+         FROM per_code p FULL JOIN totals t USING (short_code)
+         WHERE p.humans IS DISTINCT FROM t.humans OR p.bots IS DISTINCT FROM t.bots
+         UNION ALL
+         SELECT 'hourly', coalesce(r.short_code, h.short_code) || ' ' || coalesce(r.hour, h.hour)
+         FROM raw r FULL JOIN click_hourly h USING (short_code, hour)
+         WHERE r.humans IS DISTINCT FROM h.humans OR r.bots IS DISTINCT FROM h.bots
+         UNION ALL
+         SELECT 'dims hourly', coalesce(r.short_code, h.short_code) || ' ' || coalesce(r.hour, h.hour)
+         FROM raw r FULL JOIN dims_h h USING (short_code, hour)
+         WHERE r.humans IS DISTINCT FROM coalesce(h.humans, 0)
+            OR r.bots IS DISTINCT FROM coalesce(h.bots, 0)
+         UNION ALL
+         SELECT 'dims daily', coalesce(p.short_code, d.short_code)
+         FROM per_code p FULL JOIN dims_d d USING (short_code)
+         WHERE p.humans IS DISTINCT FROM coalesce(d.humans, 0)
+            OR p.bots IS DISTINCT FROM coalesce(d.bots, 0)",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("compare rollups with clicks");
+    assert!(
+        mismatches.is_empty(),
+        "rollups differ from the stored clicks: {mismatches:?}"
+    );
+}
+
 /// Polls `check` until it returns true; panics with `what` after `WAIT`.
 pub async fn wait_until<F, Fut>(what: &str, mut check: F)
 where

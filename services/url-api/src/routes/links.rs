@@ -509,6 +509,10 @@ pub struct LinkDetails {
     pub link: LinkResponse,
     /// Clicks stored so far; null when analytics is unavailable.
     pub total_clicks: Option<u64>,
+    /// Of those, clicks by people (`total_clicks` minus bots and link previews).
+    pub human_clicks: Option<u64>,
+    /// Of those, crawlers, link-preview fetchers, HTTP tools, requests without User-Agent.
+    pub bot_clicks: Option<u64>,
     /// False when analytics-rpc could not be asked (down, slow, or circuit open).
     pub stats_available: bool,
 }
@@ -535,11 +539,17 @@ pub async fn details(
     code: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LinkDetails>, ApiError> {
     let row = owned_link(&state, &owner, code).await?;
-    let total_clicks = state.analytics.click_count(&row.short_code).await.ok();
+    let count = state
+        .analytics
+        .click_count(&owner, &row.short_code)
+        .await
+        .ok();
     Ok(Json(LinkDetails {
         link: LinkResponse::from_row(&state, row),
-        stats_available: total_clicks.is_some(),
-        total_clicks,
+        stats_available: count.is_some(),
+        total_clicks: count.map(|c| c.total),
+        human_clicks: count.map(|c| c.humans),
+        bot_clicks: count.map(|c| c.bots),
     }))
 }
 

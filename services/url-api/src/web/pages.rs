@@ -729,7 +729,7 @@ pub async fn link(
     let row = links::owned_link_by_code(&state, &s.owner, &code).await?;
     let window = range::resolve(&q, Utc::now());
     let (stats, stats_problem) =
-        match stats::fetch_stats(&state, row.short_code.clone(), &window.query()).await {
+        match stats::fetch_stats(&state, &s.owner, row.short_code.clone(), &window.query()).await {
             Ok(st) => (Some(stats_view(&st, &window)), String::new()),
             Err(e) => (None, view::plain_words(&e).1),
         };
@@ -836,7 +836,11 @@ pub async fn account(
     let mut calls = tokio::task::JoinSet::new();
     for (i, row) in rows.iter().enumerate() {
         let (analytics, code) = (state.analytics.clone(), row.short_code.clone());
-        calls.spawn(async move { (i, analytics.click_count(&code).await) });
+        let owner = s.owner.clone();
+        calls.spawn(async move {
+            let count = analytics.click_count(&owner, &code).await;
+            (i, count.map(|c| c.total))
+        });
     }
     let mut counts = vec![None; rows.len()];
     while let Some(done) = calls.join_next().await {

@@ -78,6 +78,8 @@ impl Window {
             } else {
                 BucketParam::Day
             }),
+            top: None,
+            exclude_bots: None,
         }
     }
 }

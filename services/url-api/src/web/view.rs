@@ -138,6 +138,7 @@ mod tests {
         Breakdown {
             key: key.into(),
             clicks,
+            other: false,
         }
     }
 
