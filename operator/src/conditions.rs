@@ -9,13 +9,16 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const MIGRATIONS_APPLIED: &str = "MigrationsApplied";
 pub const TOPIC_READY: &str = "TopicReady";
+/// Set (True) while the pause annotation stops reconciliation; absent otherwise.
+pub const RECONCILIATION_PAUSED: &str = "ReconciliationPaused";
 /// Every condition type the operator writes, in the order it writes them.
-pub const ALL: [&str; 5] = [
+pub const ALL: [&str; 6] = [
     READY,
     PROGRESSING,
     DEGRADED,
     MIGRATIONS_APPLIED,
     TOPIC_READY,
+    RECONCILIATION_PAUSED,
 ];
 
 /// A condition the reconciler computed, before timestamps are settled.

@@ -667,8 +667,10 @@ impl Default for TelemetrySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShortenerStackStatus {
-    /// Ready, Progressing, Degraded, MigrationsApplied and TopicReady.
+    /// Ready, Progressing, Degraded, MigrationsApplied, TopicReady and, while paused,
+    /// ReconciliationPaused.
     #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
     /// `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -729,6 +731,22 @@ pub struct MigrationFailure {
     pub message: String,
     /// When the Job failed.
     pub time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+}
+
+/// Conditions as a list-type map keyed by `type` (the Kubernetes API convention), so
+/// server-side apply merges them by type instead of replacing the whole list.
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    schema.insert(
+        "description".into(),
+        "Ready, Progressing, Degraded, MigrationsApplied, TopicReady and, while paused, ReconciliationPaused.".into(),
+    );
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
 }
 
 /// Pods of one component.

@@ -155,6 +155,18 @@ pub async fn reconcile(stack: Arc<ShortenerStack>, ctx: Arc<Context>) -> Result<
     result
 }
 
+/// Annotation that stops reconciliation while it is `"true"` (Strimzi's idiom): nothing is
+/// applied, the status says `ReconciliationPaused`; deletion still runs.
+pub const PAUSE_ANNOTATION: &str = "shortener.example.io/pause-reconciliation";
+
+fn paused(stack: &ShortenerStack) -> bool {
+    stack
+        .annotations()
+        .get(PAUSE_ANNOTATION)
+        .map(String::as_str)
+        == Some("true")
+}
+
 /// How long deletion waits for the topics to be deleted before it gives up on them (the
 /// brokers or their credentials may be gone for good: namespace deletion, `helm uninstall`).
 pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(300);
@@ -193,12 +205,32 @@ async fn reconcile_inner(stack: Arc<ShortenerStack>, ctx: &Context) -> Result<Ac
             remove_finalizer(&api, &stack, i).await?;
             apply(&stack, ctx).await
         }
+        (false, _) if paused(&stack) => pause(&stack, ctx).await,
         (false, _) => apply(&stack, ctx).await,
     };
     if let Err(error) = &result {
         record_failure(&stack, ctx, error).await;
     }
     result
+}
+
+/// Paused: only the status is written (once), and no requeue: removing the annotation is
+/// a change that brings the stack back.
+async fn pause(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
+    let status = status::paused(stack, Utc::now());
+    if stack.status.as_ref() != Some(&status) {
+        info!("reconciliation paused by annotation");
+        let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
+        let api: Api<ShortenerStack> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": ShortenerStack::api_version(&()),
+            "kind": ShortenerStack::kind(&()),
+            "status": status,
+        });
+        api.patch_status(&stack.name_any(), &apply_params(), &Patch::Apply(&patch))
+            .await?;
+    }
+    Ok(Action::await_change())
 }
 
 /// JSON patch that adds the finalizer, testing the list it saw (Kubernetes does not

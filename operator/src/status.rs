@@ -383,6 +383,51 @@ pub fn failed_pass(
     }
 }
 
+/// The status while reconciliation is paused: what the last pass saw, plus
+/// `ReconciliationPaused=True`.
+pub fn paused(stack: &ShortenerStack, now: DateTime<Utc>) -> ShortenerStackStatus {
+    let previous = stack.status.clone().unwrap_or_default();
+    let mut observed: Vec<Observed> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != conditions::RECONCILIATION_PAUSED)
+        .filter_map(|c| {
+            let type_ = conditions::ALL.iter().find(|t| **t == c.type_)?;
+            Some(Observed::new(
+                type_,
+                c.status == "True",
+                c.reason.clone(),
+                c.message.clone(),
+            ))
+        })
+        .collect();
+    observed.push(Observed::new(
+        conditions::RECONCILIATION_PAUSED,
+        true,
+        "PauseAnnotation",
+        format!(
+            "the annotation {} is \"true\": nothing is applied until it is removed",
+            crate::reconcile::PAUSE_ANNOTATION
+        ),
+    ));
+    // Conditions the last pass wrote keep their observedGeneration: they describe it.
+    let mut merged = conditions::merge(
+        &previous.conditions,
+        &observed,
+        stack.metadata.generation,
+        now,
+    );
+    for c in merged.iter_mut() {
+        if let Some(p) = previous.conditions.iter().find(|p| p.type_ == c.type_) {
+            c.observed_generation = p.observed_generation;
+        }
+    }
+    ShortenerStackStatus {
+        conditions: merged,
+        ..previous
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

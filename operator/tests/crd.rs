@@ -251,3 +251,20 @@ fn kubectl_parses_the_crd_and_example() {
         "{stdout}"
     );
 }
+
+#[test]
+fn conditions_are_a_list_map_keyed_by_type() {
+    let s = schema();
+    let conditions = &s["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        conditions["x-kubernetes-list-map-keys"],
+        serde_json::json!(["type"])
+    );
+    // A map key must be required in every item.
+    assert!(conditions["items"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "type"));
+}

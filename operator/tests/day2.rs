@@ -497,3 +497,51 @@ mod mode_switch {
         assert_eq!(consumer_replicas(&h), 3, "no drop to 1 on the way back");
     }
 }
+
+/// The pause annotation stops every write but the status, which says so; removing it
+/// resumes, and the drift made meanwhile is reverted.
+#[tokio::test]
+async fn pause_annotation_stops_reconciliation_until_removed() {
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    let deploy = format!("{DEPLOY}/demo-url-api");
+    h.edit_stack(|s| {
+        s["metadata"]["annotations"] = json!({"shortener.example.io/pause-reconciliation": "true"});
+    });
+    h.hand_edit(&deploy, |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = "debug:1".into()
+    });
+    let (action, log) = h.pass().await;
+    assert_eq!(writes(&log), [format!("PATCH {STACK_PATH}/status")]);
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    let stack = h.get(STACK_PATH).unwrap();
+    let paused = condition(&stack, "ReconciliationPaused");
+    assert_eq!(paused["status"], "True");
+    assert_eq!(
+        condition(&stack, "Ready")["status"],
+        "True",
+        "last observation kept"
+    );
+    let (_, log) = h.pass().await;
+    assert_eq!(writes(&log), Vec::<String>::new());
+    assert_eq!(
+        h.get(&deploy).unwrap()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "debug:1"
+    );
+
+    h.edit_stack(|s| {
+        s["metadata"]["annotations"] = json!({});
+    });
+    h.pass().await;
+    let d = h.get(&deploy).unwrap();
+    assert_ne!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "debug:1"
+    );
+    let stack = h.get(STACK_PATH).unwrap();
+    assert!(stack["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["type"] != "ReconciliationPaused"));
+}
