@@ -71,6 +71,10 @@ pub struct ConsumerArgs {
     /// MaxMind-format country database (mmdb); unset stores every country as "Unknown".
     #[arg(long, env = "GEOIP_DB_PATH")]
     pub geoip_db_path: Option<PathBuf>,
+    /// Store client addresses anonymized (IPv4 /24, IPv6 /48); false keeps them whole.
+    /// Country and unique visitors are derived from the full address either way.
+    #[arg(long, env = "ANONYMIZE_IPS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub anonymize_ips: bool,
     /// How often the per-partition lag gauge is refreshed, in milliseconds.
     #[arg(long, env = "LAG_REFRESH_INTERVAL_MS", default_value_t = 10_000)]
     pub lag_refresh_interval_ms: u64,
@@ -101,6 +105,7 @@ impl ConsumerArgs {
             batch_max_wait_ms: 200,
             concurrency: 4,
             geoip_db_path: None,
+            anonymize_ips: true,
             lag_refresh_interval_ms: 10_000,
             retry_max_backoff_ms: 30_000,
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,

@@ -82,7 +82,8 @@ pub struct ConsumerApp {
 
 impl ConsumerApp {
     pub async fn new(args: ConsumerArgs) -> Result<Self, Error> {
-        let enricher = Enricher::new(args.geoip_db_path.as_deref())?;
+        let enricher =
+            Enricher::new(args.geoip_db_path.as_deref())?.keeping_full_ips(!args.anonymize_ips);
         if !enricher.has_geoip() {
             tracing::warn!("GEOIP_DB_PATH is not set: every country is stored as Unknown");
         }

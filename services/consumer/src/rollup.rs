@@ -201,6 +201,7 @@ mod tests {
             os: "Linux".into(),
             is_bot: bot,
             traffic_source: "direct".into(),
+            stored_ip: None,
         }
     }
 

@@ -8,7 +8,7 @@ use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::enrich::Enrichment;
+use crate::enrich::{privacy, Enrichment};
 use crate::rollup;
 use crate::visitors::{self, VisitorId};
 use shortener_common::event::Click;
@@ -72,9 +72,19 @@ pub async fn insert_clicks(pool: &PgPool, rows: &[ClickRow]) -> Result<u64, sqlx
         event_ids.push(click.event_id);
         codes.push(click.short_code.as_str());
         times.push(click.occurred_at);
-        ips.push(click.ip.map(|ip| ip.to_string()));
-        agents.push(click.user_agent.as_deref());
-        referers.push(click.referer.as_deref());
+        ips.push(enrichment.stored_ip.map(|ip| ip.to_string()));
+        agents.push(
+            click
+                .user_agent
+                .as_deref()
+                .map(|ua| privacy::truncate(ua, privacy::MAX_STORED_USER_AGENT)),
+        );
+        referers.push(
+            click
+                .referer
+                .as_deref()
+                .map(|r| privacy::truncate(r, privacy::MAX_STORED_REFERER)),
+        );
         countries.push(enrichment.country_code.as_str());
         devices.push(enrichment.device_type.as_str());
         browsers.push(enrichment.browser.as_str());

@@ -107,7 +107,12 @@ async fn stores_every_event_once_with_its_enrichment() {
             (country, device, browser, source),
             "click {i}"
         );
-        assert_eq!(row.4, c.ip.map(|ip| ip.to_string()));
+        // Stored anonymized by default (ANONYMIZE_IPS): the host part is gone, the
+        // country was still found from the full address.
+        let anonymized =
+            c.ip.map(|ip| consumer::enrich::privacy::anonymize(ip).to_string());
+        assert_eq!(row.4, anonymized, "click {i}");
+        assert_ne!(row.4, c.ip.map(|ip| ip.to_string()), "click {i}");
         assert_eq!(row.5, c.referer);
         assert_eq!(row.6.map(|n| n as u32), c.matched_rule, "click {i}");
     }

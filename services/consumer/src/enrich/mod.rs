@@ -3,8 +3,10 @@
 //! state is the GeoIP database and the User-Agent parser, both read-only.
 
 pub mod device;
+pub mod privacy;
 pub mod source;
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use shortener_common::event::Click;
@@ -23,12 +25,17 @@ pub struct Enrichment {
     pub os: String,
     pub is_bot: bool,
     pub traffic_source: String,
+    /// The client address as stored (anonymized unless configured otherwise); the click
+    /// keeps the full one for the enrichment and the visitor hash.
+    pub stored_ip: Option<IpAddr>,
 }
 
 /// Everything needed to enrich clicks; cheap to share behind an `Arc`.
 pub struct Enricher {
     countries: Option<CountryDb>,
     ua: woothee::parser::Parser,
+    /// Store client addresses whole instead of anonymized (ANONYMIZE_IPS=false).
+    keep_full_ips: bool,
 }
 
 impl Enricher {
@@ -38,7 +45,23 @@ impl Enricher {
         Ok(Self {
             countries: geoip_db.map(CountryDb::open).transpose()?,
             ua: woothee::parser::Parser::new(),
+            keep_full_ips: false,
         })
+    }
+
+    /// Stores client addresses whole (the default anonymizes them, [`privacy::anonymize`]).
+    pub fn keeping_full_ips(mut self, keep: bool) -> Self {
+        self.keep_full_ips = keep;
+        self
+    }
+
+    /// The address to store for `ip`.
+    pub fn stored_ip(&self, ip: IpAddr) -> IpAddr {
+        if self.keep_full_ips {
+            ip
+        } else {
+            privacy::anonymize(ip)
+        }
     }
 
     pub fn has_geoip(&self) -> bool {
@@ -58,6 +81,7 @@ impl Enricher {
             os: device.os,
             is_bot: device.is_bot,
             traffic_source: source::traffic_source(click.referer.as_deref()),
+            stored_ip: click.ip.map(|ip| self.stored_ip(ip)),
         }
     }
 }
@@ -88,8 +112,18 @@ mod tests {
                 os: "Windows 10".into(),
                 is_bot: false,
                 traffic_source: "google".into(),
+                stored_ip: Some("8.8.8.0".parse().unwrap()),
             }
         );
+    }
+
+    #[test]
+    fn addresses_are_anonymized_unless_kept() {
+        let ip = "203.0.113.77".parse().unwrap();
+        let default = Enricher::new(None).unwrap();
+        assert_eq!(default.stored_ip(ip).to_string(), "203.0.113.0");
+        let keeping = Enricher::new(None).unwrap().keeping_full_ips(true);
+        assert_eq!(keeping.stored_ip(ip), ip);
     }
 
     #[test]
