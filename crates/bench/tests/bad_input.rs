@@ -458,7 +458,7 @@ fn http_corpus() -> Vec<Case> {
         ),
     ];
     // Descriptive fields, query forwarding and UTM parameters, on create and on edit.
-    let field_cases: [(&'static str, serde_json::Value, &'static str); 17] = [
+    let field_cases: [(&'static str, serde_json::Value, &'static str); 20] = [
         (
             "title too long",
             serde_json::json!({ "title": "t".repeat(201) }),
@@ -543,6 +543,21 @@ fn http_corpus() -> Vec<Case> {
             "expired_url to the metadata service",
             serde_json::json!({ "expired_url": "http://169.254.169.254/" }),
             "invalid_expired_url",
+        ),
+        (
+            "3-character password",
+            serde_json::json!({ "password": "abc" }),
+            "invalid_password",
+        ),
+        (
+            "129-character password",
+            serde_json::json!({ "password": "p".repeat(129) }),
+            "invalid_password",
+        ),
+        (
+            "password not a string",
+            serde_json::json!({ "password": 1234 }),
+            "invalid_json",
         ),
     ];
     for (name, fields, code) in field_cases {
@@ -710,6 +725,17 @@ fn http_corpus() -> Vec<Case> {
     ] {
         cases.push(case(name, "GET", path, status, code));
     }
+    let mut c = case(
+        "password post to an unknown code",
+        "POST",
+        "/unknown-code",
+        404,
+        "not_found",
+    );
+    c.headers
+        .push(("content-type", "application/x-www-form-urlencoded".into()));
+    c.body = b"password=guess".to_vec();
+    cases.push(c);
     cases.push(case(
         "list with a 201-character q",
         "GET",

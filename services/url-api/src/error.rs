@@ -33,6 +33,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("no such link")]
     NotFound,
+    #[error("this form may only be sent from this site")]
+    CrossSiteForm,
     #[error("this link has expired or was deleted")]
     Gone,
     #[error("alias {0:?} is already taken")]
@@ -78,6 +80,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::CrossSiteForm => StatusCode::FORBIDDEN,
             Self::Gone => StatusCode::GONE,
             Self::AliasTaken(_) => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -102,6 +105,7 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
+            Self::CrossSiteForm => "cross_site_form",
             Self::Gone => "gone",
             Self::AliasTaken(_) => "alias_taken",
             Self::RateLimited { .. } => "rate_limited",

@@ -27,6 +27,8 @@ pub struct LinkExtras {
     pub limit: Option<VisitLimit>,
     /// Where visitors go once the link expired or reached its limit, instead of a 410.
     pub expired_location: Option<HeaderValue>,
+    /// The argon2id PHC string visitors' passwords are checked against.
+    pub password_hash: Option<Box<str>>,
 }
 
 impl LinkExtras {
@@ -35,11 +37,17 @@ impl LinkExtras {
         rules: Box<[CompiledRule]>,
         limit: Option<VisitLimit>,
         expired_location: Option<HeaderValue>,
+        password_hash: Option<Box<str>>,
     ) -> Option<Self> {
-        (!rules.is_empty() || limit.is_some() || expired_location.is_some()).then_some(Self {
+        (!rules.is_empty()
+            || limit.is_some()
+            || expired_location.is_some()
+            || password_hash.is_some())
+        .then_some(Self {
             rules,
             limit,
             expired_location,
+            password_hash,
         })
     }
 }
@@ -99,7 +107,8 @@ mod tests {
 
     #[test]
     fn plain_links_have_no_extras() {
-        assert_eq!(LinkExtras::new(Box::new([]), None, None), None);
-        assert!(LinkExtras::new(Box::new([]), Some(VisitLimit::new(1, 0)), None).is_some());
+        assert_eq!(LinkExtras::new(Box::new([]), None, None, None), None);
+        assert!(LinkExtras::new(Box::new([]), Some(VisitLimit::new(1, 0)), None, None).is_some());
+        assert!(LinkExtras::new(Box::new([]), None, None, Some("$argon2id$".into())).is_some());
     }
 }

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod miss_limit;
 pub mod openapi;
 pub mod owner_limit;
+pub mod password;
 pub mod qr;
 pub mod rate_limit;
 pub mod routes;
@@ -124,6 +125,7 @@ pub struct SharedState {
     pub(crate) clicks: Option<Arc<ClickPublisher>>,
     pub(crate) analytics: AnalyticsClient,
     pub(crate) ui: web::UiSettings,
+    pub(crate) password_attempts: password::AttemptLimiter,
     /// Countries of visitors, for redirect rules; None without GEOIP_DB_PATH.
     pub(crate) geoip: Option<Arc<CountryDb>>,
 }
@@ -220,6 +222,7 @@ impl AppState {
                 public_origin: base.origin().ascii_serialization(),
             },
             geoip,
+            password_attempts: password::AttemptLimiter::default(),
         })))
     }
 
@@ -248,7 +251,7 @@ pub fn router(state: AppState) -> Router {
         .layer(rate_limit::layer(state.read_limit.clone()));
     Router::new()
         .route("/openapi.json", get(openapi::serve))
-        .route("/{code}", get(redirect::redirect))
+        .route("/{code}", get(redirect::redirect).post(redirect::unlock))
         .merge(api)
         .merge(web::router())
         .with_state(state.clone())
@@ -272,6 +275,7 @@ pub async fn serve(
         rate_limit::spawn_janitor(state.write_limit.clone()),
         rate_limit::spawn_janitor(state.read_limit.clone()),
         invalidation::spawn_listener(&state.pool, state.cache.clone(), listening),
+        state.password_attempts.spawn_janitor(),
     ];
     let _ = tokio::time::timeout(invalidation::FIRST_LISTEN_WAIT, first_listen).await;
     let publisher = state.clicks.clone();

@@ -35,6 +35,12 @@ pub enum FieldError {
     MaxVisits,
     #[error("expired_url: {0}")]
     ExpiredUrl(String),
+    #[error(
+        "password must be {} to {} characters",
+        crate::password::MIN_CHARS,
+        crate::password::MAX_CHARS
+    )]
+    Password,
 }
 
 impl FieldError {
@@ -47,6 +53,7 @@ impl FieldError {
             Self::Utm(_) => "invalid_utm",
             Self::MaxVisits => "invalid_max_visits",
             Self::ExpiredUrl(_) => "invalid_expired_url",
+            Self::Password => "invalid_password",
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::routes::{links, redirect, stats};
         crate::routes::qr::public_qr,
         stats::account,
         redirect::redirect,
+        redirect::unlock,
     ),
     components(schemas(
         links::CreateLinkRequest,

@@ -25,12 +25,13 @@ pub struct LinkRow {
     pub max_visits: Option<i64>,
     pub expired_url: Option<String>,
     pub public_qr: bool,
+    pub password_hash: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, short_code, long_url, created_at, expires_at, owner_key_id, deleted_at, \
      title, description, tags, forward_query, updated_at, redirect_rules::text AS redirect_rules, \
-     max_visits, expired_url, public_qr";
+     max_visits, expired_url, public_qr, password_hash";
 
 #[derive(Clone, Copy)]
 pub struct NewLink<'a> {
@@ -46,13 +47,15 @@ pub struct NewLink<'a> {
     pub max_visits: Option<i64>,
     pub expired_url: Option<&'a str>,
     pub public_qr: bool,
+    pub password_hash: Option<&'a str>,
 }
 
 pub async fn insert(pool: &PgPool, link: &NewLink<'_>) -> Result<LinkRow, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO links (short_code, long_url, expires_at, owner_key_id, title, description, \
-         tags, forward_query, redirect_rules, max_visits, expired_url, public_qr) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12) RETURNING {COLUMNS}"
+         tags, forward_query, redirect_rules, max_visits, expired_url, public_qr, \
+         password_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13) \
+         RETURNING {COLUMNS}"
     ))
     .bind(link.short_code)
     .bind(link.long_url)
@@ -66,6 +69,7 @@ pub async fn insert(pool: &PgPool, link: &NewLink<'_>) -> Result<LinkRow, sqlx::
     .bind(link.max_visits)
     .bind(link.expired_url)
     .bind(link.public_qr)
+    .bind(link.password_hash)
     .fetch_one(pool)
     .await
 }
@@ -83,6 +87,7 @@ pub struct LinkPatch {
     pub max_visits: Option<Option<i64>>,
     pub expired_url: Option<Option<String>>,
     pub public_qr: Option<bool>,
+    pub password_hash: Option<Option<String>>,
 }
 
 impl LinkPatch {
@@ -97,6 +102,7 @@ impl LinkPatch {
             && self.max_visits.is_none()
             && self.expired_url.is_none()
             && self.public_qr.is_none()
+            && self.password_hash.is_none()
     }
 }
 
@@ -137,6 +143,9 @@ pub async fn update(
     }
     if let Some(v) = patch.public_qr {
         q.push(", public_qr = ").push_bind(v);
+    }
+    if let Some(v) = patch.password_hash {
+        q.push(", password_hash = ").push_bind(v);
     }
     q.push(" WHERE short_code = ")
         .push_bind(code)

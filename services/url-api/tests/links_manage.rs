@@ -637,3 +637,131 @@ async fn qr_codes_encode_the_short_url_and_public_ones_need_the_owners_consent()
     assert_eq!(error_code(app.get("/poster/qr").await, 410).await, "gone");
     app.stop().await;
 }
+
+async fn post_password(
+    app: &TestApp,
+    path: &str,
+    password: &str,
+    origin: Option<&str>,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url(path))
+        .header("user-agent", BROWSER)
+        .form(&[("password", password)]);
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn password_protected_links_ask_check_and_limit_attempts() {
+    let app = start(|_| {}).await;
+    let v = app
+        .create_json(
+            ALICE,
+            json!({ "long_url": "https://example.com/secret", "alias": "locked", "password": "open sesame" }),
+        )
+        .await;
+    assert_eq!(v["password_protected"], true);
+    assert!(v.get("password").is_none() && !v.to_string().contains("sesame"));
+    let stored: (String,) =
+        sqlx::query_as("SELECT password_hash FROM links WHERE short_code = 'locked'")
+            .fetch_one(&app.db.as_ref().unwrap().pool)
+            .await
+            .unwrap();
+    assert!(stored.0.starts_with("$argon2id$"), "stored hashed");
+
+    // The redirect answers the form, with a CSP that lets it post only to itself.
+    let form = app.get("/locked?ref=qr").await;
+    assert_eq!(form.status(), 200);
+    assert_eq!(form.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = form.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("form-action 'self'"),
+        "{csp}"
+    );
+    assert_eq!(form.headers()["x-frame-options"], "DENY");
+    assert_eq!(form.headers()["cache-control"], "no-store");
+    let html = form.text().await.unwrap();
+    assert!(html.contains(r#"action="/locked?ref=qr""#), "{html}");
+    assert!(
+        !html.contains("example.com/secret"),
+        "the target stays hidden"
+    );
+
+    // Wrong, then right (from this site); the query is still forwarded.
+    let wrong = post_password(&app, "/locked?ref=qr", "guess", None).await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.unwrap().contains("Wrong password"));
+    let right = post_password(&app, "/locked?ref=qr", "open sesame", Some(&app.base)).await;
+    assert_eq!(right.status(), 302);
+    assert_eq!(
+        right.headers()["location"],
+        "https://example.com/secret?ref=qr"
+    );
+    // Another site's form may not post here.
+    let cross = post_password(&app, "/locked", "open sesame", Some("https://evil.example")).await;
+    assert_eq!(error_code(cross, 403).await, "cross_site_form");
+
+    // 5 attempts a minute per link and client network, right or wrong.
+    let mut limited = None;
+    for _ in 0..6 {
+        let resp = post_password(&app, "/locked", "guess", None).await;
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status(), 401);
+    }
+    let limited = limited.expect("attempts limited");
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(limited.text().await.unwrap().contains("Too many attempts"));
+    // Even the right password waits now; other links are not affected.
+    assert_eq!(
+        post_password(&app, "/locked", "open sesame", None)
+            .await
+            .status(),
+        429
+    );
+
+    // Unprotected links take no posts; the password can be changed and removed.
+    app.create_json(
+        ALICE,
+        json!({ "long_url": "https://example.com/open", "alias": "open-link" }),
+    )
+    .await;
+    let resp = post_password(&app, "/open-link", "x", None).await;
+    assert_eq!(error_code(resp, 405).await, "method_not_allowed");
+    let resp = app
+        .patch(ALICE, "locked", json!({ "password": null }))
+        .await;
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["password_protected"], false);
+    assert_eq!(
+        app.location("/locked").await.as_deref(),
+        Ok("https://example.com/secret")
+    );
+    let resp = app
+        .patch(ALICE, "open-link", json!({ "password": "new pass" }))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.get("/open-link").await.status(), 200);
+
+    for bad in [
+        json!({ "password": "abc" }),
+        json!({ "password": "p".repeat(129) }),
+    ] {
+        let resp = app.patch(ALICE, "open-link", bad.clone()).await;
+        assert_eq!(error_code(resp, 400).await, "invalid_password");
+        let mut create = bad.clone();
+        create["long_url"] = "https://example.com/".into();
+        let resp = app.create(ALICE, create).await;
+        assert_eq!(error_code(resp, 400).await, "invalid_password");
+    }
+    app.stop().await;
+}

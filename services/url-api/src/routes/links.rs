@@ -58,6 +58,8 @@ pub struct CreateLinkRequest {
     /// Anyone may fetch the QR code at `/{code}/qr` (default false).
     #[serde(default)]
     pub public_qr: bool,
+    /// Visitors must enter this (4 to 128 characters) to be redirected; stored as argon2id.
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -77,6 +79,8 @@ pub struct LinkResponse {
     pub max_visits: Option<i64>,
     pub expired_url: Option<String>,
     pub public_qr: bool,
+    /// True when visitors must enter a password (never returned).
+    pub password_protected: bool,
 }
 
 /// `PATCH` body: only the fields present change; `null` clears a nullable field.
@@ -117,6 +121,10 @@ pub struct EditLinkRequest {
     #[schema(value_type = Option<String>)]
     pub expired_url: Option<Option<String>>,
     pub public_qr: Option<bool>,
+    /// New password, or null to remove the protection.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub password: Option<Option<String>>,
 }
 
 /// A present field, null included, becomes `Some`; an absent one stays `None` (default).
@@ -178,6 +186,7 @@ impl LinkResponse {
             max_visits: row.max_visits,
             expired_url: row.expired_url,
             public_qr: row.public_qr,
+            password_protected: row.password_hash.is_some(),
         }
     }
 }
@@ -291,7 +300,13 @@ pub(crate) async fn create_link(
         max_visits,
         expired_url: expired_url.as_deref(),
         public_qr: req.public_qr,
+        password_hash: None,
     };
+    let password_hash = match &req.password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
+    link.password_hash = password_hash.as_deref();
     let row = match &req.alias {
         Some(alias) => {
             check_alias(alias).map_err(|e| ApiError::InvalidAlias(e.to_string()))?;
@@ -320,6 +335,19 @@ fn rules_json(state: &AppState, given: &[RedirectRule]) -> Result<Option<String>
     Ok(Some(
         serde_json::to_string(&checked).map_err(|_| ApiError::Internal)?,
     ))
+}
+
+/// The argon2id hash of a checked password, computed off the async workers.
+async fn hash_password(password: &str) -> Result<String, ApiError> {
+    crate::password::check(password)?;
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || crate::password::hash(&password))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::Internal
+        })
 }
 
 fn expired_target(state: &AppState, url: &str) -> Result<String, ApiError> {
@@ -592,7 +620,13 @@ pub(crate) async fn edit_link(
     current: &LinkRow,
     req: EditLinkRequest,
 ) -> Result<LinkRow, ApiError> {
-    let patch = link_patch(state, current, req, Utc::now())?;
+    let password = req.password.clone();
+    let mut patch = link_patch(state, current, req, Utc::now())?;
+    patch.password_hash = match password {
+        Some(Some(p)) => Some(Some(hash_password(&p).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     if patch.is_empty() {
         return Err(ApiError::InvalidRequest(
             "the request changes nothing".into(),
@@ -659,6 +693,7 @@ fn link_patch(
             .map(|u| u.as_deref().map(|u| expired_target(state, u)).transpose())
             .transpose()?,
         public_qr: req.public_qr,
+        password_hash: None,
     })
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -15,6 +16,7 @@ use crate::clicks::header_text;
 use crate::error::{ApiError, ErrorBody};
 use crate::extras::{LinkExtras, VisitLimit};
 use crate::forward::forwarded;
+use crate::password::{self, Prompt};
 use crate::rules::{self, pick, CompiledRule, Visitor};
 use crate::store::LinkRow;
 use crate::validate::is_plausible_code;
@@ -29,8 +31,9 @@ use shortener_common::bots;
     params(("code" = String, Path, description = "Short code or alias")),
     responses(
         (status = 302, description = "Redirect to the target of the link's first matching redirect rule, else its long URL (header Location), with this request's query string appended unless the link's forward_query is false"),
+        (status = 200, description = "Password-protected link: an HTML form that posts the password to this URL (POST /{code})"),
         (status = 404, description = "Unknown code", body = ErrorBody),
-        (status = 410, description = "Link expired or deleted", body = ErrorBody),
+        (status = 410, description = "Link expired or deleted, or its max_visits used up (302 to expired_url instead when set)", body = ErrorBody),
         (status = 429, description = "This client looked up too many codes that are not in the cache (REDIRECT_MISS_PER_SECOND); see Retry-After", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
@@ -48,8 +51,98 @@ pub async fn redirect(
     if !is_plausible_code(&code) {
         return Err(ApiError::NotFound);
     }
+    let (parts, _) = req.into_parts();
+    follow(&state, code, &parts, false).await
+}
+
+/// Takes the password of a protected link (an HTML form post to the link's own URL) and,
+/// when it is right, redirects as `GET /{code}` would.
+#[utoipa::path(
+    post,
+    path = "/{code}",
+    tag = "redirect",
+    params(("code" = String, Path, description = "Short code or alias")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "password=..."),
+    responses(
+        (status = 302, description = "Right password: redirect as GET /{code} does"),
+        (status = 401, description = "Wrong password: the form again (HTML)"),
+        (status = 403, description = "Posted from another site", body = ErrorBody),
+        (status = 404, description = "Unknown code", body = ErrorBody),
+        (status = 405, description = "The link has no password", body = ErrorBody),
+        (status = 410, description = "Link expired or deleted", body = ErrorBody),
+        (status = 429, description = "Too many attempts for this link from this network: the form (HTML) with Retry-After"),
+    )
+)]
+pub async fn unlock(
+    State(state): State<AppState>,
+    code: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Ok(Path(code)) = code else {
+        return Err(ApiError::NotFound);
+    };
+    if !is_plausible_code(&code) {
+        return Err(ApiError::NotFound);
+    }
+    let (parts, body) = req.into_parts();
+    let hash = match lookup(&state, &code, &parts.extensions, &parts.headers).await? {
+        CachedLink::Missing => return Err(ApiError::NotFound),
+        CachedLink::Found { deleted: true, .. } => return Err(ApiError::Gone),
+        CachedLink::Found { extras, .. } => extras.and_then(|e| e.password_hash.clone()),
+    };
+    let Some(hash) = hash else {
+        return Err(ApiError::MethodNotAllowed);
+    };
+    if !crate::web::csrf::same_origin(&parts.headers, &state.ui.public_origin) {
+        return Err(ApiError::CrossSiteForm);
+    }
+    let query = parts.uri.query();
+    let ip = state
+        .client_ips
+        .from_parts(&parts.extensions, &parts.headers);
+    if let Err(wait) = state.password_attempts.check(&code, ip) {
+        let mut page =
+            password::form_page(&code, query, Prompt::TooMany, StatusCode::TOO_MANY_REQUESTS);
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+        return Ok(page);
+    }
+    let bytes = axum::body::to_bytes(body, FORM_LIMIT_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let presented = url::form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == "password")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let right = !presented.is_empty()
+        && presented.chars().count() <= password::MAX_CHARS
+        && tokio::task::spawn_blocking(move || password::verify(&hash, &presented))
+            .await
+            .map_err(|_| ApiError::Internal)?;
+    if !right {
+        return Ok(password::form_page(
+            &code,
+            query,
+            Prompt::Wrong,
+            StatusCode::UNAUTHORIZED,
+        ));
+    }
+    follow(&state, code, &parts, true).await
+}
+
+/// Largest password form body read.
+const FORM_LIMIT_BYTES: usize = 4096;
+
+/// Answers a visit of `code`: the target (after rules and query forwarding), the password
+/// form of a protected link unless `unlocked`, or 404/410.
+async fn follow(
+    state: &AppState,
+    code: String,
+    req: &Parts,
+    unlocked: bool,
+) -> Result<Response, ApiError> {
     let (location, expires_at, deleted, forward_query, extras) =
-        match lookup(&state, &code, req.extensions(), req.headers()).await? {
+        match lookup(state, &code, &req.extensions, &req.headers).await? {
             CachedLink::Missing => return Err(ApiError::NotFound),
             CachedLink::Found {
                 location,
@@ -62,14 +155,18 @@ pub async fn redirect(
     if deleted {
         return Err(ApiError::Gone);
     }
-    let is_get = req.method() == Method::GET;
+    // A click: a GET, or the post of a right password. HEAD (link previews, monitors) is not.
+    let is_click = req.method == Method::GET || unlocked;
     let expired = expires_at.is_some_and(|t| t <= Utc::now());
-    // Rules, limits and the target after expiry are looked at only for links that have them.
+    // Rules, limits, passwords and the target after expiry are looked at only for links
+    // that have them.
     let extras = extras.as_deref();
+    let locked = !unlocked && extras.is_some_and(|e| e.password_hash.is_some());
     let over_limit = !expired
         && extras.and_then(|e| e.limit.as_ref()).is_some_and(|limit| {
-            let ua = req.headers().get(header::USER_AGENT);
-            !limit.admit(is_get && !bots::is_bot(ua.and_then(|v| v.to_str().ok())))
+            let ua = req.headers.get(header::USER_AGENT);
+            let human = is_click && !locked && !bots::is_bot(ua.and_then(|v| v.to_str().ok()));
+            !limit.admit(human)
         });
     if expired || over_limit {
         return match extras.and_then(|e| e.expired_location.clone()) {
@@ -77,14 +174,22 @@ pub async fn redirect(
             None => Err(ApiError::Gone),
         };
     }
+    if locked {
+        return Ok(password::form_page(
+            &code,
+            req.uri.query(),
+            Prompt::Ask,
+            StatusCode::OK,
+        ));
+    }
     let mut client_ip = None;
     let (location, matched_rule) = match extras.map(|e| &*e.rules).filter(|r| !r.is_empty()) {
         None => (location, None),
         Some(rules) => {
-            let ip = state.client_ips.from_request(&req);
+            let ip = state.client_ips.from_parts(&req.extensions, &req.headers);
             client_ip = Some(ip);
             let visitor = Visitor {
-                headers: req.headers(),
+                headers: &req.headers,
                 ip,
                 country_of: |ip| {
                     let db = state.geoip.as_ref()?;
@@ -98,18 +203,18 @@ pub async fn redirect(
         }
     };
     // Only a request with a query string pays for building a new target.
-    let location = match req.uri().query() {
+    let location = match req.uri.query() {
         Some(query) if forward_query => forwarded(&location, query).unwrap_or(location),
         _ => location,
     };
-    // HEAD (link previews, monitors) is not a click.
-    if is_get {
+    if is_click {
         if let Some(clicks) = &state.clicks {
             let mut click = Click::now(
                 code,
-                client_ip.unwrap_or_else(|| state.client_ips.from_request(&req)),
-                header_text(req.headers(), header::USER_AGENT),
-                header_text(req.headers(), header::REFERER),
+                client_ip
+                    .unwrap_or_else(|| state.client_ips.from_parts(&req.extensions, &req.headers)),
+                header_text(&req.headers, header::USER_AGENT),
+                header_text(&req.headers, header::REFERER),
             );
             click.matched_rule = matched_rule;
             clicks.publish(click);
@@ -163,7 +268,8 @@ async fn link_extras(state: &AppState, row: &LinkRow) -> Result<Option<Arc<LinkE
         None => None,
         Some(url) => Some(HeaderValue::from_str(url).map_err(|_| broken("expired_url"))?),
     };
-    Ok(LinkExtras::new(rules, limit, expired_location).map(Arc::new))
+    let password_hash = row.password_hash.as_deref().map(Box::from);
+    Ok(LinkExtras::new(rules, limit, expired_location, password_hash).map(Arc::new))
 }
 
 /// Cache first, then the database (caching the answer, including "missing"), if the

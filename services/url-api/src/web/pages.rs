@@ -501,6 +501,7 @@ fn create_request(form: &ShortenForm) -> Result<CreateLinkRequest, ApiError> {
         max_visits: None,
         expired_url: None,
         public_qr: false,
+        password: None,
     })
 }
 
