@@ -169,6 +169,48 @@ pub struct SecretRef {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pods
+
+/// Scheduling and metadata of a component's pods, passed through unchanged.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSettings {
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
+    /// Node and pod (anti-)affinity (a core/v1 Affinity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "affinity_schema")]
+    pub affinity: Option<k8s_openapi::api::core::v1::Affinity>,
+    /// PriorityClass of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Extra annotations on the pods (e.g. for a service mesh).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The Affinity schema is large and the same in every Kubernetes version; the API server
+/// keeps the object as given and the operator parses it as a core/v1 Affinity.
+fn affinity_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "Node and pod (anti-)affinity (a core/v1 Affinity).",
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+impl PodSettings {
+    pub fn is_empty(&self) -> bool {
+        self == &PodSettings::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // url-api
 
 /// The url-api Deployment and Service.
@@ -182,6 +224,9 @@ pub struct UrlApiSpec {
     /// Container resource requests and limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Scheduling and pod metadata passed to the pods as given.
+    #[serde(default, skip_serializing_if = "PodSettings::is_empty")]
+    pub pod: PodSettings,
     /// The Service in front of the pods.
     #[serde(default)]
     pub service: UrlApiServiceSpec,
@@ -208,6 +253,7 @@ impl Default for UrlApiSpec {
         Self {
             replicas: 2,
             resources: None,
+            pod: PodSettings::default(),
             service: UrlApiServiceSpec::default(),
             api_key_secret_ref: None,
             rate_limit: RateLimitSpec::default(),
@@ -296,6 +342,9 @@ pub struct AnalyticsRpcSpec {
     /// Container resource requests and limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Scheduling and pod metadata passed to the pods as given.
+    #[serde(default, skip_serializing_if = "PodSettings::is_empty")]
+    pub pod: PodSettings,
     /// gRPC port of the pods and the Service.
     #[serde(default = "default_grpc_port")]
     #[schemars(range(min = 1, max = 65535))]
@@ -314,6 +363,7 @@ impl Default for AnalyticsRpcSpec {
         Self {
             replicas: 2,
             resources: None,
+            pod: PodSettings::default(),
             port: default_grpc_port(),
             rpc_timeout_ms: default_rpc_timeout_ms(),
             breaker: BreakerSpec::default(),
@@ -368,6 +418,9 @@ pub struct ConsumerSpec {
     /// Container resource requests and limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Scheduling and pod metadata passed to the pods as given.
+    #[serde(default, skip_serializing_if = "PodSettings::is_empty")]
+    pub pod: PodSettings,
     /// Clicks written per database batch (env `BATCH_SIZE`).
     #[serde(default = "default_batch_size")]
     #[schemars(range(min = 1))]
@@ -395,6 +448,7 @@ impl Default for ConsumerSpec {
             min_replicas: 1,
             max_replicas: default_max_replicas(),
             resources: None,
+            pod: PodSettings::default(),
             batch_size: default_batch_size(),
             batch_max_wait_ms: default_batch_max_wait_ms(),
             concurrency: default_concurrency(),

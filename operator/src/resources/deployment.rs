@@ -1,16 +1,21 @@
 //! The Deployment of each component.
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, PodSpec, PodTemplateSpec,
 };
+use k8s_openapi::api::core::v1::{Probe, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
 use super::component::URL_API_HTTP_PORT;
 use super::hash::{sha256_json, CONFIG_CHECKSUM_ANNOTATION};
 use super::{env, labels, pod, Component};
-use crate::crd::ShortenerStack;
+use crate::crd::{PodSettings, ShortenerStack};
 use crate::scaling;
 
 /// `resourceVersion` of each Secret the stack references, by name (a Secret that does not
@@ -79,15 +84,57 @@ fn subcommand(component: Component) -> Option<&'static str> {
     }
 }
 
+/// The spec's resources, or default requests so no pod runs BestEffort (the first to be
+/// evicted under node pressure). No default limits: a CPU limit throttles latency-bound
+/// url-api, and the right memory ceiling depends on the load.
 fn resources(
     stack: &ShortenerStack,
     component: Component,
 ) -> Option<k8s_openapi::api::core::v1::ResourceRequirements> {
-    match component {
+    let given = match component {
         Component::UrlApi => stack.spec.url_api.resources.clone(),
         Component::AnalyticsRpc => stack.spec.analytics_rpc.resources.clone(),
         Component::Consumer => stack.spec.consumer.resources.clone(),
+    };
+    given.or_else(|| {
+        let (cpu, memory) = match component {
+            Component::UrlApi | Component::Consumer => ("100m", "128Mi"),
+            Component::AnalyticsRpc => ("50m", "64Mi"),
+        };
+        Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity(cpu.into())),
+                ("memory".to_string(), Quantity(memory.into())),
+            ])),
+            ..Default::default()
+        })
+    })
+}
+
+fn pod_settings(stack: &ShortenerStack, component: Component) -> &PodSettings {
+    match component {
+        Component::UrlApi => &stack.spec.url_api.pod,
+        Component::AnalyticsRpc => &stack.spec.analytics_rpc.pod,
+        Component::Consumer => &stack.spec.consumer.pod,
     }
+}
+
+/// Spread a component's pods over nodes and zones when the scheduler can (never blocks
+/// scheduling on a small cluster).
+fn topology_spread(stack: &ShortenerStack, component: Component) -> Vec<TopologySpreadConstraint> {
+    ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        .into_iter()
+        .map(|key| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: key.into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(labels::selector(stack, component)),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        })
+        .collect()
 }
 
 /// The container of a component.
@@ -113,6 +160,12 @@ pub fn container_for(stack: &ShortenerStack, component: Component) -> Container 
         // Every component answers its probes on its admin port.
         liveness_probe: Some(pod::http_probe("/healthz", "admin", 10)),
         readiness_probe: Some(pod::http_probe("/readyz", "admin", 5)),
+        // Up to a minute to start (migrations are a Job, so this is process start-up)
+        // before the liveness probe may restart the container.
+        startup_probe: Some(Probe {
+            failure_threshold: Some(30),
+            ..pod::http_probe("/healthz", "admin", 2)
+        }),
         resources: resources(stack, component),
         security_context: Some(pod::container_security_context()),
         volume_mounts: Some(mounts),
@@ -134,6 +187,12 @@ pub fn deployment_with_secrets(
     let (tmp, _) = pod::tmp_volume();
     let mut volumes = vec![tmp];
     volumes.extend(env::volumes(stack, component));
+    let settings = pod_settings(stack, component);
+    let mut annotations = settings.annotations.clone();
+    annotations.insert(
+        CONFIG_CHECKSUM_ANNOTATION.to_string(),
+        config_checksum(stack, component, secrets),
+    );
     Deployment {
         metadata: labels::child_meta(stack, component.object_name(stack), labels.clone()),
         spec: Some(DeploymentSpec {
@@ -143,13 +202,18 @@ pub fn deployment_with_secrets(
                 ..LabelSelector::default()
             },
             revision_history_limit: Some(5),
+            // A new pod is ready before an old one goes.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_CHECKSUM_ANNOTATION.to_string(),
-                        config_checksum(stack, component, secrets),
-                    )])),
+                    annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -159,6 +223,11 @@ pub fn deployment_with_secrets(
                     // The services never call the Kubernetes API.
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
+                    topology_spread_constraints: Some(topology_spread(stack, component)),
+                    node_selector: Some(settings.node_selector.clone()).filter(|m| !m.is_empty()),
+                    tolerations: Some(settings.tolerations.clone()).filter(|t| !t.is_empty()),
+                    affinity: settings.affinity.clone(),
+                    priority_class_name: settings.priority_class_name.clone(),
                     // The consumer finishes and commits its in-flight batch on SIGTERM.
                     termination_grace_period_seconds: Some(match component {
                         Component::Consumer => 60,
@@ -349,5 +418,79 @@ mod tests {
                 deployment_for(&s, component)
             );
         }
+    }
+
+    #[test]
+    fn production_defaults_and_pass_through_scheduling() {
+        use crate::crd::PodSettings;
+        use k8s_openapi::api::core::v1::Toleration;
+        let mut s = stack();
+        s.spec.consumer.pod = PodSettings {
+            node_selector: BTreeMap::from([("pool".into(), "workers".into())]),
+            tolerations: vec![Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }],
+            priority_class_name: Some("high".into()),
+            annotations: BTreeMap::from([("mesh/inject".into(), "false".into())]),
+            ..PodSettings::default()
+        };
+        for component in Component::ALL {
+            let d = deployment_for(&s, component);
+            let spec = d.spec.as_ref().unwrap();
+            let strategy = spec.strategy.as_ref().unwrap();
+            assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+            let rolling = strategy.rolling_update.as_ref().unwrap();
+            assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+            let p = pod_spec(&d);
+            let c = &p.containers[0];
+            // Not BestEffort: requests for CPU and memory by default.
+            let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
+            assert!(
+                requests.contains_key("cpu") && requests.contains_key("memory"),
+                "{component}"
+            );
+            let startup = c.startup_probe.as_ref().unwrap();
+            assert_eq!(
+                startup.http_get.as_ref().unwrap().path.as_deref(),
+                Some("/healthz")
+            );
+            assert_eq!(startup.failure_threshold, Some(30));
+            let spread = p.topology_spread_constraints.as_ref().unwrap();
+            let keys: Vec<&str> = spread.iter().map(|t| t.topology_key.as_str()).collect();
+            assert_eq!(
+                keys,
+                ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+            );
+            assert!(spread
+                .iter()
+                .all(|t| t.when_unsatisfiable == "ScheduleAnyway"));
+        }
+        let consumer = deployment_for(&s, Component::Consumer);
+        let p = pod_spec(&consumer);
+        assert_eq!(p.node_selector.as_ref().unwrap()["pool"], "workers");
+        assert_eq!(
+            p.tolerations.as_ref().unwrap()[0].key.as_deref(),
+            Some("dedicated")
+        );
+        assert_eq!(p.priority_class_name.as_deref(), Some("high"));
+        let annotations = consumer
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap();
+        assert_eq!(annotations["mesh/inject"], "false");
+        assert!(annotations.contains_key(CONFIG_CHECKSUM_ANNOTATION));
+        // Others keep theirs empty; given resources win over the defaults.
+        assert!(pod_spec(&deployment_for(&s, Component::UrlApi))
+            .node_selector
+            .is_none());
     }
 }
