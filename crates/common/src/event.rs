@@ -88,7 +88,7 @@ impl Click {
                 .to_owned(),
             short_code: self.short_code,
             occurred_at: Some(to_timestamp(self.occurred_at)),
-            ip: self.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            ip: self.ip.map(ip_text).unwrap_or_default(),
             user_agent: self.user_agent.unwrap_or_default(),
             referer: self.referer.unwrap_or_default(),
             matched_rule: self.matched_rule.unwrap_or(0),
@@ -109,6 +109,28 @@ impl Click {
         let event = ClickEvent::decode(payload).map_err(|e| EventError::Decode(e.to_string()))?;
         Self::try_from(event)
     }
+}
+
+/// An address as text. IPv4, the common case, is written digit by digit: through `fmt` it
+/// cost more than the rest of the event together.
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 impl TryFrom<ClickEvent> for Click {
@@ -154,6 +176,22 @@ impl TryFrom<ClickEvent> for Click {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "9.10.99.100",
+            "203.0.113.255",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     fn sample() -> Click {
         Click::now(

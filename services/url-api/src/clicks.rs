@@ -1,10 +1,10 @@
 //! Publishing clicks to Kafka in batches, fire-and-forget.
 //!
-//! `publish` never blocks and never fails the redirect: it appends the click to the open
-//! batch. The batch goes to librdkafka's local queue as one ClickBatch message once it
-//! holds CLICK_BATCH_MAX clicks (or 512 KiB), or from the batcher thread at most
-//! CLICK_LINGER_MS after its first click. librdkafka gathers the batches of up to another CLICK_LINGER_MS into
-//! one produce request and delivers them (idempotent producer, acks=all, retries until
+//! `publish` never blocks and never fails the redirect: it appends the click to its
+//! thread's open batch. A batch goes to librdkafka's local queue as one ClickBatch message
+//! once it holds CLICK_BATCH_MAX clicks (or 512 KiB), or from the batcher thread at most
+//! CLICK_LINGER_MS after its first click. librdkafka gathers the batches of up to another
+//! CLICK_LINGER_MS into one produce request and delivers them (idempotent producer, acks=all, retries until
 //! `message.timeout.ms`), so clicks survive a broker outage of minutes. The queue holds
 //! CLICK_QUEUE_CAPACITY clicks; when it is full a batch is dropped and its clicks
 //! are counted. Outcomes are counted per click from the delivery callback.
@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use shortener_common::telemetry::propagation;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{DropReason, Metrics};
+use crate::per_thread::Shards;
 
 /// How long librdkafka keeps retrying a batch before reporting its clicks failed.
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -90,11 +91,13 @@ fn should_log(last: &AtomicI64) -> bool {
             .is_ok()
 }
 
-/// The producer and the open batch, shared by the request path and the batcher thread.
+/// The producer and the open batches, shared by the request path and the batcher thread.
 struct BatchSender {
     producer: ThreadedProducer<DeliveryContext>,
     topic: String,
-    open: Mutex<BatchWriter>,
+    /// One open batch per thread: redirects on different workers never wait for each
+    /// other, nor move one batch's cache lines between cores.
+    open: Shards<BatchWriter>,
     /// Most clicks queued in librdkafka (CLICK_QUEUE_CAPACITY).
     capacity: i64,
     metrics: Metrics,
@@ -102,17 +105,21 @@ struct BatchSender {
 }
 
 impl BatchSender {
-    fn open(&self) -> MutexGuard<'_, BatchWriter> {
-        // A panic while appending leaves at worst a truncated last entry: keep going.
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Sends whatever the open batch holds.
+    /// Sends whatever the open batches hold.
     fn send_open(&self) {
-        let (payload, clicks) = self.open().take();
-        if clicks > 0 {
+        for mut open in self.open.each() {
+            if open.is_empty() {
+                continue;
+            }
+            let (payload, clicks) = open.take();
+            drop(open);
             self.send(&payload, clicks);
         }
+    }
+
+    /// Clicks in the open batches.
+    fn open_clicks(&self) -> usize {
+        self.open.each().map(|open| open.len()).sum()
     }
 
     /// Queues one ClickBatch message (unkeyed: any partition will do) without waiting.
@@ -194,7 +201,7 @@ impl ClickPublisher {
         let sender = Arc::new(BatchSender {
             producer,
             topic: kafka.kafka_topic.clone(),
-            open: Mutex::new(BatchWriter::default()),
+            open: Shards::default(),
             capacity: batching.queue_capacity.clamp(1, i64::MAX as usize) as i64,
             metrics,
             last_drop_log: AtomicI64::new(0),
@@ -243,7 +250,7 @@ impl ClickPublisher {
         };
         drop(span);
         let full = {
-            let mut open = self.sender.open();
+            let mut open = self.sender.open.mine();
             open.push(&event, headers);
             let full = open.len() >= self.batch_max || open.encoded_len() >= MAX_BATCH_BYTES;
             full.then(|| open.take())
@@ -253,9 +260,9 @@ impl ClickPublisher {
         }
     }
 
-    /// Clicks not yet acknowledged: in the open batch or queued in librdkafka.
+    /// Clicks not yet acknowledged: in the open batches or queued in librdkafka.
     pub fn in_flight(&self) -> i64 {
-        self.sender.open().len() as i64
+        self.sender.open_clicks() as i64
             + self
                 .sender
                 .producer
@@ -264,7 +271,7 @@ impl ClickPublisher {
                 .load(Ordering::Relaxed)
     }
 
-    /// Sends the open batch, then waits (blocking) up to `timeout` for queued clicks to be
+    /// Sends the open batches, then waits (blocking) up to `timeout` for queued clicks to be
     /// delivered.
     pub fn flush(&self, timeout: Duration) {
         self.sender.send_open();
@@ -327,12 +334,17 @@ mod tests {
         for _ in 0..300 {
             publisher.publish(Click::now("code", None, Some(agent.clone()), None));
         }
-        let open = publisher.sender.open().len();
+        // One thread: one open batch.
+        let open = publisher.sender.open_clicks();
         assert!(
             open < 300 && open > 0,
             "{open} clicks still in the open batch"
         );
-        assert!(publisher.sender.open().encoded_len() < MAX_BATCH_BYTES);
+        assert!(publisher
+            .sender
+            .open
+            .each()
+            .all(|b| b.encoded_len() < MAX_BATCH_BYTES));
         assert_eq!(publisher.in_flight(), 300);
     }
 

@@ -30,6 +30,12 @@ pub const DEFAULT_CLICK_QUEUE_CAPACITY: usize = 100_000;
 pub const DEFAULT_CLICK_LINGER_MS: u64 = 25;
 /// Dashboard sessions last 12 hours.
 pub const DEFAULT_UI_SESSION_TTL_SECS: u64 = 12 * 3600;
+/// Longest wait for a request's head, idle keep-alive time included.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Longest a request may take from its head to its answer, body included.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Most connections served at once (each costs a few KiB of buffers).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Most clicks in one Kafka message.
 pub const DEFAULT_CLICK_BATCH_MAX: usize = shortener_common::event_batch::DEFAULT_BATCH_MAX;
 
@@ -128,6 +134,17 @@ pub struct Config {
     /// such rules never match.
     #[arg(long, env = "GEOIP_DB_PATH")]
     pub geoip_db_path: Option<std::path::PathBuf>,
+    /// Longest wait for a complete request head, in milliseconds; it also closes idle
+    /// keep-alive connections and clients that send their headers slowly.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// Longest a request may take once its head has arrived (body and answer), in
+    /// milliseconds; past it the answer is 408 `request_timeout`.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+    /// Most connections served at once; further clients wait to be accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
     /// Publish a ClickEvent per redirect.
     #[arg(long, env = "CLICKS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub clicks_enabled: bool,
@@ -176,6 +193,9 @@ impl std::fmt::Debug for Config {
             .field("ui_session_ttl_secs", &self.ui_session_ttl_secs)
             .field("geoip_db_path", &self.geoip_db_path)
             .field("clicks_enabled", &self.clicks_enabled)
+            .field("header_read_timeout_ms", &self.header_read_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("max_connections", &self.max_connections)
             .field("database", &self.database)
             .field("kafka", &self.kafka)
             .field("log", &self.log)
@@ -215,6 +235,9 @@ impl Config {
             ui_session_ttl_secs: DEFAULT_UI_SESSION_TTL_SECS,
             geoip_db_path: None,
             clicks_enabled: true,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             database,
             kafka,
             log: LogArgs {

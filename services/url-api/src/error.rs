@@ -2,6 +2,9 @@
 //! `{"error": {"code": "invalid_url", "message": "..."}}`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +52,8 @@ pub enum ApiError {
     StatsUnavailable,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("the request took too long to arrive or to answer")]
+    RequestTimeout,
     #[error("internal error")]
     Internal,
 }
@@ -88,6 +93,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +119,7 @@ impl ApiError {
             Self::DatabaseUnavailable => "database_unavailable",
             Self::StatsUnavailable => "stats_unavailable",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::Internal => "internal",
         }
     }
@@ -130,6 +137,33 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body. The errors anyone can cause in bulk without a key (unknown or
+    /// expired codes, wrong methods) have a fixed message: their body is encoded once.
+    fn body(&self) -> Bytes {
+        static NOT_FOUND: OnceLock<&'static [u8]> = OnceLock::new();
+        static GONE: OnceLock<&'static [u8]> = OnceLock::new();
+        static METHOD_NOT_ALLOWED: OnceLock<&'static [u8]> = OnceLock::new();
+        let once = match self {
+            Self::NotFound => &NOT_FOUND,
+            Self::Gone => &GONE,
+            Self::MethodNotAllowed => &METHOD_NOT_ALLOWED,
+            _ => return Bytes::from(self.encode()),
+        };
+        Bytes::from_static(once.get_or_init(|| self.encode().leak()))
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        };
+        serde_json::to_vec(&body).expect("an error body always serializes")
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -138,13 +172,8 @@ impl IntoResponse for ApiError {
             Self::CodeExhausted | Self::DatabaseUnavailable | Self::StatsUnavailable => Some(1),
             _ => None,
         };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message: self.to_string(),
-            },
-        };
-        let mut resp = (status, axum::Json(body)).into_response();
+        let json = HeaderValue::from_static("application/json");
+        let mut resp = (status, [(header::CONTENT_TYPE, json)], self.body()).into_response();
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -219,5 +248,37 @@ mod tests {
         }
         .into_response();
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn fixed_and_varying_bodies_have_the_same_shape() {
+        for (e, code, message) in [
+            (ApiError::NotFound, "not_found", "no such link"),
+            (ApiError::NotFound, "not_found", "no such link"),
+            (
+                ApiError::Gone,
+                "gone",
+                "this link has expired or was deleted",
+            ),
+            (
+                ApiError::MethodNotAllowed,
+                "method_not_allowed",
+                "method not allowed",
+            ),
+            (
+                ApiError::AliasTaken("x".into()),
+                "alias_taken",
+                "alias \"x\" is already taken",
+            ),
+        ] {
+            let resp = e.into_response();
+            assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+            let bytes = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({ "error": { "code": code, "message": message } })
+            );
+        }
     }
 }

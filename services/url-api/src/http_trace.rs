@@ -5,91 +5,158 @@
 //!
 //! Named `{METHOD} {route}` after the matched route template (never the raw path, so
 //! names stay few), with the stable HTTP semantic-convention attributes. Cheap enough for
-//! the redirect hot path: one span and one formatted name per request, nothing awaited.
+//! the redirect hot path: one span and one formatted name per request, nothing awaited;
+//! nothing at all when the span is filtered out. The response body is passed through
+//! untouched (no wrapper per request).
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use axum::http::{Request, Response};
 use opentelemetry::trace::TraceContextExt;
+use pin_project_lite::pin_project;
 use shortener_common::telemetry::propagation;
-use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
+use tower::{Layer, Service};
 use tracing::field::Empty;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::client_ip::ClientIpResolver;
 
-/// The tower-http trace layer with [`ServerSpan`] and [`RecordStatus`]; 5xx responses are
-/// also logged as failures (tower-http's default).
-pub type HttpTraceLayer =
-    TraceLayer<SharedClassifier<ServerErrorsAsFailures>, ServerSpan, (), RecordStatus>;
+/// The layer giving every request its server span (see the module docs). A 5xx answer
+/// marks the span as an error and is logged as a failure.
+#[derive(Debug, Clone)]
+pub struct ServerSpanLayer {
+    trusted: Arc<ClientIpResolver>,
+}
 
 /// `trusted` decides whose trace context is continued.
-pub fn layer(trusted: ClientIpResolver) -> HttpTraceLayer {
-    TraceLayer::new_for_http()
-        .make_span_with(ServerSpan { trusted })
-        .on_request(())
-        .on_response(RecordStatus)
+pub fn layer(trusted: ClientIpResolver) -> ServerSpanLayer {
+    ServerSpanLayer {
+        trusted: Arc::new(trusted),
+    }
 }
 
-/// Makes the server span of a request, parented to the context in its `traceparent` when
-/// the peer is a trusted proxy.
+impl<S> Layer<S> for ServerSpanLayer {
+    type Service = ServerSpan<S>;
+
+    fn layer(&self, inner: S) -> ServerSpan<S> {
+        ServerSpan {
+            inner,
+            trusted: self.trusted.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
-pub struct ServerSpan {
-    trusted: ClientIpResolver,
+pub struct ServerSpan<S> {
+    inner: S,
+    // Shared: axum clones the whole layered service for every request.
+    trusted: Arc<ClientIpResolver>,
 }
 
-impl<B> MakeSpan<B> for ServerSpan {
-    fn make_span(&mut self, req: &Request<B>) -> Span {
-        let method = req.method().as_str();
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str);
-        let span = tracing::info_span!(
-            "HTTP request",
-            otel.name = Empty,
-            otel.kind = "server",
-            http.request.method = method,
-            http.route = route,
-            url.path = req.uri().path(),
-            http.response.status_code = Empty,
-            otel.status_code = Empty,
-        );
-        // Filtered out (e.g. RUST_LOG=warn): skip the name and the header parsing.
-        if span.is_disabled() {
-            return span;
-        }
-        let name = match route {
-            Some(route) => format!("{method} {route}"),
-            // Unmatched requests: the method alone, as the conventions ask.
-            None => method.to_owned(),
+impl<S, B, ResBody> Service<Request<B>> for ServerSpan<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ServerSpanFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let span = make_span(&req, &self.trusted);
+        let inner = match &span {
+            Some((span, _)) => span.in_scope(|| self.inner.call(req)),
+            None => self.inner.call(req),
         };
-        span.record("otel.name", name.as_str());
-        if !self.trusted.peer_is_trusted(req) {
-            return span;
+        ServerSpanFuture { inner, span }
+    }
+}
+
+pin_project! {
+    pub struct ServerSpanFuture<F> {
+        #[pin]
+        inner: F,
+        // None when the span is filtered out (e.g. RUST_LOG=warn).
+        span: Option<(Span, Instant)>,
+    }
+}
+
+impl<F, ResBody, E> Future for ServerSpanFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some((span, start)) = this.span.as_ref() else {
+            return this.inner.poll(cx);
+        };
+        let _entered = span.enter();
+        let result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            record_status(response.status(), *start, span);
         }
+        Poll::Ready(result)
+    }
+}
+
+/// The server span of a request, parented to the context in its `traceparent` when the peer
+/// is a trusted proxy; None when filtered out, which then costs nothing more: no name, no
+/// header parsing, no clock.
+fn make_span<B>(req: &Request<B>, trusted: &ClientIpResolver) -> Option<(Span, Instant)> {
+    let method = req.method().as_str();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = Empty,
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        url.path = req.uri().path(),
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+    );
+    if span.is_disabled() {
+        return None;
+    }
+    let name = match route {
+        Some(route) => format!("{method} {route}"),
+        // Unmatched requests: the method alone, as the conventions ask.
+        None => method.to_owned(),
+    };
+    span.record("otel.name", name.as_str());
+    if trusted.peer_is_trusted(req) {
         let parent = propagation::extract_http(req.headers());
         if parent.span().span_context().is_valid() {
             // Fails only when the span is disabled (filtered out): nothing to continue then.
             let _ = span.set_parent(parent);
         }
-        span
     }
+    Some((span, Instant::now()))
 }
 
-/// Records the status code; a 5xx marks the span as an error.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordStatus;
-
-impl<B> OnResponse<B> for RecordStatus {
-    fn on_response(self, response: &Response<B>, _latency: Duration, span: &Span) {
-        let status = response.status();
-        span.record("http.response.status_code", status.as_u16());
-        if status.is_server_error() {
-            span.record("otel.status_code", "ERROR");
-        }
+/// Records the status code; a 5xx marks the span as an error and is logged.
+fn record_status(status: axum::http::StatusCode, start: Instant, span: &Span) {
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+        tracing::error!(
+            status = status.as_u16(),
+            latency_ms = start.elapsed().as_millis() as u64,
+            "response failed"
+        );
     }
 }

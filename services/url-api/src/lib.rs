@@ -17,6 +17,7 @@ pub mod clicks;
 pub mod client_ip;
 pub mod codes;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod extras;
 pub mod forward;
@@ -28,10 +29,12 @@ pub mod miss_limit;
 pub mod openapi;
 pub mod owner_limit;
 pub mod password;
+pub mod per_thread;
 pub mod qr;
 pub mod rate_limit;
 pub mod routes;
 pub mod rules;
+pub mod server;
 pub mod store;
 pub mod validate;
 pub mod web;
@@ -42,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
@@ -50,6 +54,7 @@ use shortener_common::geo::CountryDb;
 use shortener_common::health::{self, Readiness};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 
 pub use config::Config;
 
@@ -128,6 +133,8 @@ pub struct SharedState {
     pub(crate) password_attempts: password::AttemptLimiter,
     /// Countries of visitors, for redirect rules; None without GEOIP_DB_PATH.
     pub(crate) geoip: Option<Arc<CountryDb>>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) connection_limits: server::ConnectionLimits,
 }
 
 impl AppState {
@@ -223,6 +230,11 @@ impl AppState {
             },
             geoip,
             password_attempts: password::AttemptLimiter::default(),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            connection_limits: server::ConnectionLimits {
+                header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+                max_connections: config.max_connections,
+            },
         })))
     }
 
@@ -249,22 +261,38 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/account/stats", get(stats::account))
         .layer(rate_limit::layer(state.write_limit.clone()))
         .layer(rate_limit::layer(state.read_limit.clone()));
+    // Only the API and the dashboard read bodies; on the redirect path the limit would be
+    // one more request extension for nothing.
+    let with_bodies = api
+        .merge(web::router())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
     Router::new()
         .route("/openapi.json", get(openapi::serve))
-        .route("/{code}", get(redirect::redirect).post(redirect::unlock))
-        .merge(api)
-        .merge(web::router())
+        .route(
+            "/{code}",
+            // The password form of a protected link is the one body on this path.
+            get(redirect::redirect)
+                .post(redirect::unlock.layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))),
+        )
+        .merge(with_bodies)
         .with_state(state.clone())
         .route("/healthz", get(health::healthz))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(metrics::TrackLayer::new(state.metrics.clone()))
-        .layer(http_trace::layer(state.client_ips.clone()))
+        // One `Router::layer` for the whole stack: each call wraps every route in another
+        // boxed service, which costs two allocations and a clone per request.
+        .layer(
+            ServiceBuilder::new()
+                .layer(http_trace::layer(state.client_ips.clone()))
+                .layer(metrics::TrackLayer::new(state.metrics.clone()))
+                .layer(deadline::DeadlineLayer::new(state.request_timeout)),
+        )
 }
 
 /// Serves the application on `listener` until `shutdown` resolves, then drains in-flight
 /// requests and flushes queued click events (bounded by [`clicks::FLUSH_TIMEOUT`]).
+/// Connections are bounded by the configured header timeout and connection cap
+/// ([`server`]), requests by the request timeout ([`deadline`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -279,13 +307,8 @@ pub async fn serve(
     ];
     let _ = tokio::time::timeout(invalidation::FIRST_LISTEN_WAIT, first_listen).await;
     let publisher = state.clicks.clone();
-    let app = router(state);
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let limits = state.connection_limits;
+    let result = server::serve(listener, router(state), limits, shutdown).await;
     for janitor in janitors {
         janitor.abort();
     }

@@ -2,62 +2,64 @@
 //!
 //! Requests are labelled by the matched route template (`/api/v1/links/{code}`), never by
 //! the raw path, so cardinality stays bounded. One histogram family covers requests: its
-//! `_count` series are the request counts by method, route and status.
+//! `_count` series are the request counts by method, route and status. What every request
+//! or redirect writes is kept per thread ([`crate::per_thread`]).
 
-use std::fmt::Write;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use axum::http;
 use pin_project_lite::pin_project;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service};
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+use crate::per_thread;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: &'static str,
-    pub route: Route,
+    /// The matched route template, or `unmatched`.
+    pub route: &'static str,
     pub status: u16,
 }
 
-/// The matched route template, or `unmatched`. Holds axum's shared `MatchedPath`, so
-/// labelling a request copies no string.
-#[derive(Debug, Clone)]
-pub struct Route(Option<MatchedPath>);
-
-impl Route {
-    pub fn as_str(&self) -> &str {
-        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+/// The route template of a request as a `&'static str`: each distinct template is copied
+/// once per process (there are as many as the router has routes), so a request's labels
+/// hold no reference count that every worker would bump on the same cache line.
+pub fn route_label(req_route: Option<&MatchedPath>) -> &'static str {
+    static KNOWN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    thread_local! {
+        static SEEN: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
     }
-}
-
-impl PartialEq for Route {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Route {}
-
-impl std::hash::Hash for Route {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl EncodeLabelValue for Route {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(self.as_str())
-    }
+    let Some(route) = req_route.map(MatchedPath::as_str) else {
+        return "unmatched";
+    };
+    SEEN.with_borrow_mut(|seen| {
+        if let Some(known) = seen.iter().find(|s| **s == route) {
+            return *known;
+        }
+        let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+        let interned = match known.iter().find(|s| **s == route) {
+            Some(s) => *s,
+            None => {
+                let s: &'static str = Box::leak(route.into());
+                known.push(s);
+                s
+            }
+        };
+        seen.push(interned);
+        interned
+    })
 }
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -79,8 +81,6 @@ pub struct RpcLabels {
     pub method: &'static str,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
 /// Every metric the service exports. Cloned into each request's middleware, so it is one
 /// `Arc` around the handles (each of which is itself shared).
 #[derive(Clone)]
@@ -95,9 +95,11 @@ impl std::ops::Deref for Metrics {
 }
 
 pub struct MetricHandles {
-    pub http_requests: HistogramFamily<RequestLabels>,
-    pub cache_hits: Counter,
-    pub cache_misses: Counter,
+    /// Per thread: written by every request.
+    pub http_requests: per_thread::HistogramFamily<RequestLabels>,
+    /// Per thread: written by every redirect.
+    pub cache_hits: per_thread::Counter,
+    pub cache_misses: per_thread::Counter,
     pub misses_limited: Counter,
     pub clicks_published: Counter,
     pub clicks_dropped: Family<DropLabels, Counter>,
@@ -109,17 +111,17 @@ pub struct MetricHandles {
     pub breaker_state: Gauge,
 }
 
-fn latency_histogram() -> Histogram {
-    // 0.25 ms .. ~4 s
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+/// Upper bounds of the request latency buckets: 0.25 ms .. ~4 s.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.000_25, 2.0, 15)
 }
 
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = MetricHandles {
-            http_requests: Family::new_with_constructor(latency_histogram),
-            cache_hits: Counter::default(),
-            cache_misses: Counter::default(),
+            http_requests: per_thread::HistogramFamily::new(latency_buckets()),
+            cache_hits: per_thread::Counter::default(),
+            cache_misses: per_thread::Counter::default(),
             misses_limited: Counter::default(),
             clicks_published: Counter::default(),
             clicks_dropped: Family::default(),
@@ -253,7 +255,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let route = Route(req.extensions().get::<MatchedPath>().cloned());
+        let route = route_label(req.extensions().get::<MatchedPath>());
         let method = method_label(req.method());
         TrackFuture {
             inner: self.inner.call(req),
@@ -269,7 +271,7 @@ pin_project! {
         #[pin]
         inner: F,
         metrics: Metrics,
-        labels: Option<(&'static str, Route)>,
+        labels: Option<(&'static str, &'static str)>,
         start: Instant,
     }
 }
@@ -284,14 +286,14 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         if let (Ok(resp), Some((method, route))) = (&result, this.labels.take()) {
+            let labels = RequestLabels {
+                method,
+                route,
+                status: resp.status().as_u16(),
+            };
             this.metrics
                 .http_requests
-                .get_or_create(&RequestLabels {
-                    method,
-                    route,
-                    status: resp.status().as_u16(),
-                })
-                .observe(this.start.elapsed().as_secs_f64());
+                .observe(&labels, this.start.elapsed().as_secs_f64());
         }
         Poll::Ready(result)
     }
