@@ -11,3 +11,4 @@ pub mod procs;
 pub mod results;
 pub mod stack;
 pub mod tansu;
+pub mod wrk;

@@ -51,6 +51,15 @@ impl Row {
         self
     }
 
+    /// A cost against a baseline: ratio = value / baseline, target `ratio <= max`.
+    pub fn vs_at_most(mut self, baseline: f64, max_ratio: f64) -> Self {
+        self = self.vs(baseline, None);
+        let ratio = self.ratio.unwrap_or(f64::INFINITY);
+        self.target = Some(format!("ratio <= {max_ratio}"));
+        self.pass = Some(baseline > 0.0 && ratio <= max_ratio);
+        self
+    }
+
     /// An absolute lower bound, e.g. a ratio computed elsewhere >= 0.8.
     pub fn at_least(mut self, min: f64) -> Self {
         self.target = Some(format!(">= {min}"));
@@ -82,6 +91,9 @@ pub struct Machine {
     pub os: String,
     pub kernel: String,
     pub rustc: String,
+    /// 1, 5 and 15 minute load averages when the results were written: other work on the
+    /// machine shows here.
+    pub load_average: String,
 }
 
 impl Machine {
@@ -118,6 +130,11 @@ impl Machine {
             os,
             kernel: cmd("uname", "-r"),
             rustc: cmd("rustc", "-V"),
+            load_average: read("/proc/loadavg")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 }
@@ -210,6 +227,10 @@ mod tests {
         let r = Row::new("redirect", "rps", 8000.0, "req/s").vs(10000.0, Some(0.8));
         assert_eq!(r.ratio, Some(0.8));
         assert_eq!(r.pass, Some(true));
+        let r = Row::new("redirect", "cpu", 11.0, "µs").vs_at_most(10.0, 1.15);
+        assert_eq!(r.pass, Some(true));
+        let r = Row::new("redirect", "cpu", 12.0, "µs").vs_at_most(10.0, 1.15);
+        assert_eq!(r.pass, Some(false));
         let r = Row::new("redirect", "p99", 6.5, "ms").below(5.0);
         assert_eq!(r.pass, Some(false));
         let t = table(&[r, Row::new("op", "writes", 0.0, "").equals(0.0)]);

@@ -17,6 +17,7 @@ use crate::procs::{cpu_time, free_port, metric_sum, metric_sum_matching, Service
 use crate::results::Row;
 use crate::stack::{UrlApi, API_KEY};
 use crate::tansu::Tansu;
+use crate::wrk::Wrk;
 
 pub struct RedirectOpts {
     pub connections: usize,
@@ -26,6 +27,8 @@ pub struct RedirectOpts {
     pub server_cpus: Option<String>,
     /// Alternating baseline/url-api rounds.
     pub rounds: usize,
+    /// A name for a non-default layout (`pinned`): it tags the rows and names the JSON.
+    pub layout: Option<String>,
 }
 
 /// The round with the median throughput (its latencies come with it).
@@ -41,17 +44,34 @@ fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
-/// One load round and the CPU time each server-side process (`pids`) spent on it, per
-/// request, in microseconds (warm-up included, at the round's measured rate).
-async fn measured_round(spec: LoadSpec, pids: &[u32]) -> anyhow::Result<(LoadReport, Vec<f64>)> {
+/// One load round by `generator` against `target`, and the CPU time each server-side
+/// process (`pids`) spent on it per request, in microseconds (warm-up included, at the
+/// round's measured rate).
+async fn measured_round(
+    generator: Generator,
+    wrk: &Wrk,
+    target: SocketAddr,
+    codes: &Arc<Vec<String>>,
+    opts: &RedirectOpts,
+    env: &BenchEnv,
+    pids: &[u32],
+) -> anyhow::Result<(LoadReport, Vec<f64>)> {
     let cpu = || -> Vec<Duration> {
         pids.iter()
             .map(|p| cpu_time(*p).unwrap_or_default())
             .collect()
     };
-    let window = spec.warmup + spec.duration;
     let before = cpu();
-    let report = loadgen::run(spec).await?;
+    let report = match generator {
+        Generator::BuiltIn => {
+            loadgen::run(redirect_spec(target, codes.clone(), opts.connections, env)).await?
+        }
+        Generator::Wrk => {
+            wrk.run(target, opts.connections, env.warmup, env.duration)
+                .await?
+        }
+    };
+    let window = env.warmup + env.duration;
     let requests = report.rps * window.as_secs_f64();
     let per_request_us = cpu()
         .iter()
@@ -66,6 +86,139 @@ async fn measured_round(spec: LoadSpec, pids: &[u32]) -> anyhow::Result<(LoadRep
         })
         .collect();
     Ok((report, per_request_us))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Generator {
+    BuiltIn,
+    Wrk,
+}
+
+impl Generator {
+    fn name(self) -> &'static str {
+        match self {
+            Self::BuiltIn => "built-in",
+            Self::Wrk => "wrk",
+        }
+    }
+}
+
+/// Every round of one load generator: both sides, their ratios and CPU costs.
+struct Side {
+    generator: Generator,
+    base: Vec<LoadReport>,
+    svc: Vec<LoadReport>,
+    ratios: Vec<f64>,
+    base_cpu: Vec<f64>,
+    api_cpu: Vec<f64>,
+    broker_cpu: Vec<f64>,
+}
+
+impl Side {
+    fn new(generator: Generator) -> Self {
+        Self {
+            generator,
+            base: Vec::new(),
+            svc: Vec::new(),
+            ratios: Vec::new(),
+            base_cpu: Vec::new(),
+            api_cpu: Vec::new(),
+            broker_cpu: Vec::new(),
+        }
+    }
+
+    /// Records one pair: the baseline's round `(report, [cpu])` and url-api's
+    /// `(report, [url-api cpu, broker cpu])`.
+    fn push(&mut self, round: usize, base: (LoadReport, Vec<f64>), svc: (LoadReport, Vec<f64>)) {
+        let (b, b_cpu) = base;
+        let (s, s_cpu) = svc;
+        let ratio = if b.rps > 0.0 { s.rps / b.rps } else { 0.0 };
+        let (b_cpu, a_cpu, k_cpu) = (b_cpu[0], s_cpu[0], s_cpu[1]);
+        eprintln!(
+            "redirect round {round} ({}): url-api {:.0} req/s p99 {:.2} ms {:.1} µs CPU/req \
+             ({a_cpu:.1} url-api + {k_cpu:.1} broker), baseline {:.0} req/s p99 {:.2} ms \
+             {b_cpu:.1} µs CPU/req, ratio {ratio:.2}",
+            self.generator.name(),
+            s.rps,
+            s.p99_ms,
+            a_cpu + k_cpu,
+            b.rps,
+            b.p99_ms
+        );
+        self.ratios.push(ratio);
+        self.base_cpu.push(b_cpu);
+        self.api_cpu.push(a_cpu);
+        self.broker_cpu.push(k_cpu);
+        self.base.push(b);
+        self.svc.push(s);
+    }
+
+    fn svc_cpu(&self) -> Vec<f64> {
+        self.api_cpu
+            .iter()
+            .zip(&self.broker_cpu)
+            .map(|(a, k)| a + k)
+            .collect()
+    }
+
+    fn rows(&self, bench: &str, conns: usize) -> Vec<Row> {
+        let g = self.generator.name();
+        let svc = median_round(&self.svc);
+        let base = median_round(&self.base);
+        vec![
+            Row::new(
+                bench,
+                &format!("rps ratio @{conns} conns, {g} (median of pairs)"),
+                median(&self.ratios),
+                "x",
+            )
+            .at_least(0.9),
+            Row::new(bench, &format!("rps (median round), {g}"), svc.rps, "req/s")
+                .vs(base.rps, None),
+            Row::new(bench, &format!("p50, {g}"), svc.p50_ms, "ms"),
+            Row::new(bench, &format!("p99, {g}"), svc.p99_ms, "ms").below(5.0),
+            Row::new(bench, &format!("p99 (baseline), {g}"), base.p99_ms, "ms"),
+            Row::new(bench, &format!("max, {g}"), svc.max_ms, "ms"),
+            Row::new(
+                bench,
+                &format!("server CPU per request (url-api + broker), {g}"),
+                median(&self.svc_cpu()),
+                "µs",
+            )
+            .vs_at_most(median(&self.base_cpu), 1.15),
+            Row::new(
+                bench,
+                &format!("url-api CPU per request, {g}"),
+                median(&self.api_cpu),
+                "µs",
+            ),
+            Row::new(
+                bench,
+                &format!("errors, {g}"),
+                self.svc.iter().map(|r| r.errors).sum::<u64>() as f64,
+                "req",
+            )
+            .equals(0.0),
+        ]
+    }
+
+    fn details(&self) -> serde_json::Value {
+        json!({
+            "generator": self.generator.name(),
+            "ratio_median_of_pairs": median(&self.ratios),
+            "round_ratios": self.ratios,
+            "cpu_us_per_request": {
+                "url_api_and_broker": self.svc_cpu(),
+                "url_api": self.api_cpu,
+                "broker": self.broker_cpu,
+                "baseline": self.base_cpu,
+            },
+            "url_api_median": median_round(&self.svc),
+            "baseline_median": median_round(&self.base),
+            "url_api_rounds": self.svc,
+            "baseline_rounds": self.base,
+        })
+    }
 }
 
 fn long_url(i: usize) -> String {
@@ -156,6 +309,7 @@ pub async fn run(
     // Alternate baseline and url-api rounds so drift in the machine's speed (other work on
     // the host, noisy neighbours) hits both sides alike. The target is judged on the
     // median of the per-pair ratios: each pair ran back to back, under the same conditions.
+    // Each round runs twice, once per load generator.
     let baseline_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let pid = |p: Option<u32>, what: &str| p.ok_or_else(|| anyhow::anyhow!("{what} has exited"));
     let svc_pids = [
@@ -163,45 +317,26 @@ pub async fn run(
         pid(broker.pid(), "tansu")?,
     ];
     let base_pids = [pid(baseline.pid(), "baseline")?];
-    let (mut base_rounds, mut svc_rounds, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut base_cpu, mut svc_cpu, mut api_cpu, mut broker_cpu) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let wrk = Wrk::new(&env.log_dir, &codes)?;
+    let mut sides = [Side::new(Generator::BuiltIn), Side::new(Generator::Wrk)];
     for round in 0..opts.rounds {
-        let (b, b_cpu) = measured_round(
-            redirect_spec(baseline_addr, codes.clone(), opts.connections, env),
-            &base_pids,
-        )
-        .await?;
-        let (s, s_cpu) = measured_round(
-            redirect_spec(api.addr, codes.clone(), opts.connections, env),
-            &svc_pids,
-        )
-        .await?;
-        let ratio = if b.rps > 0.0 { s.rps / b.rps } else { 0.0 };
-        let (b_cpu, a_cpu, k_cpu) = (b_cpu[0], s_cpu[0], s_cpu[1]);
-        eprintln!(
-            "redirect round {round}: url-api {:.0} req/s p99 {:.2} ms {:.1} µs CPU/req \
-             ({a_cpu:.1} url-api + {k_cpu:.1} broker), baseline {:.0} req/s p99 {:.2} ms \
-             {b_cpu:.1} µs CPU/req, ratio {ratio:.2}",
-            s.rps,
-            s.p99_ms,
-            a_cpu + k_cpu,
-            b.rps,
-            b.p99_ms
-        );
-        ratios.push(ratio);
-        base_cpu.push(b_cpu);
-        svc_cpu.push(a_cpu + k_cpu);
-        api_cpu.push(a_cpu);
-        broker_cpu.push(k_cpu);
-        base_rounds.push(b);
-        svc_rounds.push(s);
+        for side in &mut sides {
+            let b = measured_round(
+                side.generator,
+                &wrk,
+                baseline_addr,
+                &codes,
+                opts,
+                env,
+                &base_pids,
+            )
+            .await?;
+            let s = measured_round(side.generator, &wrk, api.addr, &codes, opts, env, &svc_pids)
+                .await?;
+            side.push(round, b, s);
+        }
     }
     baseline.terminate(Duration::from_secs(5)).await;
-    let base = median_round(&base_rounds);
-    let svc = median_round(&svc_rounds);
-    let ratio = median(&ratios);
-    let (svc_cpu_us, base_cpu_us) = (median(&svc_cpu), median(&base_cpu));
 
     // Events: every redirect (302) is published; wait up to 30 s for the queue to drain.
     let (mut redirects, mut published, mut dropped, mut failed) = (0.0, 0.0, 0.0, 0.0);
@@ -226,27 +361,20 @@ pub async fn run(
 
     let create = create_links(api.addr, opts.create_connections, env).await?;
 
-    let mut rows = redirect_rows(&svc, &base, opts.connections, ratio);
+    let bench = match &opts.layout {
+        Some(layout) => format!("redirect ({layout})"),
+        None => "redirect".to_string(),
+    };
+    let mut rows = Vec::new();
+    for side in &sides {
+        rows.extend(side.rows(&bench, opts.connections));
+    }
     rows.push(
-        Row::new(
-            "redirect",
-            "server CPU per request (url-api + broker)",
-            svc_cpu_us,
-            "µs",
-        )
-        .vs(base_cpu_us, None),
-    );
-    rows.push(
-        Row::new(
-            "redirect",
-            "events published / redirects",
-            published,
-            "events",
-        )
-        .vs(redirects, Some(1.0)),
+        Row::new(&bench, "events published / redirects", published, "events")
+            .vs(redirects, Some(1.0)),
     );
     rows.push(Row::new(
-        "redirect",
+        &bench,
         "events dropped (queue full)",
         dropped,
         "events",
@@ -265,26 +393,20 @@ pub async fn run(
         create.errors as f64,
         "req",
     ));
+    let name = match &opts.layout {
+        Some(layout) => format!("redirect-{layout}"),
+        None => "redirect".to_string(),
+    };
     crate::results::write_json(
         &env.results_dir,
-        "redirect",
+        &name,
         &rows,
         json!({
             "broker": "tansu 0.6 as a separate process (memory storage), topic clicks with 4 partitions",
             "server_cpus": opts.server_cpus,
+            "layout": opts.layout,
             "links": opts.links,
-            "ratio_median_of_pairs": ratio,
-            "round_ratios": ratios,
-            "cpu_us_per_request": {
-                "url_api_and_broker": svc_cpu,
-                "url_api": api_cpu,
-                "broker": broker_cpu,
-                "baseline": base_cpu,
-            },
-            "url_api_median": svc,
-            "baseline_median": base,
-            "url_api_rounds": svc_rounds,
-            "baseline_rounds": base_rounds,
+            "load_generators": sides.iter().map(Side::details).collect::<Vec<_>>(),
             "events": { "redirects": redirects, "published": published, "dropped": dropped, "delivery_failed": failed },
             "link_create": create,
         }),
@@ -292,25 +414,6 @@ pub async fn run(
     drop(api);
     broker.kill().await;
     Ok(rows)
-}
-
-fn redirect_rows(svc: &LoadReport, base: &LoadReport, conns: usize, ratio: f64) -> Vec<Row> {
-    vec![
-        Row::new(
-            "redirect",
-            &format!("rps ratio @{conns} conns (median of pairs)"),
-            ratio,
-            "x",
-        )
-        .at_least(0.8),
-        Row::new("redirect", "rps (median round)", svc.rps, "req/s").vs(base.rps, None),
-        Row::new("redirect", "p50", svc.p50_ms, "ms"),
-        Row::new("redirect", "p90", svc.p90_ms, "ms"),
-        Row::new("redirect", "p99", svc.p99_ms, "ms").below(5.0),
-        Row::new("redirect", "p99 (baseline)", base.p99_ms, "ms"),
-        Row::new("redirect", "max", svc.max_ms, "ms"),
-        Row::new("redirect", "errors", svc.errors as f64, "req").equals(0.0),
-    ]
 }
 
 async fn create_links(

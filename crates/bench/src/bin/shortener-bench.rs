@@ -51,6 +51,11 @@ struct Common {
     /// `taskset -c` CPU list for the servers under test (e.g. `0`), unset = no pinning.
     #[arg(long, global = true)]
     server_cpus: Option<String>,
+    /// Redirects in the pinned layout: the servers under test on CPU 0; this process (the
+    /// built-in load generator) and what it starts (wrk, the broker) on CPU 1. Separates
+    /// the servers' CPU cost from scheduling noise; results go to `redirect-pinned.json`.
+    #[arg(long, global = true)]
+    pinned: bool,
     /// GeoIP database for consumer enrichment.
     #[arg(long, global = true, env = "SHORTENER_TEST_GEOIP_DB")]
     geoip_db: Option<PathBuf>,
@@ -99,6 +104,17 @@ async fn serve_baseline(addr: SocketAddr, links: PathBuf) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Moves every thread of this process (and so what it starts later) to `cpus`.
+fn pin_self(cpus: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running taskset (util-linux)")?;
+    anyhow::ensure!(status.success(), "taskset -c {cpus} failed: {status}");
+    Ok(())
+}
+
 async fn run(cmd: Cmd, c: Common) -> anyhow::Result<()> {
     let log_dir = match c.log_dir.clone() {
         Some(d) => d,
@@ -121,13 +137,19 @@ async fn run(cmd: Cmd, c: Common) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     if all || matches!(cmd, Cmd::Redirect) {
         let db = shortener_testkit::postgres::fresh_database().await;
-        let opts = benches::redirect::RedirectOpts {
+        let mut opts = benches::redirect::RedirectOpts {
             connections: c.connections,
             links: 1000,
             create_connections: 16,
             server_cpus: c.server_cpus.clone(),
             rounds: c.rounds,
+            layout: None,
         };
+        if c.pinned {
+            pin_self("1")?;
+            opts.server_cpus = Some("0".into());
+            opts.layout = Some("pinned".into());
+        }
         match benches::redirect::run(&env, &db.url, &opts).await {
             Ok(r) => rows.extend(r),
             Err(e) => failures.push(format!("redirect: {e:#}")),
