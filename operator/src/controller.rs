@@ -9,6 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::Controller;
 use kube::runtime::{metadata_watcher, watcher, WatchStreamExt};
 use kube::{Api, Client};
@@ -159,6 +160,10 @@ async fn run_controller(client: Client, ctx: Arc<Context>) -> anyhow::Result<()>
         .owns(Api::<Service>::all(client.clone()), owned_watch_config())
         .owns(Api::<ConfigMap>::all(client.clone()), owned_watch_config())
         .owns(Api::<Job>::all(client.clone()), owned_watch_config())
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            owned_watch_config(),
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -66,6 +66,35 @@ pub struct ShortenerStackSpec {
     /// OpenTelemetry trace export.
     #[serde(default)]
     pub telemetry: TelemetrySpec,
+    /// A PodDisruptionBudget per component (on by default).
+    #[serde(default)]
+    pub pod_disruption_budget: PodDisruptionBudgetSpec,
+}
+
+/// PodDisruptionBudgets of the components.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDisruptionBudgetSpec {
+    /// Create one PodDisruptionBudget per component.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Pods of a component a voluntary disruption (node drain) may take at a time.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub max_unavailable: i32,
+}
+
+impl Default for PodDisruptionBudgetSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_unavailable: 1,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 // ---------------------------------------------------------------------------------------------

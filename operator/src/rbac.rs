@@ -51,6 +51,12 @@ pub fn required_cluster_rules() -> Vec<PolicyRule> {
             &["scaledobjects", "triggerauthentications"],
             &["get", "create", "patch", "delete"],
         ),
+        // A budget per component; deleted when the spec turns budgets off.
+        rule(
+            "policy",
+            &["poddisruptionbudgets"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
         rule(
             "",
             &["configmaps", "services"],
@@ -141,6 +147,7 @@ mod tests {
             if r.verbs.iter().any(|v| v == "delete") {
                 assert!(
                     resources == ["jobs"]
+                        || resources == ["poddisruptionbudgets"]
                         || resources == ["scaledobjects", "triggerauthentications"],
                     "delete only on migration Jobs and KEDA objects: {resources:?}"
                 );

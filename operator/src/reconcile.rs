@@ -22,6 +22,7 @@ use chrono::Utc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -48,6 +49,7 @@ use crate::resources::labels;
 use crate::resources::migration_job::{
     job_finished_at, job_outcome, migration_job_for, migration_version, JobOutcome,
 };
+use crate::resources::pdb::pdb_for;
 use crate::resources::service::service_for;
 use crate::resources::Component;
 use crate::status::{self, DeploymentObservation, MigrationObservation, TopicObservation};
@@ -437,6 +439,35 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
                 }
                 Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
                 Applied::Updated | Applied::Unchanged => {}
+            }
+        }
+    }
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    for component in Component::ALL {
+        match pdb_for(stack, component) {
+            Some(pdb) => {
+                let (live, applied) = apply_child(&budgets, pdb).await?;
+                match applied {
+                    Applied::Created => created.push(format!(
+                        "PodDisruptionBudget {}",
+                        component.object_name(stack)
+                    )),
+                    Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
+                    Applied::Updated | Applied::Unchanged => {}
+                }
+            }
+            None => {
+                // Budgets turned off: remove the ones the stack made.
+                let name = component.object_name(stack);
+                if let Some(live) = budgets.get_opt(&name).await? {
+                    if live
+                        .owner_references()
+                        .iter()
+                        .any(|o| Some(&o.uid) == stack.metadata.uid.as_ref())
+                    {
+                        budgets.delete(&name, &DeleteParams::default()).await?;
+                    }
+                }
             }
         }
     }

@@ -545,3 +545,20 @@ async fn pause_annotation_stops_reconciliation_until_removed() {
         .iter()
         .all(|c| c["type"] != "ReconciliationPaused"));
 }
+
+/// A PodDisruptionBudget per component: a hand edit is reverted, turning budgets off
+/// removes them.
+#[tokio::test]
+async fn disruption_budgets_follow_the_spec() {
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    let pdb = format!("{PDB}/demo-consumer");
+    assert_eq!(h.get(&pdb).unwrap()["spec"]["maxUnavailable"], 1);
+    h.hand_edit(&pdb, |p| p["spec"]["maxUnavailable"] = 0.into());
+    h.pass().await;
+    assert_eq!(h.get(&pdb).unwrap()["spec"]["maxUnavailable"], 1);
+
+    h.edit_stack(|s| s["spec"]["podDisruptionBudget"] = json!({"enabled": false}));
+    h.pass().await;
+    assert!(h.api.paths(PDB).is_empty());
+}

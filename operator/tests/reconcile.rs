@@ -32,6 +32,9 @@ fn children_reads() -> Vec<String> {
         &format!("GET {CM}/demo-consumer-config"),
         &format!("GET {SVC}/demo-url-api"),
         &format!("GET {SVC}/demo-analytics-rpc"),
+        &format!("GET {PDB}/demo-url-api"),
+        &format!("GET {PDB}/demo-analytics-rpc"),
+        &format!("GET {PDB}/demo-consumer"),
         // The Secret's metadata, for the pod templates' checksum.
         &format!("GET {SECRETS}/shortener-db"),
     ]);
@@ -90,6 +93,12 @@ async fn first_creation_applies_config_and_the_migration_job_but_no_deployments(
         &format!("PATCH {SVC}/demo-url-api"),
         &format!("GET {SVC}/demo-analytics-rpc"),
         &format!("PATCH {SVC}/demo-analytics-rpc"),
+        &format!("GET {PDB}/demo-url-api"),
+        &format!("PATCH {PDB}/demo-url-api"),
+        &format!("GET {PDB}/demo-analytics-rpc"),
+        &format!("PATCH {PDB}/demo-analytics-rpc"),
+        &format!("GET {PDB}/demo-consumer"),
+        &format!("PATCH {PDB}/demo-consumer"),
         &format!("POST {EVENTS}"),
         &format!("GET {SECRETS}/shortener-db"),
         &format!("GET {DEPLOY}/demo-url-api"),
@@ -158,6 +167,9 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
         &format!("GET {CM}/demo-consumer-config"),
         &format!("GET {SVC}/demo-url-api"),
         &format!("GET {SVC}/demo-analytics-rpc"),
+        &format!("GET {PDB}/demo-url-api"),
+        &format!("GET {PDB}/demo-analytics-rpc"),
+        &format!("GET {PDB}/demo-consumer"),
         &format!("GET {SECRETS}/shortener-db"),
         &format!("GET {DEPLOY}/demo-url-api"),
         &format!("PATCH {DEPLOY}/demo-url-api"),
@@ -170,7 +182,7 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
         &format!("PATCH {STACK_PATH}/status"),
     ]);
     assert_eq!(lines(&log), expected);
-    let url_api = &log[9].body;
+    let url_api = &log[12].body;
     assert_eq!(url_api["kind"], "Deployment");
     assert_eq!(
         url_api["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -179,8 +191,8 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
     assert!(url_api["spec"]["template"]["metadata"]["annotations"]
         ["shortener.example.io/config-checksum"]
         .is_string());
-    assert_eq!(log[14].body["reason"], "RolloutStarted");
-    assert_eq!(log[15].body["reason"], "MigrationSucceeded");
+    assert_eq!(log[17].body["reason"], "RolloutStarted");
+    assert_eq!(log[18].body["reason"], "MigrationSucceeded");
     let stack = h.get(STACK_PATH).unwrap();
     assert_eq!(condition(&stack, "MigrationsApplied")["status"], "True");
     assert_eq!(
@@ -296,7 +308,7 @@ async fn failed_migration_degrades_and_blocks_the_rollout() {
         .as_str()
         .unwrap()
         .contains("BackoffLimitExceeded"));
-    assert_eq!(log[11].body["reason"], "Degraded");
+    assert_eq!(log[14].body["reason"], "Degraded");
     // The first retry is due in 60 s; the pending requeue (30 s) comes first.
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(30)));
 
