@@ -377,6 +377,29 @@ async fn the_dashboard_in_a_real_browser() {
     wait_path(&c, "/ui/links/launch-notes?created=1").await;
     wait_text(&c, ".notice", "ready").await;
     transferred(&c, "link (first with the chart)", &mut bytes).await;
+    // The QR code is drawn (an image the page's CSP allows) and offered as a download.
+    let qr = "const i = document.querySelector('.qr img'); return i.complete ? i.naturalWidth : 0";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.execute(qr, vec![]).await.unwrap() == json!(0) {
+        assert!(Instant::now() < deadline, "the QR code never loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let png = c
+        .find(Locator::Css(".qr a[download$='.png']"))
+        .await
+        .unwrap();
+    let href = png.attr("href").await.unwrap().unwrap();
+    let png = stack
+        .http
+        .get(format!("{base}{href}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        png.status().as_u16(),
+        303,
+        "the QR download needs the session"
+    );
     assert_eq!(text(&c, "#link-title").await, title, "the title is text");
     let injected = c
         .execute(

@@ -616,3 +616,43 @@ async fn removing_a_key_from_the_configuration_ends_its_sessions() {
     assert_eq!(location(&resp), "/ui/login?expired=1");
     restarted.stop().await;
 }
+
+#[tokio::test]
+async fn qr_codes_of_own_links_only() {
+    let app = app().await;
+    let mut b = Browser::new(&app);
+    b.sign_in(ALICE).await;
+    let token = b.csrf("/ui/links").await;
+    b.post(
+        "/ui/links",
+        &[
+            ("csrf", &token),
+            ("long_url", "https://example.com/qr"),
+            ("alias", "qr-me"),
+        ],
+    )
+    .await;
+    let page = b.get("/ui/links/qr-me").await.text().await.unwrap();
+    assert!(
+        page.contains("src=\"/ui/links/qr-me/qr?format=png&amp;size=160\""),
+        "{page}"
+    );
+    let png = b.get("/ui/links/qr-me/qr?format=png&size=256").await;
+    assert_eq!(png.status(), 200);
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert_eq!(&png.bytes().await.unwrap()[..4], b"\x89PNG");
+    let svg = b.get("/ui/links/qr-me/qr?format=svg").await;
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().await.unwrap().contains("<svg"));
+    assert_eq!(b.get("/ui/links/qr-me/qr?size=5").await.status(), 400);
+
+    let mut bob = Browser::new(&app);
+    bob.sign_in(BOB).await;
+    assert_eq!(bob.get("/ui/links/qr-me/qr").await.status(), 404);
+    let mut anonymous = Browser::new(&app);
+    assert_eq!(
+        location(&anonymous.get("/ui/links/qr-me/qr").await),
+        "/ui/login"
+    );
+    app.stop().await;
+}

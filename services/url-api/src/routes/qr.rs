@@ -25,7 +25,7 @@ pub struct QrQuery {
     pub size: Option<u32>,
 }
 
-fn params(q: &QrQuery) -> Result<(Format, u32), ApiError> {
+pub(crate) fn params(q: &QrQuery) -> Result<(Format, u32), ApiError> {
     let format = match q.format.as_deref() {
         None => Format::Svg,
         Some(f) => Format::parse(f)
@@ -40,7 +40,12 @@ fn params(q: &QrQuery) -> Result<(Format, u32), ApiError> {
     Ok((format, size))
 }
 
-fn image(state: &AppState, code: &str, format: Format, size: u32) -> Result<Response, ApiError> {
+pub(crate) fn image(
+    state: &AppState,
+    code: &str,
+    format: Format,
+    size: u32,
+) -> Result<Response, ApiError> {
     let url = format!("{}/{code}", state.public_base_url);
     let bytes = qr::render(&url, format, size).map_err(|e| {
         tracing::error!(code, error = %e, "QR code rendering failed");

@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/logout", post(pages::logout))
         .route("/ui/links", get(pages::links).post(pages::create))
         .route("/ui/links/{code}", get(pages::link))
+        .route("/ui/links/{code}/qr", get(pages::qr))
         .route(
             "/ui/links/{code}/edit",
             get(pages::edit_form).post(pages::edit),
@@ -64,10 +65,13 @@ pub fn router() -> Router<AppState> {
 
 async fn security_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // A response with its own policy keeps it (the QR code's SVG).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -21,6 +21,7 @@ use super::{csrf, ClientIp};
 use crate::error::ApiError;
 use crate::rate_limit::{self, ClientKey};
 use crate::routes::links::{self, CreateLinkRequest, EditLinkRequest, LinkResponse, ListQuery};
+use crate::routes::qr;
 use crate::routes::stats::{self, LinkStats};
 use crate::store;
 use crate::{auth, AppState};
@@ -750,6 +751,20 @@ pub async fn link(
         stats_problem,
     };
     Ok(render(&page))
+}
+
+/// `GET /ui/links/{code}/qr`: the link's QR code (the API's owner QR), for the page's
+/// image and its download links.
+pub async fn qr(
+    State(state): State<AppState>,
+    SignedIn(s): SignedIn,
+    Path(code): Path<String>,
+    Query(q): Query<qr::QrQuery>,
+) -> Result<Response, UiError> {
+    limit(&state, &s, true)?;
+    let (format, size) = qr::params(&q)?;
+    let row = links::owned_link_by_code(&state, &s.owner, &code).await?;
+    Ok(qr::image(&state, &row.short_code, format, size)?)
 }
 
 #[derive(Template)]
