@@ -130,11 +130,16 @@ async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
     let mut rpc_client = AnalyticsServiceClient::connect(format!("http://{}", stack.grpc_addr))
         .await
         .unwrap();
+    let mut request = tonic::Request::new(GetClickStatsRequest {
+        short_code: code.clone(),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", common::RPC_TOKEN).parse().unwrap(),
+    );
     let stats = rpc_client
-        .get_click_stats(GetClickStatsRequest {
-            short_code: code.clone(),
-            ..Default::default()
-        })
+        .get_click_stats(request)
         .await
         .unwrap()
         .into_inner();

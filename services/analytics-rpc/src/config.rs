@@ -6,6 +6,8 @@ use std::time::Duration;
 use shortener_common::db::DatabaseArgs;
 use shortener_common::telemetry::LogArgs;
 
+use crate::auth::SharedToken;
+
 #[derive(clap::Parser, Debug)]
 #[command(
     name = "analytics-rpc",
@@ -40,6 +42,14 @@ pub struct ServerArgs {
     /// waits for any more.
     #[arg(long, env = "QUERY_TIMEOUT_MS", default_value_t = 250)]
     pub query_timeout_ms: u64,
+    /// Shared secret every AnalyticsService call must present as `authorization: Bearer
+    /// <token>` (url-api's ANALYTICS_RPC_TOKEN); unset leaves the service open.
+    #[arg(long, env = "RPC_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<SharedToken>,
+    /// Most gRPC requests handled at once, over all connections; more wait their turn.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 64,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub max_concurrent_requests: usize,
 }
 
 impl ServerArgs {
@@ -52,6 +62,8 @@ impl ServerArgs {
             health_check_interval_ms: 5_000,
             request_timeout_ms: 10_000,
             query_timeout_ms: 250,
+            auth_token: None,
+            max_concurrent_requests: 64,
         }
     }
 

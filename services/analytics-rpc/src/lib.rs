@@ -5,6 +5,7 @@
 //! HEALTH_CHECK_INTERVAL_MS) and server reflection v1; on ADMIN_ADDR, /healthz, /readyz and
 //! /metrics.
 
+pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod queries;
@@ -124,13 +125,21 @@ impl AnalyticsServer {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
-        let api = AnalyticsServiceServer::new(AnalyticsApi::new(
-            pool.clone(),
-            metrics,
-            args.query_timeout(),
-        ))
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+        let api = tonic::service::interceptor::InterceptedService::new(
+            AnalyticsServiceServer::new(AnalyticsApi::new(
+                pool.clone(),
+                metrics,
+                args.query_timeout(),
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+            auth::check(args.auth_token.clone()),
+        );
+        if args.auth_token.is_none() {
+            tracing::warn!(
+                "RPC_AUTH_TOKEN is not set: any workload that reaches the port may query"
+            );
+        }
 
         let health_task = tokio::spawn(health_loop(
             pool.clone(),
@@ -158,6 +167,11 @@ impl AnalyticsServer {
         let grpc_stop = cancel.clone();
         let served = tonic::transport::Server::builder()
             .timeout(args.request_timeout())
+            // Requests beyond the limit wait (bounded by the callers' deadlines) instead of
+            // each taking a database connection and a task.
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                args.max_concurrent_requests,
+            ))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(api)

@@ -24,6 +24,7 @@ use shortener_common::proto::analytics::{
     GetClickStatsRequest, GetClickStatsResponse,
 };
 use shortener_common::telemetry::propagation;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::field::Empty;
@@ -68,6 +69,11 @@ pub struct ClickCount {
     pub bots: u64,
 }
 
+/// ANALYTICS_RPC_TOKEN holds characters a header cannot carry.
+#[derive(Debug, thiserror::Error)]
+#[error("ANALYTICS_RPC_TOKEN must be printable ASCII")]
+pub struct InvalidToken;
+
 #[derive(Clone)]
 pub struct AnalyticsClient {
     client: AnalyticsServiceClient<Channel>,
@@ -77,6 +83,8 @@ pub struct AnalyticsClient {
     metrics: Metrics,
     /// `server.address` and `server.port` of the client spans.
     server: Arc<(String, u16)>,
+    /// `Bearer <ANALYTICS_RPC_TOKEN>`, sent with every call when set.
+    authorization: Option<MetadataValue<Ascii>>,
 }
 
 /// `rpc.service` of the client spans.
@@ -120,7 +128,17 @@ impl AnalyticsClient {
             owners: Arc::new(OwnerLimit::new(per_owner)),
             metrics,
             server: Arc::new(server),
+            authorization: None,
         })
+    }
+
+    /// Sends `token` as `authorization: Bearer <token>` with every call (analytics-rpc's
+    /// RPC_AUTH_TOKEN). Err when the token cannot be a header value.
+    pub fn with_token(mut self, token: Option<&str>) -> Result<Self, InvalidToken> {
+        self.authorization = token
+            .map(|t| format!("Bearer {t}").parse().map_err(|_| InvalidToken))
+            .transpose()?;
+        Ok(self)
     }
 
     pub async fn click_count(
@@ -228,6 +246,9 @@ impl AnalyticsClient {
         );
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.timeout);
+        if let Some(auth) = &self.authorization {
+            request.metadata_mut().insert("authorization", auth.clone());
+        }
         propagation::inject_grpc(&span.context(), request.metadata_mut());
         // The deadline also covers connecting, which the channel does lazily.
         let outcome = tokio::time::timeout(self.timeout, f(self.client.clone(), request))

@@ -102,6 +102,9 @@ pub struct Config {
     /// gRPC endpoint of analytics-rpc.
     #[arg(long, env = "ANALYTICS_RPC_URL", default_value = DEFAULT_ANALYTICS_RPC_URL)]
     pub analytics_rpc_url: String,
+    /// Shared secret sent to analytics-rpc (its RPC_AUTH_TOKEN) with every call.
+    #[arg(long, env = "ANALYTICS_RPC_TOKEN", hide_env_values = true)]
+    pub analytics_rpc_token: Option<String>,
     /// Deadline of each analytics call, in milliseconds.
     #[arg(long, env = "ANALYTICS_RPC_TIMEOUT_MS", default_value_t = DEFAULT_ANALYTICS_RPC_TIMEOUT_MS)]
     pub analytics_rpc_timeout_ms: u64,
@@ -180,6 +183,10 @@ impl std::fmt::Debug for Config {
             .field("cache_ttl_secs", &self.cache_ttl_secs)
             .field("max_url_length", &self.max_url_length)
             .field("analytics_rpc_url", &self.analytics_rpc_url)
+            .field(
+                "analytics_rpc_token",
+                &self.analytics_rpc_token.as_ref().map(|_| "***"),
+            )
             .field("analytics_rpc_timeout_ms", &self.analytics_rpc_timeout_ms)
             .field(
                 "analytics_max_concurrent_per_owner",
@@ -225,6 +232,7 @@ impl Config {
             cache_ttl_secs: DEFAULT_CACHE_TTL_SECS,
             max_url_length: DEFAULT_MAX_URL_LENGTH,
             analytics_rpc_url: DEFAULT_ANALYTICS_RPC_URL.into(),
+            analytics_rpc_token: None,
             analytics_rpc_timeout_ms: DEFAULT_ANALYTICS_RPC_TIMEOUT_MS,
             analytics_max_concurrent_per_owner: DEFAULT_ANALYTICS_MAX_CONCURRENT_PER_OWNER,
             breaker_failure_threshold: DEFAULT_BREAKER_FAILURE_THRESHOLD,

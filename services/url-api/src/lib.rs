@@ -91,6 +91,8 @@ pub enum StartupError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("invalid ANALYTICS_RPC_URL: {0}")]
     AnalyticsUrl(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    AnalyticsToken(#[from] analytics_client::InvalidToken),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -187,7 +189,8 @@ impl AppState {
             Duration::from_millis(config.breaker_reset_ms),
             config.analytics_max_concurrent_per_owner,
             metrics.clone(),
-        )?;
+        )?
+        .with_token(config.analytics_rpc_token.as_deref())?;
         let geoip = match &config.geoip_db_path {
             Some(path) => Some(Arc::new(CountryDb::open(path)?)),
             None => {

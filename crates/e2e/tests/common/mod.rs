@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const TOPIC: &str = "clicks";
+/// The token url-api presents to analytics-rpc.
+pub const RPC_TOKEN: &str = "e2e-rpc-token-0123456789";
 
 /// What differs between the tests' stacks.
 pub struct StackOptions {
@@ -63,7 +65,10 @@ impl Stack {
         let mut stops = Vec::new();
         let mut tasks = Vec::new();
 
-        let rpc = AnalyticsServer::bind(ServerArgs::new(db.args()))
+        // url-api and analytics-rpc share a token, as a deployment should.
+        let mut rpc_args = ServerArgs::new(db.args());
+        rpc_args.auth_token = Some(RPC_TOKEN.parse().expect("token"));
+        let rpc = AnalyticsServer::bind(rpc_args)
             .await
             .expect("bind analytics-rpc");
         let grpc_addr = rpc.grpc_addr();
@@ -95,6 +100,7 @@ impl Stack {
         config.trusted_proxies =
             url_api::config::parse_proxies(options.trusted_proxies).expect("trusted proxies");
         config.analytics_rpc_url = format!("http://{grpc_addr}");
+        config.analytics_rpc_token = Some(RPC_TOKEN.into());
         // The first call also dials the channel; keep it well clear of a loaded machine.
         config.analytics_rpc_timeout_ms = options.analytics_rpc_timeout_ms.unwrap_or(10_000);
         config.rate_limit_per_second = 10_000;
