@@ -46,6 +46,22 @@ pub struct RunArgs {
     /// Deadline of each Kafka admin request, in seconds.
     #[arg(long, env = "KAFKA_ADMIN_TIMEOUT_SECS", default_value_t = 10)]
     pub kafka_admin_timeout_secs: u64,
+    /// Watch ShortenerStacks (and their children and Secrets) in this namespace only, for
+    /// a Role-scoped installation; unset: every namespace.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+}
+
+/// `Api` over every namespace, or the watched one.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 fn owned_watch_config() -> watcher::Config {
@@ -108,12 +124,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         run_as_leader(
             &elector,
             shortener_common::shutdown::signal(),
-            run_controller(client, ctx),
+            run_controller(client, ctx, args.watch_namespace.clone()),
         )
         .await
     } else {
         metrics.leader.set(1);
-        Leadership::Released(run_controller(client, ctx).await)
+        Leadership::Released(run_controller(client, ctx, args.watch_namespace.clone()).await)
     };
     admin.abort();
     match outcome {
@@ -126,22 +142,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The controller, until SIGTERM (in-flight reconciles finish first).
-async fn run_controller(client: Client, ctx: Arc<Context>) -> anyhow::Result<()> {
-    let stacks: Api<ShortenerStack> = Api::all(client.clone());
+async fn run_controller(
+    client: Client,
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+) -> anyhow::Result<()> {
+    let ns = namespace.as_deref();
+    let stacks: Api<ShortenerStack> = scoped(&client, ns);
     stacks
         .list(&kube::api::ListParams::default().limit(1))
         .await
         .context("cannot list ShortenerStacks: is the CRD installed (operator crd | kubectl apply -f -)?")?;
-    info!("controller started");
+    info!(namespace = ns.unwrap_or("*"), "controller started");
     // A changed Secret may be one a stack's pods read: reconcile the stacks, which compare
     // the Secrets' resourceVersions in the pod templates (rare, so all stacks is fine).
     // Relayed through a channel of one: changes arriving during a run coalesce.
     let (mut changed, secret_changes) = futures::channel::mpsc::channel::<()>(1);
-    let secrets = metadata_watcher(
-        Api::<Secret>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff();
+    let secrets = metadata_watcher(scoped::<Secret>(&client, ns), watcher::Config::default())
+        .default_backoff();
     let relay = tokio::spawn(async move {
         futures::pin_mut!(secrets);
         while let Some(event) = secrets.next().await {
@@ -156,12 +174,12 @@ async fn run_controller(client: Client, ctx: Arc<Context>) -> anyhow::Result<()>
     });
     Controller::new(stacks, watcher::Config::default().any_semantic())
         .reconcile_all_on(secret_changes)
-        .owns(Api::<Deployment>::all(client.clone()), owned_watch_config())
-        .owns(Api::<Service>::all(client.clone()), owned_watch_config())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned_watch_config())
-        .owns(Api::<Job>::all(client.clone()), owned_watch_config())
+        .owns(scoped::<Deployment>(&client, ns), owned_watch_config())
+        .owns(scoped::<Service>(&client, ns), owned_watch_config())
+        .owns(scoped::<ConfigMap>(&client, ns), owned_watch_config())
+        .owns(scoped::<Job>(&client, ns), owned_watch_config())
         .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
+            scoped::<PodDisruptionBudget>(&client, ns),
             owned_watch_config(),
         )
         .shutdown_on_signal()

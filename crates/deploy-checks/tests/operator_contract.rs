@@ -255,3 +255,34 @@ fn crd_schema_rejects_what_the_api_server_would() {
         "/spec",
     );
 }
+
+#[test]
+fn single_namespace_mode_grants_a_role_in_that_namespace_only() {
+    let r = helm::render(&json!({"watchNamespace": "shop"})).unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.render_error.is_none(), "{:?}", r.render_error);
+    assert!(r.all("ClusterRole").is_empty(), "no cluster-wide rules");
+    assert!(r.all("ClusterRoleBinding").is_empty());
+    let roles = r.all("Role");
+    let stacks_role = roles
+        .iter()
+        .find(|o| o["metadata"]["namespace"] == "shop")
+        .expect("a Role in the watched namespace");
+    // The reconciler's rules, Secrets included, in that namespace and nowhere else.
+    assert_grants_exactly(
+        stacks_role,
+        &shortener_operator::rbac::required_cluster_rules(),
+    );
+    let binding = r
+        .all("RoleBinding")
+        .into_iter()
+        .find(|o| o["metadata"]["namespace"] == "shop")
+        .expect("its RoleBinding");
+    assert_eq!(binding["roleRef"]["name"], stacks_role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+    let env = r.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    assert!(env
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "WATCH_NAMESPACE" && e["value"] == "shop"));
+}
