@@ -736,6 +736,26 @@ fn http_corpus() -> Vec<Case> {
         .push(("content-type", "application/x-www-form-urlencoded".into()));
     c.body = b"password=guess".to_vec();
     cases.push(c);
+    for (name, path, ct, body, status, code) in [
+        ("bulk with no links", "/api/v1/links/bulk", "application/json", r#"{"links":[]}"#.to_string(), 400, "invalid_request"),
+        ("bulk of 1001 links", "/api/v1/links/bulk", "application/json", serde_json::json!({ "links": vec![serde_json::json!({ "long_url": "https://e.com/" }); 1001] }).to_string(), 400, "invalid_request"),
+        ("bulk not a list", "/api/v1/links/bulk", "application/json", r#"{"links":{}}"#.to_string(), 400, "invalid_json"),
+        ("import as JSON", "/api/v1/links/import", "application/json", "long_url\nhttps://e.com/\n".to_string(), 415, "unsupported_media_type"),
+        ("import without a long_url column", "/api/v1/links/import", "text/csv", "alias,title\nx,y\n".to_string(), 400, "invalid_request"),
+        ("import of binary garbage", "/api/v1/links/import", "text/csv", "\u{0}\u{1}\u{2}".to_string(), 400, "invalid_request"),
+    ] {
+        let mut c = case(name, "POST", path, status, code);
+        c.headers.push(("content-type", ct.into()));
+        c.body = body.into_bytes();
+        cases.push(c);
+    }
+    cases.push(case(
+        "export as XML",
+        "GET",
+        "/api/v1/links/export?format=xml",
+        400,
+        "invalid_query",
+    ));
     cases.push(case(
         "list with a 201-character q",
         "GET",

@@ -259,6 +259,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/links/{code}/stats", get(stats::stats))
         .route("/api/v1/links/{code}/qr", get(routes::qr::owner_qr))
+        .route(
+            "/api/v1/links/bulk",
+            axum::routing::post(routes::bulk::bulk_create)
+                .layer(DefaultBodyLimit::max(routes::bulk::BULK_BODY_LIMIT_BYTES)),
+        )
+        .route(
+            "/api/v1/links/import",
+            axum::routing::post(routes::bulk::import_csv)
+                .layer(DefaultBodyLimit::max(routes::bulk::BULK_BODY_LIMIT_BYTES)),
+        )
+        .route("/api/v1/links/export", get(routes::bulk::export))
         // Public, but rendering costs CPU: under the read limit (per client IP).
         .route("/{code}/qr", get(routes::qr::public_qr))
         .route("/api/v1/account/stats", get(stats::account))

@@ -765,3 +765,145 @@ async fn password_protected_links_ask_check_and_limit_attempts() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn bulk_create_import_and_export_report_each_link() {
+    let app = start(|_| {}).await;
+    // 300 links (about 25 KiB, over the 16 KiB limit of single requests), two of them bad.
+    let mut links: Vec<Value> = (0..300)
+        .map(|i| json!({ "long_url": format!("https://example.com/bulk/{i}"), "tags": ["bulk"] }))
+        .collect();
+    links[7] = json!({ "long_url": "javascript:alert(1)" });
+    links[8] = json!({ "long_url": "https://example.com/a", "alias": "bulk-alias" });
+    links[9] = json!({ "long_url": "https://example.com/b", "alias": "bulk-alias" });
+    let resp = app
+        .client
+        .post(app.url("/api/v1/links/bulk"))
+        .bearer_auth(ALICE)
+        .json(&json!({ "links": links }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["created"].as_u64(), v["failed"].as_u64()),
+        (Some(298), Some(2))
+    );
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 300);
+    assert_eq!(results[7]["status"], 400);
+    assert_eq!(results[7]["error"]["code"], "invalid_url");
+    assert_eq!(results[8]["link"]["code"], "bulk-alias");
+    assert_eq!(results[9]["status"], 409);
+    assert_eq!(results[9]["error"]["code"], "alias_taken");
+    let code = results[0]["link"]["code"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.location(&format!("/{code}")).await.as_deref(),
+        Ok("https://example.com/bulk/0")
+    );
+
+    for (body, why) in [
+        (json!({ "links": [] }), "no links"),
+        (
+            json!({ "links": vec![json!({ "long_url": "https://e.com/" }); 1001] }),
+            "1001 links",
+        ),
+    ] {
+        let resp = app
+            .client
+            .post(app.url("/api/v1/links/bulk"))
+            .bearer_auth(ALICE)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(resp, 400).await, "invalid_request", "{why}");
+    }
+
+    // CSV import: quoted fields, tags separated by |, a bad row reported by position.
+    let csv = "destination,alias,title,tags,expires_at\n\
+               https://example.com/c1,csv-one,\"Hello, world\",news|launch,\n\
+               ftp://example.com/c2,,,,\n\
+               https://example.com/c3,,,,2999-01-01T00:00:00Z\n\
+               https://example.com/c4,,,,tomorrow\n";
+    let resp = app
+        .client
+        .post(app.url("/api/v1/links/import"))
+        .bearer_auth(ALICE)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["created"].as_u64(), v["failed"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert_eq!(v["results"][0]["link"]["title"], "Hello, world");
+    assert_eq!(v["results"][0]["link"]["tags"], json!(["news", "launch"]));
+    assert_eq!(v["results"][1]["error"]["code"], "invalid_url");
+    // Ten years at most, as on create.
+    assert_eq!(v["results"][2]["error"]["code"], "invalid_request");
+    assert_eq!(v["results"][3]["error"]["code"], "invalid_request");
+    for (ct, body, status, code) in [
+        (
+            "application/json",
+            "long_url\nhttps://e.com/\n",
+            415,
+            "unsupported_media_type",
+        ),
+        ("text/csv", "alias\nx\n", 400, "invalid_request"),
+        ("text/csv", "long_url\n", 400, "invalid_request"),
+    ] {
+        let resp = app
+            .client
+            .post(app.url("/api/v1/links/import"))
+            .bearer_auth(ALICE)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(resp, status).await, code, "{body}");
+    }
+
+    // Export: every live link of the caller, JSON and CSV.
+    let all: Value = app
+        .get_auth(ALICE, "/api/v1/links/export")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 299);
+    let resp = app.get_auth(ALICE, "/api/v1/links/export?format=csv").await;
+    assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = resp.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "code",
+            "short_url",
+            "long_url",
+            "title",
+            "description",
+            "tags",
+            "created_at",
+            "expires_at",
+            "max_visits",
+            "forward_query"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 299);
+    let one = rows.iter().find(|r| &r[0] == "csv-one").unwrap();
+    assert_eq!((&one[3], &one[5]), ("Hello, world", "news|launch"));
+    let resp = app.get_auth(BOB, "/api/v1/links/export").await;
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!([]));
+    let resp = app.get_auth(ALICE, "/api/v1/links/export?format=xml").await;
+    assert_eq!(error_code(resp, 400).await, "invalid_query");
+    app.stop().await;
+}

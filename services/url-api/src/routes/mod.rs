@@ -1,5 +1,6 @@
 //! HTTP handlers.
 
+pub mod bulk;
 pub mod links;
 pub mod qr;
 pub mod redirect;
