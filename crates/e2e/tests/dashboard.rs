@@ -473,6 +473,14 @@ async fn the_dashboard_in_a_real_browser() {
             "{seen} missing from {breakdowns}"
         );
     }
+    // People and bots add up to the clicks; the two Googlebot visits are bots.
+    let number = |t: String| t.parse::<u64>().unwrap();
+    let humans = number(text(&c, "#human-clicks").await);
+    let bots = number(text(&c, "#bot-clicks").await);
+    assert_eq!(humans + bots, expected as u64);
+    assert!(bots >= 2, "{bots} bots");
+    assert!(number(text(&c, "#visitors").await) >= 1);
+    assert!(breakdowns.contains("Operating systems"), "{breakdowns}");
     let chart_sum = c
         .execute(
             "return document.getElementById('chart').dataset.clicks.split(',').map(Number).reduce((a, b) => a + b, 0)",

@@ -671,6 +671,10 @@ pub async fn edit(
 /// The analytics part of a link's page.
 pub struct StatsView {
     total: u64,
+    humans: u64,
+    bots: u64,
+    visitors: u64,
+    human_series: String,
     range_text: String,
     times: String,
     clicks: String,
@@ -678,7 +682,7 @@ pub struct StatsView {
 }
 
 fn stats_view(stats: &LinkStats, window: &range::Window) -> StatsView {
-    let (times, clicks) = view::series_attrs(&stats.series);
+    let (times, clicks, humans) = view::series_attrs(&stats.series);
     let range_text = match window.preset {
         Preset::Custom => format!("from {} to {} (UTC)", window.from_date, window.to_date),
         preset => format!(
@@ -688,9 +692,13 @@ fn stats_view(stats: &LinkStats, window: &range::Window) -> StatsView {
     };
     StatsView {
         total: stats.total_clicks,
+        humans: stats.human_clicks,
+        bots: stats.bot_clicks,
+        visitors: stats.visitors,
         range_text,
         times,
         clicks,
+        human_series: humans,
         lists: vec![
             BarList {
                 kind: "country",
@@ -698,6 +706,7 @@ fn stats_view(stats: &LinkStats, window: &range::Window) -> StatsView {
             },
             view::bar_list("Devices", &stats.by_device_type, view::capitalized),
             view::bar_list("Browsers", &stats.by_browser, view::as_is),
+            view::bar_list("Operating systems", &stats.by_os, view::as_is),
             view::bar_list("Traffic sources", &stats.by_traffic_source, view::source),
         ],
     }

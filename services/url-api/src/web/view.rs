@@ -50,7 +50,12 @@ pub fn bar_list(title: &'static str, entries: &[Breakdown], label: fn(&str) -> S
         .iter()
         .take(MAX_BARS)
         .map(|e| Bar {
-            label: label(&e.key),
+            // The rest beyond analytics' top N, folded by analytics-rpc itself.
+            label: if e.other {
+                "Other".to_string()
+            } else {
+                label(&e.key)
+            },
             clicks: e.clicks,
             width: Bar::width_of(e.clicks, top),
             share: format!(
@@ -91,13 +96,15 @@ pub fn source(key: &str) -> String {
 
 /// The chart's data: bucket starts (Unix seconds) and clicks, comma-separated, for the
 /// element's `data-` attributes (no inline script under the CSP).
-pub fn series_attrs(series: &[SeriesPoint]) -> (String, String) {
-    let times: Vec<String> = series
-        .iter()
-        .map(|p| p.start.timestamp().to_string())
-        .collect();
-    let clicks: Vec<String> = series.iter().map(|p| p.clicks.to_string()).collect();
-    (times.join(","), clicks.join(","))
+pub fn series_attrs(series: &[SeriesPoint]) -> (String, String, String) {
+    let join = |f: fn(&SeriesPoint) -> String| -> String {
+        series.iter().map(f).collect::<Vec<_>>().join(",")
+    };
+    (
+        join(|p| p.start.timestamp().to_string()),
+        join(|p| p.clicks.to_string()),
+        join(|p| p.human_clicks.to_string()),
+    )
 }
 
 /// A timestamp as the pages show it (UTC, to the minute).

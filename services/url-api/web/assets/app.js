@@ -61,6 +61,7 @@
     if (!el || typeof uPlot === "undefined") return;
     var times = numbers(el, "data-times");
     var clicks = numbers(el, "data-clicks");
+    var humans = numbers(el, "data-humans");
     var daily = el.getAttribute("data-unit") === "day";
     var accent = getComputedStyle(document.documentElement).getPropertyValue("--accent").trim() || "#1d4ed8";
     var size = function () {
@@ -69,7 +70,7 @@
     var opts = {
       width: size().width,
       height: size().height,
-      legend: { show: false },
+      legend: { show: true, live: false },
       // Buckets are UTC days and hours, as the rest of the page says.
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       cursor: { drag: { x: false, y: false } },
@@ -80,10 +81,11 @@
       ],
       series: [
         {},
-        { label: "Clicks", stroke: accent, width: 2, fill: accent + "22", points: { show: times.length <= 60 } }
+        { label: "Clicks", stroke: accent, width: 2, fill: accent + "22", points: { show: times.length <= 60 } },
+        { label: "People", stroke: "#047857", width: 2, dash: [6, 4], points: { show: false } }
       ]
     };
-    var plot = new uPlot(opts, [times, clicks], el);
+    var plot = new uPlot(opts, [times, clicks, humans], el);
     el.classList.add("drawn");
     window.addEventListener("resize", function () { plot.setSize(size()); });
   }
