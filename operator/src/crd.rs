@@ -69,6 +69,19 @@ pub struct ShortenerStackSpec {
     /// A PodDisruptionBudget per component (on by default).
     #[serde(default)]
     pub pod_disruption_budget: PodDisruptionBudgetSpec,
+    /// NetworkPolicies admitting only the traffic the stack needs (off by default).
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// NetworkPolicies of the components.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create one NetworkPolicy per component: url-api's HTTP port open, analytics-rpc's
+    /// gRPC port for url-api only, admin ports for pods of the cluster.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 /// PodDisruptionBudgets of the components.

@@ -51,6 +51,12 @@ pub fn required_cluster_rules() -> Vec<PolicyRule> {
             &["scaledobjects", "triggerauthentications"],
             &["get", "create", "patch", "delete"],
         ),
+        // Optional NetworkPolicies, applied when the spec enables them.
+        rule(
+            "networking.k8s.io",
+            &["networkpolicies"],
+            &["get", "create", "patch"],
+        ),
         // A budget per component; deleted when the spec turns budgets off.
         rule(
             "policy",

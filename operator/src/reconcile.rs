@@ -22,6 +22,7 @@ use chrono::Utc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -49,6 +50,7 @@ use crate::resources::labels;
 use crate::resources::migration_job::{
     job_finished_at, job_outcome, migration_job_for, migration_version, JobOutcome,
 };
+use crate::resources::network_policy::network_policy_for;
 use crate::resources::pdb::pdb_for;
 use crate::resources::service::service_for;
 use crate::resources::Component;
@@ -468,6 +470,20 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
                         budgets.delete(&name, &DeleteParams::default()).await?;
                     }
                 }
+            }
+        }
+    }
+    // Only when enabled (turning them off leaves them to `kubectl delete networkpolicy`).
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+    for component in Component::ALL {
+        if let Some(policy) = network_policy_for(stack, component) {
+            let (live, applied) = apply_child(&policies, policy).await?;
+            match applied {
+                Applied::Created => {
+                    created.push(format!("NetworkPolicy {}", component.object_name(stack)))
+                }
+                Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
+                Applied::Updated | Applied::Unchanged => {}
             }
         }
     }

@@ -562,3 +562,25 @@ async fn disruption_budgets_follow_the_spec() {
     h.pass().await;
     assert!(h.api.paths(PDB).is_empty());
 }
+
+/// NetworkPolicies appear only when enabled, one per component.
+#[tokio::test]
+async fn network_policies_are_opt_in() {
+    const NETPOL: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    assert!(h.api.paths(NETPOL).is_empty());
+    h.edit_stack(|s| s["spec"]["networkPolicy"] = json!({"enabled": true}));
+    h.pass().await;
+    let mut names = h.api.paths(NETPOL);
+    names.sort();
+    assert_eq!(
+        names,
+        COMPONENTS
+            .iter()
+            .map(|c| format!("{NETPOL}/{c}"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+}

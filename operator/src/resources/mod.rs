@@ -9,6 +9,7 @@ pub mod env;
 pub mod hash;
 pub mod labels;
 pub mod migration_job;
+pub mod network_policy;
 pub mod pdb;
 pub mod pod;
 pub mod service;
