@@ -756,6 +756,19 @@ fn http_corpus() -> Vec<Case> {
         400,
         "invalid_query",
     ));
+    for (name, query) in [
+        ("orphan visits of 0 days", "days=0"),
+        ("orphan visits of 367 days", "days=367"),
+        ("orphan visits of some days", "days=some"),
+    ] {
+        cases.push(case(
+            name,
+            "GET",
+            &format!("/api/v1/orphan-visits?{query}"),
+            400,
+            "invalid_query",
+        ));
+    }
     cases.push(case(
         "list with a 201-character q",
         "GET",

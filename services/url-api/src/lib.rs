@@ -27,6 +27,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod miss_limit;
 pub mod openapi;
+pub mod orphans;
 pub mod owner_limit;
 pub mod password;
 pub mod per_thread;
@@ -133,6 +134,9 @@ pub struct SharedState {
     pub(crate) analytics: AnalyticsClient,
     pub(crate) ui: web::UiSettings,
     pub(crate) password_attempts: password::AttemptLimiter,
+    pub(crate) orphans: orphans::OrphanCounter,
+    /// PUBLIC_BASE_URL's host: the domain orphan visits are counted for.
+    pub(crate) public_domain: Arc<str>,
     /// Countries of visitors, for redirect rules; None without GEOIP_DB_PATH.
     pub(crate) geoip: Option<Arc<CountryDb>>,
     pub(crate) request_timeout: Duration,
@@ -233,6 +237,8 @@ impl AppState {
             },
             geoip,
             password_attempts: password::AttemptLimiter::default(),
+            orphans: orphans::OrphanCounter::default(),
+            public_domain: base.host_str().unwrap_or_default().into(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             connection_limits: server::ConnectionLimits {
                 header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
@@ -270,6 +276,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(routes::bulk::BULK_BODY_LIMIT_BYTES)),
         )
         .route("/api/v1/links/export", get(routes::bulk::export))
+        .route("/api/v1/orphan-visits", get(routes::orphans::orphan_visits))
         // Public, but rendering costs CPU: under the read limit (per client IP).
         .route("/{code}/qr", get(routes::qr::public_qr))
         .route("/api/v1/account/stats", get(stats::account))
@@ -318,6 +325,9 @@ pub async fn serve(
         rate_limit::spawn_janitor(state.read_limit.clone()),
         invalidation::spawn_listener(&state.pool, state.cache.clone(), listening),
         state.password_attempts.spawn_janitor(),
+        state
+            .orphans
+            .spawn_flusher(state.pool.clone(), state.public_domain.to_string()),
     ];
     let _ = tokio::time::timeout(invalidation::FIRST_LISTEN_WAIT, first_listen).await;
     let publisher = state.clicks.clone();

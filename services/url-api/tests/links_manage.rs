@@ -907,3 +907,63 @@ async fn bulk_create_import_and_export_report_each_link() {
     assert_eq!(error_code(resp, 400).await, "invalid_query");
     app.stop().await;
 }
+
+/// Unknown, deleted and impossible codes are counted per day for the deployment's domain,
+/// without keeping the codes: 60 random codes add counts, not rows.
+#[tokio::test]
+async fn orphan_visits_are_counted_without_storing_codes() {
+    let app = start(|_| {}).await;
+    let pool = app.db.as_ref().unwrap().pool.clone();
+    let code = app.create_ok(ALICE, "https://example.com/soon-gone").await;
+    app.client
+        .delete(app.url(&format!("/api/v1/links/{code}")))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    for i in 0..60 {
+        assert_eq!(app.get(&format!("/random-{i}-x")).await.status(), 404);
+    }
+    assert_eq!(app.get(&format!("/{code}")).await.status(), 410);
+    assert_eq!(app.get("/not.a.code").await.status(), 404);
+    // A real redirect is not an orphan.
+    let live = app.create_ok(ALICE, "https://example.com/live").await;
+    assert_eq!(app.get(&format!("/{live}")).await.status(), 302);
+
+    let fetch = || async {
+        app.get_auth(BOB, "/api/v1/orphan-visits?days=1")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let counted = wait_until(Duration::from_secs(25), || async {
+        fetch().await["days"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    let seen = fetch().await;
+    assert!(counted, "{seen}");
+    assert_eq!(seen["domain"], "sho.rt");
+    let today = &seen["days"][0];
+    assert_eq!(
+        (
+            today["unknown_code"].as_i64(),
+            today["gone"].as_i64(),
+            today["invalid_code"].as_i64()
+        ),
+        (Some(60), Some(1), Some(1)),
+        "{seen}"
+    );
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM orphan_visits")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 3, "one row per kind and day, no code stored");
+    let resp = app.get_auth(BOB, "/api/v1/orphan-visits?days=0").await;
+    assert_eq!(error_code(resp, 400).await, "invalid_query");
+    let resp = app.get("/api/v1/orphan-visits").await;
+    assert_eq!(error_code(resp, 401).await, "unauthorized");
+    app.stop().await;
+}

@@ -2,6 +2,7 @@
 
 pub mod bulk;
 pub mod links;
+pub mod orphans;
 pub mod qr;
 pub mod redirect;
 pub mod stats;

@@ -16,6 +16,7 @@ use crate::clicks::header_text;
 use crate::error::{ApiError, ErrorBody};
 use crate::extras::{LinkExtras, VisitLimit};
 use crate::forward::forwarded;
+use crate::orphans::OrphanKind;
 use crate::password::{self, Prompt};
 use crate::rules::{self, pick, CompiledRule, Visitor};
 use crate::store::LinkRow;
@@ -45,14 +46,21 @@ pub async fn redirect(
     // keeps.
     req: Request,
 ) -> Result<Response, ApiError> {
-    let Ok(Path(code)) = code else {
-        return Err(ApiError::NotFound);
+    let code = match code {
+        Ok(Path(code)) if is_plausible_code(&code) => code,
+        _ => {
+            state.orphans.count(OrphanKind::InvalidCode);
+            return Err(ApiError::NotFound);
+        }
     };
-    if !is_plausible_code(&code) {
-        return Err(ApiError::NotFound);
-    }
     let (parts, _) = req.into_parts();
-    follow(&state, code, &parts, false).await
+    let answer = follow(&state, code, &parts, false).await;
+    match &answer {
+        Err(ApiError::NotFound) => state.orphans.count(OrphanKind::UnknownCode),
+        Err(ApiError::Gone) => state.orphans.count(OrphanKind::Gone),
+        _ => {}
+    }
+    answer
 }
 
 /// Takes the password of a protected link (an HTML form post to the link's own URL) and,
