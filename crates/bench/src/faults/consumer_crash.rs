@@ -1,5 +1,6 @@
 //! Consumer SIGKILLed mid-backlog and restarted: batches written but not committed are
-//! redelivered and skipped by event_id; nothing is lost, nothing is stored twice.
+//! redelivered and skipped by event_id; nothing is lost, nothing is stored or counted in
+//! the rollups twice.
 
 use std::time::{Duration, Instant};
 
@@ -49,13 +50,25 @@ pub async fn killed_mid_batch(env: &FaultEnv) -> anyhow::Result<(bool, String)> 
         .await
         .unwrap_or(-1.0);
     consumer.service.terminate(Duration::from_secs(15)).await;
+    // Exactly-once rollups: the link totals and hourly figures count every stored click
+    // once, whatever was redelivered.
+    let (totals, hourly, daily): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT coalesce(sum(humans + bots), 0)::int8 FROM click_totals),
+                (SELECT coalesce(sum(humans + bots), 0)::int8 FROM click_hourly),
+                (SELECT coalesce(sum(clicks), 0)::int8 FROM click_dims_daily)",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    let rollups_ok = totals == all && hourly == all && daily == all;
 
-    let pass = done.is_some() && mine == total && all == total && stored_at_kill < total;
+    let pass =
+        done.is_some() && mine == total && all == total && stored_at_kill < total && rollups_ok;
     Ok((
         pass,
         format!(
             "SIGKILL with {stored_at_kill}/{total} stored (first seen {at_kill}) and {committed_at_kill} committed; \
-             after restart {mine}/{total} stored in {took:.1} s, {all} rows in all, {duplicates:.0} redelivered events skipped as duplicates"
+             after restart {mine}/{total} stored in {took:.1} s, {all} rows in all, {duplicates:.0} redelivered events skipped as duplicates; \
+             rollups count {totals} (totals), {hourly} (hourly), {daily} (daily)"
         ),
     ))
 }
