@@ -1037,6 +1037,64 @@ async fn bad_input_gets_documented_errors_and_stores_nothing_wrong() {
         "IPv6 rotation in a /64: {unauthorized} answered 401, {limited} limited"
     );
 
+    // 10 000 random codes from one client, 16 at a time: past its budget of cache misses
+    // (burst 200, then 50 a second) each is refused with 429 and no query; the real link,
+    // cached, keeps redirecting the same client.
+    let started = std::time::Instant::now();
+    let mut scans = Vec::new();
+    for task in 0..16u32 {
+        let (client, base) = (client.clone(), base.clone());
+        scans.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..625u32 {
+                let resp = client
+                    .get(format!("{base}/scan{task:02}x{i:04}"))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(resp.status().as_u16());
+            }
+            statuses
+        }));
+    }
+    let mut scanned = std::collections::BTreeMap::<u16, usize>::new();
+    for scan in scans {
+        for status in scan.await.unwrap() {
+            *scanned.entry(status).or_default() += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let looked_up = scanned.get(&404).copied().unwrap_or(0);
+    let refused = scanned.get(&429).copied().unwrap_or(0);
+    println!(
+        "10 000 random codes in {elapsed:.1} s ({:.0}/s): {looked_up} looked up (404), {refused} refused (429)",
+        10_000.0 / elapsed
+    );
+    assert_eq!(looked_up + refused, 10_000, "{scanned:?}");
+    assert!(
+        (looked_up as f64) <= 200.0 + 50.0 * elapsed + 16.0,
+        "{looked_up} lookups reached the database in {elapsed:.1} s"
+    );
+    // HEAD, so the tables below hold only the corpus's clicks. Another client's lookup
+    // first, in case a change notification dropped the link from the cache meanwhile.
+    let resp = client
+        .head(format!("{base}/taken-alias"))
+        .header("x-forwarded-for", "192.0.2.77")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let resp = client
+        .head(format!("{base}/taken-alias"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        302,
+        "the real link keeps redirecting the scanner"
+    );
+
     // A 1 MB header: refused (431) or the connection closed, never served or hung; the
     // server keeps serving.
     let answer = huge_header(&base, 1 << 20).await;
