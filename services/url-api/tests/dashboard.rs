@@ -377,6 +377,10 @@ async fn shorten_show_and_delete_with_analytics_down() {
     // Account overview works with analytics down, and says so.
     let account = b.get("/ui/account").await.text().await.unwrap();
     assert!(account.contains("id=\"live-links\">0<"), "{account}");
+    assert!(
+        account.contains("Click statistics are temporarily unavailable"),
+        "{account}"
+    );
 
     // Sign out ends the session on the server.
     let stale = b.cookie_header();

@@ -311,6 +311,16 @@ pub async fn account(
     ApiQuery(q): ApiQuery<AccountStatsQuery>,
 ) -> Result<Json<AccountStats>, ApiError> {
     check_range(q.from, q.to)?;
+    fetch_account_stats(&state, &owner, &q).await.map(Json)
+}
+
+/// Asks analytics-rpc for `owner`'s account-wide stats: what `GET /api/v1/account/stats`
+/// and the dashboard's account page both show.
+pub(crate) async fn fetch_account_stats(
+    state: &AppState,
+    owner: &str,
+    q: &AccountStatsQuery,
+) -> Result<AccountStats, ApiError> {
     let request = GetAccountStatsRequest {
         owner: owner.to_string(),
         from: q.from.map(to_timestamp),
@@ -318,7 +328,7 @@ pub async fn account(
         top: top(q.top)?,
     };
     match state.analytics.account_stats(request).await {
-        Ok(resp) => Ok(Json(resp.into())),
+        Ok(resp) => Ok(resp.into()),
         Err(e) => Err(analytics_error(e)),
     }
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::assets::{AssetUrls, URLS};
 use super::range::{self, Preset, RangeForm};
 use super::session::{self, Lookup, Session, LOGIN_CSRF_COOKIE};
-use super::view::{self, Bar, BarList};
+use super::view::{self, BarList};
 use super::{csrf, ClientIp};
 use crate::error::ApiError;
 use crate::rate_limit::{self, ClientKey};
@@ -28,8 +28,6 @@ use crate::{auth, AppState};
 
 /// Links per page of the list.
 pub const PAGE_SIZE: u32 = 20;
-/// Most clicked links the account page lists.
-pub const ACCOUNT_TOP_LINKS: u32 = 10;
 
 const EXPIRY_CHOICES: &[(&str, &str)] = &[
     ("", "Never"),
@@ -821,11 +819,14 @@ pub async fn delete(
 
 // --- Account -------------------------------------------------------------------------
 
-pub struct TopRow {
-    code: String,
-    label: String,
-    clicks: u64,
-    width: u64,
+/// Account totals and top lists over the last 30 days, from analytics' account call.
+pub struct AccountView {
+    total: u64,
+    humans: u64,
+    bots: u64,
+    visitors: u64,
+    top_links: BarList,
+    lists: Vec<BarList>,
 }
 
 #[derive(Template)]
@@ -834,10 +835,8 @@ struct AccountPage {
     assets: &'static AssetUrls,
     nav: Option<Nav>,
     live_links: i64,
-    top_count: usize,
-    top_clicks: Option<u64>,
-    stats_problem: Option<String>,
-    top: Vec<TopRow>,
+    stats: Option<AccountView>,
+    stats_problem: String,
 }
 
 pub async fn account(
@@ -848,55 +847,40 @@ pub async fn account(
     let live_links = store::count_live_by_owner(&state.pool, &s.owner)
         .await
         .map_err(ApiError::from_db)?;
-    let most_clicked = ListQuery {
-        limit: Some(ACCOUNT_TOP_LINKS),
-        cursor: None,
-        q: None,
-        tags: None,
-        created_after: None,
-        created_before: None,
-        order: Some("clicks".into()),
+    let now = Utc::now();
+    let query = stats::AccountStatsQuery {
+        from: Some(now - chrono::Duration::days(30)),
+        to: Some(now),
+        top: Some(view::MAX_BARS as u32),
     };
-    let (rows, _) = links::list_links(&state, &s.owner, &most_clicked).await?;
-    let mut calls = tokio::task::JoinSet::new();
-    for (i, row) in rows.iter().enumerate() {
-        let (analytics, code) = (state.analytics.clone(), row.short_code.clone());
-        let owner = s.owner.clone();
-        calls.spawn(async move {
-            let count = analytics.click_count(&owner, &code).await;
-            (i, count.map(|c| c.total))
-        });
-    }
-    let mut counts = vec![None; rows.len()];
-    while let Some(done) = calls.join_next().await {
-        if let Ok((i, Ok(n))) = done {
-            counts[i] = Some(n);
-        }
-    }
-    let complete = counts.iter().all(Option::is_some);
-    let top_clicks = counts.iter().flatten().copied().max().unwrap_or(0);
-    let top = rows
-        .iter()
-        .zip(&counts)
-        .filter_map(|(r, c)| Some((r, (*c)?)))
-        .filter(|(_, c)| *c > 0)
-        .map(|(r, c)| TopRow {
-            code: r.short_code.clone(),
-            label: match &r.title {
-                Some(title) => format!("{} · {}", r.short_code, title),
-                None => format!("{} → {}", r.short_code, r.long_url),
-            },
-            clicks: c,
-            width: Bar::width_of(c, top_clicks),
-        })
-        .collect();
+    let (stats, stats_problem) = match stats::fetch_account_stats(&state, &s.owner, &query).await {
+        Ok(a) => (
+            Some(AccountView {
+                total: a.total_clicks,
+                humans: a.human_clicks,
+                bots: a.bot_clicks,
+                visitors: a.visitors,
+                top_links: BarList {
+                    kind: "code",
+                    ..view::bar_list("Top links", &a.top_links, view::as_is)
+                },
+                lists: vec![
+                    BarList {
+                        kind: "country",
+                        ..view::bar_list("Countries", &a.by_country, view::as_is)
+                    },
+                    view::bar_list("Traffic sources", &a.by_traffic_source, view::source),
+                ],
+            }),
+            String::new(),
+        ),
+        Err(e) => (None, view::plain_words(&e).1),
+    };
     Ok(render(&AccountPage {
         assets: &URLS,
         nav: nav(&s, "account"),
         live_links,
-        top_count: rows.len(),
-        top_clicks: complete.then(|| counts.iter().flatten().sum()),
-        stats_problem: (!complete).then(|| view::plain_words(&ApiError::StatsUnavailable).1),
-        top,
+        stats,
+        stats_problem,
     }))
 }
