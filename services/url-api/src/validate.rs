@@ -35,6 +35,10 @@ pub const RESERVED_ALIASES: &[&str] = &[
     "favicon.ico",
     "robots.txt",
     "well-known",
+    // Fixed paths under /api/v1/links/ that a link's code would otherwise shadow.
+    "bulk",
+    "import",
+    "export",
 ];
 pub const ALIAS_MIN_LEN: usize = 3;
 pub const ALIAS_MAX_LEN: usize = 64;
@@ -430,7 +434,8 @@ mod tests {
         assert_eq!(check_alias("ünï"), Err(AliasError::Charset));
         assert_eq!(check_alias("a.b"), Err(AliasError::Charset));
         for r in [
-            "api", "API", "healthz", "readyz", "metrics", "docs", "admin", "static",
+            "api", "API", "healthz", "readyz", "metrics", "docs", "admin", "static", "bulk",
+            "Export", "import",
         ] {
             assert!(
                 matches!(check_alias(r), Err(AliasError::Reserved(_))),
