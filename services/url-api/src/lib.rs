@@ -134,6 +134,8 @@ pub struct SharedState {
     pub(crate) analytics: AnalyticsClient,
     pub(crate) ui: web::UiSettings,
     pub(crate) password_attempts: password::AttemptLimiter,
+    /// This replica's human-visit tallies of links with a visit limit.
+    pub(crate) visit_tallies: extras::VisitTallies,
     pub(crate) orphans: orphans::OrphanCounter,
     /// PUBLIC_BASE_URL's host: the domain orphan visits are counted for.
     pub(crate) public_domain: Arc<str>,
@@ -237,6 +239,7 @@ impl AppState {
             },
             geoip,
             password_attempts: password::AttemptLimiter::default(),
+            visit_tallies: extras::VisitTallies::default(),
             orphans: orphans::OrphanCounter::default(),
             public_domain: base.host_str().unwrap_or_default().into(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),

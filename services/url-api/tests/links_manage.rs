@@ -464,8 +464,8 @@ async fn max_visits_counts_human_visits_and_expired_url_takes_over() {
     );
     assert_eq!(visit(&app, "/three-visits", "curl/8.5.0").await.0, 410);
 
-    // The consumer stores those 3 human visits (this replica's own count starts afresh
-    // with every read of the link). Raising the limit opens it again; an expired_url takes
+    // The consumer stores those 3 human visits (this replica's tally already holds them, so
+    // they are not counted twice). Raising the limit opens it again; an expired_url takes
     // visitors once it is used up.
     sqlx::query("INSERT INTO link_visits (short_code, human_visits) VALUES ('three-visits', 3)")
         .execute(&pool)

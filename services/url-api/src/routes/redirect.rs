@@ -268,7 +268,9 @@ async fn link_extras(state: &AppState, row: &LinkRow) -> Result<Option<Arc<LinkE
                 .map_err(ApiError::from_db)?;
             Some(VisitLimit::new(
                 u64::try_from(max).unwrap_or(0),
-                u64::try_from(stored).unwrap_or(0),
+                state
+                    .visit_tallies
+                    .tally(code, u64::try_from(stored).unwrap_or(0)),
             ))
         }
     };

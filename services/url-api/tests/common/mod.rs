@@ -39,8 +39,33 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = base_config(db.args());
     tweak(&mut config);
     let mut app = start_with(config).await;
+    wait_for_change_listener(&db).await;
     app.db = Some(db);
     app
+}
+
+/// `serve` waits only a moment for its LISTEN on link changes; on a loaded machine it can
+/// start listening later, and then drops whatever it cached meanwhile. Tests that count
+/// cache hits or visits wait until it listens.
+async fn wait_for_change_listener(db: &TestDatabase) {
+    let listening = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'",
+        )
+        .bind(&db.name)
+        .fetch_one(&db.pool)
+        .await
+        .map(|n| n > 0)
+        .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !listening().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "url-api never listened for link changes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Serves `config` (its database need not be reachable).
