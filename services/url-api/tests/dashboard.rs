@@ -381,6 +381,34 @@ async fn shorten_show_and_delete_with_analytics_down() {
         account.contains("Click statistics are temporarily unavailable"),
         "{account}"
     );
+    // It has the link page's range picker: 30 days unless picked, a custom range echoed
+    // back, a reversed one explained.
+    assert!(
+        account.contains(r#"<option value="30d" selected>"#),
+        "{account}"
+    );
+    let ranged = b
+        .get("/ui/account?range=custom&from=2026-11-01&to=2026-11-05")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        ranged.contains(r#"<option value="custom" selected>"#)
+            && ranged.contains(r#"value="2026-11-01""#)
+            && ranged.contains(r#"value="2026-11-05""#),
+        "{ranged}"
+    );
+    let reversed = b
+        .get("/ui/account?range=custom&from=2026-11-05&to=2026-11-01")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        reversed.contains("The start date is after the end date."),
+        "{reversed}"
+    );
 
     // Sign out ends the session on the server.
     let stale = b.cookie_header();

@@ -679,15 +679,20 @@ pub struct StatsView {
     lists: Vec<BarList>,
 }
 
-fn stats_view(stats: &LinkStats, window: &range::Window) -> StatsView {
-    let (times, clicks, humans) = view::series_attrs(&stats.series);
-    let range_text = match window.preset {
+/// The picked range in words: "in the last 7 days", "from 2026-11-01 to 2026-11-05 (UTC)".
+fn range_text(window: &range::Window) -> String {
+    match window.preset {
         Preset::Custom => format!("from {} to {} (UTC)", window.from_date, window.to_date),
         preset => format!(
             "in the {}",
             preset.label().to_lowercase().trim_start_matches("in the ")
         ),
-    };
+    }
+}
+
+fn stats_view(stats: &LinkStats, window: &range::Window) -> StatsView {
+    let (times, clicks, humans) = view::series_attrs(&stats.series);
+    let range_text = range_text(window);
     StatsView {
         total: stats.total_clicks,
         humans: stats.human_clicks,
@@ -718,6 +723,8 @@ struct LinkPage {
     link: LinkView,
     created: bool,
     edited: bool,
+    range_action: String,
+    show_bucket: bool,
     presets: Vec<(&'static str, &'static str)>,
     window_range: &'static str,
     from_date: String,
@@ -736,6 +743,7 @@ pub async fn link(
 ) -> Result<Response, UiError> {
     limit(&state, &s, true)?;
     let row = links::owned_link_by_code(&state, &s.owner, &code).await?;
+    let range_action = format!("/ui/links/{}", row.short_code);
     let window = range::resolve(&q, Utc::now());
     let (stats, stats_problem) =
         match stats::fetch_stats(&state, &s.owner, row.short_code.clone(), &window.query()).await {
@@ -748,6 +756,8 @@ pub async fn link(
         link: LinkResponse::from_row(&state, row).into(),
         created: q.created.is_some(),
         edited: q.edited.is_some(),
+        range_action,
+        show_bucket: true,
         presets: Preset::ALL.iter().map(|p| (p.param(), p.label())).collect(),
         window_range: window.preset.param(),
         from_date: window.from_date.to_string(),
@@ -819,7 +829,8 @@ pub async fn delete(
 
 // --- Account -------------------------------------------------------------------------
 
-/// Account totals and top lists over the last 30 days, from analytics' account call.
+/// Account totals and top lists over the picked range (30 days unless picked), from
+/// analytics' account call.
 pub struct AccountView {
     total: u64,
     humans: u64,
@@ -835,6 +846,15 @@ struct AccountPage {
     assets: &'static AssetUrls,
     nav: Option<Nav>,
     live_links: i64,
+    range_action: String,
+    show_bucket: bool,
+    presets: Vec<(&'static str, &'static str)>,
+    window_range: &'static str,
+    from_date: String,
+    to_date: String,
+    hourly: bool,
+    range_problem: Option<String>,
+    range_text: String,
     stats: Option<AccountView>,
     stats_problem: String,
 }
@@ -842,15 +862,17 @@ struct AccountPage {
 pub async fn account(
     State(state): State<AppState>,
     SignedIn(s): SignedIn,
+    Query(mut q): Query<RangeForm>,
 ) -> Result<Response, UiError> {
     limit(&state, &s, true)?;
     let live_links = store::count_live_by_owner(&state.pool, &s.owner)
         .await
         .map_err(ApiError::from_db)?;
-    let now = Utc::now();
+    q.range.get_or_insert_with(|| "30d".to_string());
+    let window = range::resolve(&q, Utc::now());
     let query = stats::AccountStatsQuery {
-        from: Some(now - chrono::Duration::days(30)),
-        to: Some(now),
+        from: Some(window.from),
+        to: Some(window.to),
         top: Some(view::MAX_BARS as u32),
     };
     let (stats, stats_problem) = match stats::fetch_account_stats(&state, &s.owner, &query).await {
@@ -880,6 +902,15 @@ pub async fn account(
         assets: &URLS,
         nav: nav(&s, "account"),
         live_links,
+        range_action: "/ui/account".to_string(),
+        show_bucket: false,
+        presets: Preset::ALL.iter().map(|p| (p.param(), p.label())).collect(),
+        window_range: window.preset.param(),
+        from_date: window.from_date.to_string(),
+        to_date: window.to_date.to_string(),
+        hourly: window.hourly,
+        range_problem: window.problem.clone(),
+        range_text: range_text(&window),
         stats,
         stats_problem,
     }))
