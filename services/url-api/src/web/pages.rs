@@ -679,6 +679,34 @@ pub struct StatsView {
     lists: Vec<BarList>,
 }
 
+/// What `range_form.html` shows: the range picker of the link and account pages.
+pub struct RangePicker {
+    action: String,
+    /// Whether to offer hourly or daily buckets (only where a chart shows them).
+    show_bucket: bool,
+    presets: Vec<(&'static str, &'static str)>,
+    selected: &'static str,
+    from_date: String,
+    to_date: String,
+    hourly: bool,
+    problem: Option<String>,
+}
+
+impl RangePicker {
+    fn new(action: String, show_bucket: bool, window: &range::Window) -> Self {
+        Self {
+            action,
+            show_bucket,
+            presets: Preset::ALL.iter().map(|p| (p.param(), p.label())).collect(),
+            selected: window.preset.param(),
+            from_date: window.from_date.to_string(),
+            to_date: window.to_date.to_string(),
+            hourly: window.hourly,
+            problem: window.problem.clone(),
+        }
+    }
+}
+
 /// The picked range in words: "in the last 7 days", "from 2026-11-01 to 2026-11-05 (UTC)".
 fn range_text(window: &range::Window) -> String {
     match window.preset {
@@ -723,14 +751,7 @@ struct LinkPage {
     link: LinkView,
     created: bool,
     edited: bool,
-    range_action: String,
-    show_bucket: bool,
-    presets: Vec<(&'static str, &'static str)>,
-    window_range: &'static str,
-    from_date: String,
-    to_date: String,
-    hourly: bool,
-    range_problem: Option<String>,
+    picker: RangePicker,
     stats: Option<StatsView>,
     stats_problem: String,
 }
@@ -756,14 +777,7 @@ pub async fn link(
         link: LinkResponse::from_row(&state, row).into(),
         created: q.created.is_some(),
         edited: q.edited.is_some(),
-        range_action,
-        show_bucket: true,
-        presets: Preset::ALL.iter().map(|p| (p.param(), p.label())).collect(),
-        window_range: window.preset.param(),
-        from_date: window.from_date.to_string(),
-        to_date: window.to_date.to_string(),
-        hourly: window.hourly,
-        range_problem: window.problem.clone(),
+        picker: RangePicker::new(range_action, true, &window),
         stats,
         stats_problem,
     };
@@ -846,14 +860,7 @@ struct AccountPage {
     assets: &'static AssetUrls,
     nav: Option<Nav>,
     live_links: i64,
-    range_action: String,
-    show_bucket: bool,
-    presets: Vec<(&'static str, &'static str)>,
-    window_range: &'static str,
-    from_date: String,
-    to_date: String,
-    hourly: bool,
-    range_problem: Option<String>,
+    picker: RangePicker,
     range_text: String,
     stats: Option<AccountView>,
     stats_problem: String,
@@ -902,14 +909,7 @@ pub async fn account(
         assets: &URLS,
         nav: nav(&s, "account"),
         live_links,
-        range_action: "/ui/account".to_string(),
-        show_bucket: false,
-        presets: Preset::ALL.iter().map(|p| (p.param(), p.label())).collect(),
-        window_range: window.preset.param(),
-        from_date: window.from_date.to_string(),
-        to_date: window.to_date.to_string(),
-        hourly: window.hourly,
-        range_problem: window.problem.clone(),
+        picker: RangePicker::new("/ui/account".to_string(), false, &window),
         range_text: range_text(&window),
         stats,
         stats_problem,
