@@ -989,6 +989,15 @@ async fn bad_input_gets_documented_errors_and_stores_nothing_wrong() {
     for c in &corpus {
         let resp = send(&client, &base, c).await;
         let status = resp.status().as_u16();
+        // A body refused unread closes the connection, and the answer says so: a client
+        // must not queue its next request on that socket.
+        let closes = resp
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v == "close");
+        if status == 413 && !closes {
+            failures.push(format!("{}: 413 without `connection: close`", c.name));
+        }
         let json = resp
             .headers()
             .get("content-type")

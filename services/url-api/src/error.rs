@@ -178,6 +178,13 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
+        // These answers come before the request body was read; the server closes the
+        // connection instead of draining it, and says so, so a client does not send its
+        // next request on a socket about to be reset.
+        if matches!(self, Self::PayloadTooLarge | Self::RequestTimeout) {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
@@ -248,6 +255,15 @@ mod tests {
         }
         .into_response();
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn answers_before_the_body_is_read_close_the_connection() {
+        for e in [ApiError::PayloadTooLarge, ApiError::RequestTimeout] {
+            assert_eq!(e.into_response().headers()[header::CONNECTION], "close");
+        }
+        let resp = ApiError::InvalidUrl("x".into()).into_response();
+        assert!(resp.headers().get(header::CONNECTION).is_none());
     }
 
     #[tokio::test]
