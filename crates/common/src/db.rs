@@ -98,10 +98,31 @@ pub fn latest_migration_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
-/// `SELECT 1` through the pool: the readiness check of every service with a database.
+/// `SELECT 1` through the pool.
 pub async fn ping(pool: &PgPool) -> Result<(), DbError> {
     sqlx::query("SELECT 1").execute(pool).await?;
     Ok(())
+}
+
+/// Longest a readiness ping waits for the database.
+pub const READY_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The readiness check of every service with a database: a [`ping`] bounded by
+/// [`READY_PING_TIMEOUT`]. The reason is generic on purpose: `/readyz` answers anyone who
+/// reaches the admin port, and driver errors name hosts, roles and databases. The error
+/// itself goes to the log.
+pub async fn ready(pool: &PgPool) -> Result<(), &'static str> {
+    match tokio::time::timeout(READY_PING_TIMEOUT, ping(pool)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database ping failed");
+            Err("database unreachable")
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?READY_PING_TIMEOUT, "readiness: database ping timed out");
+            Err("database ping timed out")
+        }
+    }
 }
 
 /// True when `err` is a unique-constraint violation of the named constraint.

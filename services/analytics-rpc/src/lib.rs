@@ -40,9 +40,6 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// buckets, about 0.5 MiB at worst; clients accept the same (url-api).
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-/// Longest a health or readiness ping waits for the database.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -152,7 +149,7 @@ impl AnalyticsServer {
             let pool = pool.clone();
             Readiness::new(move || {
                 let pool = pool.clone();
-                async move { ping(&pool).await }
+                async move { db::ready(&pool).await.map_err(String::from) }
             })
         };
         let admin_router = health::router(Arc::new(registry), readiness);
@@ -201,14 +198,6 @@ impl AnalyticsServer {
     }
 }
 
-async fn ping(pool: &PgPool) -> Result<(), String> {
-    match tokio::time::timeout(PING_TIMEOUT, db::ping(pool)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("database unreachable: {e}")),
-        Err(_) => Err("database ping timed out".into()),
-    }
-}
-
 /// Keeps the gRPC health status (overall and of the analytics service) in step with the
 /// database: a client or a Kubernetes gRPC probe sees NOT_SERVING during an outage.
 async fn health_loop(
@@ -219,10 +208,10 @@ async fn health_loop(
 ) {
     let mut last = Some(ServingStatus::NotServing);
     loop {
-        let status = match ping(&pool).await {
+        let status = match db::ready(&pool).await {
             Ok(()) => ServingStatus::Serving,
             Err(reason) => {
-                tracing::warn!(%reason, "reporting NOT_SERVING");
+                tracing::warn!(reason, "reporting NOT_SERVING");
                 ServingStatus::NotServing
             }
         };

@@ -474,6 +474,9 @@ async fn an_unreachable_database_is_unavailable_not_a_crash() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
+    // The driver's text ("connection refused", the address) goes to the log, not to clients.
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["reason"], "database unreachable", "{body}");
     server.shutdown().await;
 }
 

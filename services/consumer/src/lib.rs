@@ -39,7 +39,6 @@ pub mod visitors;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -249,11 +248,7 @@ fn readiness(p: &Arc<pipeline::Pipeline>) -> Readiness {
                     "{writes} batch(es) retrying a failed database write"
                 ));
             }
-            match tokio::time::timeout(Duration::from_secs(2), db::ping(&pool)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("database unreachable: {e}")),
-                Err(_) => return Err("database ping timed out".into()),
-            }
+            db::ready(&pool).await.map_err(String::from)?;
             if !health.broker_connected() {
                 return Err("Kafka brokers not reachable yet".into());
             }

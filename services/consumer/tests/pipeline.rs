@@ -520,6 +520,27 @@ async fn a_database_outage_holds_commits_and_recovers_with_lag_reported() {
     assert_rollups_match_clicks(&db.pool).await;
 }
 
+/// `/readyz` answers whoever reaches the admin port: the reason it gives names no database,
+/// role or host (the driver's error text goes to the log only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_hides_the_database_error_text() {
+    let broker = broker();
+    let db = fresh_database().await;
+    let missing = format!("{}_missing", db.name);
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_path(&missing);
+    let running = start(args(&broker, url.as_str(), "g-ready-text")).await;
+    // Postgres answers `database "<missing>" does not exist`, which must not be shown.
+    let (status, body) = http_get(running.admin, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "not_ready", "reason": "database unreachable"})
+    );
+    running.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_share_the_partitions_and_store_everything_once() {
     let broker = broker();

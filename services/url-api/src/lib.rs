@@ -73,8 +73,6 @@ use validate::UrlPolicy;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
-/// Longest a readiness probe waits for the database.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -371,16 +369,7 @@ pub fn admin_router(state: &AppState) -> Router {
     let pool = state.pool.clone();
     let readiness = Readiness::new(move || {
         let pool = pool.clone();
-        async move {
-            match tokio::time::timeout(READY_TIMEOUT, db::ping(&pool)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "readiness: database ping failed");
-                    Err("database unreachable".to_string())
-                }
-                Err(_) => Err("database ping timed out".to_string()),
-            }
-        }
+        async move { db::ready(&pool).await.map_err(String::from) }
     });
     health::router(state.registry.clone(), readiness)
 }
