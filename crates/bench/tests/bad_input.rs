@@ -1236,3 +1236,135 @@ async fn bad_input_gets_documented_errors_and_stores_nothing_wrong() {
         failures.join("\n")
     );
 }
+
+/// The idle timeout of the corpus's own server: short, so the case takes about a second
+/// rather than the minute a client may try to hold a connection for.
+const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Reads from `stream` until the server closes it; how long that took after `since`, and
+/// whatever arrived.
+async fn held_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    since: std::time::Instant,
+) -> (Duration, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    // A connection the server never closes fails here after the minute of the issue.
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "connection held open for 60 s");
+    (since.elapsed(), seen)
+}
+
+/// Connections held open without a request: one that never sends a byte, a keep-alive
+/// connection left idle after its request, and a request head sent halfway. Each is closed
+/// by the server, unanswered, once the header timeout (HEADER_READ_TIMEOUT_MS, which is also
+/// the keep-alive idle timeout) passes, and not before; other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_are_closed_at_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    // Production closes a connection idle for 60 s after 10 s.
+    assert_eq!(url_api::config::DEFAULT_HEADER_READ_TIMEOUT_MS, 10_000);
+
+    // No request here reaches the database or the broker.
+    let mut config = Config::new(
+        shortener_common::db::DatabaseArgs::with_url("postgres://shortener@127.0.0.1:1/none"),
+        KafkaArgs::new("127.0.0.1:1", "clicks"),
+    );
+    config.clicks_enabled = false;
+    config.header_read_timeout_ms = IDLE_TIMEOUT.as_millis() as u64;
+    let pool = config.database.lazy_pool().unwrap();
+    let state = AppState::new(&config, pool).expect("url-api state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(url_api::serve(listener, state, async {
+        let _ = api_stopped.await;
+    }));
+    let connect = || tokio::net::TcpStream::connect(addr);
+    // `serve` accepts once it gave up waiting for its change listener (no database here):
+    // the timeouts below are measured from then on.
+    let resp = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let silent_since = std::time::Instant::now();
+    let mut silent = connect().await.unwrap();
+    let mut half = connect().await.unwrap();
+    half.write_all(b"POST /api/v1/links HTTP/1.1\r\nHost: sho.rt\r\nContent-Ty")
+        .await
+        .unwrap();
+    let half_since = std::time::Instant::now();
+    let mut idle = connect().await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: sho.rt\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 256];
+    let n = tokio::io::AsyncReadExt::read(&mut idle, &mut first)
+        .await
+        .unwrap();
+    let idle_since = std::time::Instant::now();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "keep-alive request served"
+    );
+
+    // While those are held, a prompt client on its own connections is served.
+    let prompt = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut served = 0;
+        let until = std::time::Instant::now() + IDLE_TIMEOUT;
+        while std::time::Instant::now() < until {
+            let resp = client
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            served += 1;
+        }
+        served
+    });
+
+    let mut closed_after = Vec::new();
+    for (what, stream, since) in [
+        ("silent", &mut silent, silent_since),
+        ("half-sent head", &mut half, half_since),
+        ("idle keep-alive", &mut idle, idle_since),
+    ] {
+        let (after, seen) = held_until_closed(stream, since).await;
+        assert!(
+            seen.is_empty(),
+            "{what}: answered {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        // The keep-alive timer starts as the response leaves, a moment before it is read.
+        assert!(
+            after >= IDLE_TIMEOUT.mul_f64(0.8),
+            "{what}: closed after {after:?}, before the idle timeout"
+        );
+        assert!(
+            after < IDLE_TIMEOUT + Duration::from_secs(5),
+            "{what}: closed only after {after:?}"
+        );
+        closed_after.push(format!("{what} {} ms", after.as_millis()));
+    }
+    let served = prompt.await.unwrap();
+    assert!(served > 0, "a prompt client was served meanwhile");
+    println!(
+        "idle timeout {} ms: closed {}; {served} prompt requests served meanwhile",
+        IDLE_TIMEOUT.as_millis(),
+        closed_after.join(", ")
+    );
+    let _ = stop_api.send(());
+    api.await.unwrap().unwrap();
+}
