@@ -65,6 +65,10 @@ pub enum LinksCommand {
     Stats(StatsArgs),
     /// The link's QR code as SVG or PNG
     Qr(QrArgs),
+    /// Create up to 1000 links from CSV (header long_url,alias,title,tags,expires_at)
+    Import(ImportArgs),
+    /// Every link as CSV or JSON
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +295,29 @@ pub struct QrArgs {
     /// Width in pixels, 64 to 2048 (default 300)
     #[arg(long, value_name = "PX")]
     pub size: Option<u32>,
+    /// Write to this file instead of stdout (`-` is stdout)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// CSV file (`-` reads stdin); tags separated by | or spaces, expires_at in RFC 3339
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Default: from the output file's extension, else json with --json, else csv
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
     /// Write to this file instead of stdout (`-` is stdout)
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,

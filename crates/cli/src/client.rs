@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::config::Settings;
 use crate::error::CliError;
-use crate::request::{ApiRequest, Method};
+use crate::request::{ApiRequest, Body, Method};
 
 /// Longest wait for one answer; a QR code or a page of links takes milliseconds.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,8 +54,14 @@ impl Client {
             .http
             .request(method, req.url)
             .bearer_auth(&self.settings.api_key);
-        if let Some(body) = &req.body {
-            builder = builder.json(body);
+        match req.body {
+            Some(Body::Json(v)) => builder = builder.json(&v),
+            Some(Body::Csv(bytes)) => {
+                builder = builder
+                    .header(reqwest::header::CONTENT_TYPE, "text/csv")
+                    .body(bytes)
+            }
+            None => {}
         }
         let unreachable = |e: reqwest::Error| CliError::Unreachable {
             url: url.clone(),

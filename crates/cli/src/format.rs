@@ -125,6 +125,30 @@ pub struct AccountStats {
     pub series: Vec<SeriesPoint>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// One row of an import: the link, or why it was not created.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BulkItem {
+    pub index: usize,
+    pub status: u16,
+    #[serde(default)]
+    pub link: Option<Link>,
+    #[serde(default)]
+    pub error: Option<ErrorDetail>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BulkResult {
+    pub created: usize,
+    pub failed: usize,
+    pub results: Vec<BulkItem>,
+}
+
 /// At most `max` characters, the cut marked with `…`.
 pub fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -374,13 +398,43 @@ pub fn account_stats(s: &AccountStats, with_series: bool) -> String {
     out
 }
 
+/// One line per row (1-based data rows), then the counts.
+pub fn import_results(r: &BulkResult) -> String {
+    let rows: Vec<Vec<String>> = r
+        .results
+        .iter()
+        .map(|item| {
+            let result = match (&item.link, &item.error) {
+                (Some(link), _) => link.short_url.clone(),
+                (None, Some(e)) => format!("{} ({})", e.message, e.code),
+                (None, None) => String::new(),
+            };
+            vec![
+                (item.index + 1).to_string(),
+                item.status.to_string(),
+                result,
+            ]
+        })
+        .collect();
+    format!(
+        "{}created {}, failed {}\n",
+        table(&["ROW", "STATUS", "RESULT"], &rows),
+        r.created,
+        r.failed
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn link() -> Link {
-        serde_json::from_value(json!({
+        serde_json::from_value(link_json()).unwrap()
+    }
+
+    fn link_json() -> Value {
+        json!({
             "code": "docs",
             "short_url": "https://sho.rt/docs",
             "long_url": "https://example.com/a/very/long/path/that/goes/on/and/on/and/on/for/ever/and/ever",
@@ -395,8 +449,24 @@ mod tests {
             "human_clicks": 10,
             "bot_clicks": 2,
             "some_future_field": 1,
+        })
+    }
+
+    #[test]
+    fn import_results_show_each_row_and_the_counts() {
+        let r: BulkResult = serde_json::from_value(json!({
+            "created": 1, "failed": 1,
+            "results": [
+                { "index": 0, "status": 201, "link": link_json(), "error": null },
+                { "index": 1, "status": 400, "link": null,
+                  "error": { "code": "invalid_url", "message": "long_url must be http or https" } },
+            ],
         }))
-        .unwrap()
+        .unwrap();
+        assert_eq!(
+            import_results(&r),
+            "ROW  STATUS  RESULT\n  1     201  https://sho.rt/docs\n  2     400  long_url must be http or https (invalid_url)\ncreated 1, failed 1\n"
+        );
     }
 
     #[test]

@@ -216,6 +216,70 @@ async fn links_command(
             io.out(&format::link_stats(&stats, args.series))
         }
         LinksCommand::Qr(args) => qr(client, &args, json, io).await,
+        LinksCommand::Import(args) => {
+            let csv = read_input(&args.file, io)?;
+            let answer = client.json(request::import(base, csv)).await?;
+            let result: format::BulkResult = typed(answer.clone())?;
+            if json {
+                io.json(&answer)?;
+            } else {
+                io.out(&format::import_results(&result))?;
+            }
+            match result.failed {
+                0 => Ok(()),
+                n => Err(CliError::Partial(format!(
+                    "{n} of {} rows not imported",
+                    result.results.len()
+                ))),
+            }
+        }
+        LinksCommand::Export(args) => {
+            let format = request::export_format(&args, json);
+            let answer = client.send(request::export(base, format)).await?;
+            let name = match format {
+                args::ExportFormat::Csv => "csv",
+                args::ExportFormat::Json => "json",
+            };
+            write_output(io, args.output.as_deref(), &answer.body, name, json)
+        }
+    }
+}
+
+/// The bytes of `path`, or of stdin for `-`.
+fn read_input(path: &Path, io: &mut Io<'_>) -> Result<Vec<u8>, CliError> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        io.stdin
+            .read_to_end(&mut bytes)
+            .map_err(|e| CliError::io("stdin", e))?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).map_err(|e| CliError::io(path, e))
+}
+
+/// `bytes` to stdout (no path, or `-`), else to the file, saying what was written.
+fn write_output(
+    io: &mut Io<'_>,
+    path: Option<&Path>,
+    bytes: &[u8],
+    format: &str,
+    json: bool,
+) -> Result<(), CliError> {
+    let Some(path) = path.filter(|p| *p != Path::new("-")) else {
+        return io
+            .stdout
+            .write_all(bytes)
+            .map_err(|e| CliError::io("stdout", e));
+    };
+    std::fs::write(path, bytes).map_err(|e| CliError::io(path, e))?;
+    if json {
+        io.json(&json!({ "path": path, "format": format, "bytes": bytes.len() }))
+    } else {
+        io.out(&format!(
+            "wrote {} ({format}, {} bytes)\n",
+            path.display(),
+            bytes.len()
+        ))
     }
 }
 
@@ -231,26 +295,11 @@ async fn qr(client: &Client, args: &QrArgs, json: bool, io: &mut Io<'_>) -> Resu
     let answer = client
         .send(request::qr(&client.settings().base_url, args))
         .await?;
-    let Some(path) = to_file else {
-        return io
-            .stdout
-            .write_all(&answer.body)
-            .map_err(|e| CliError::io("stdout", e));
-    };
-    std::fs::write(path, &answer.body).map_err(|e| CliError::io(path, e))?;
     let name = match format {
         QrFormat::Svg => "svg",
         QrFormat::Png => "png",
     };
-    if json {
-        io.json(&json!({ "path": path, "format": name, "bytes": answer.body.len() }))
-    } else {
-        io.out(&format!(
-            "wrote {} ({name}, {} bytes)\n",
-            path.display(),
-            answer.body.len()
-        ))
-    }
+    write_output(io, to_file, &answer.body, name, json)
 }
 
 fn config_command(

@@ -6,8 +6,8 @@ use serde_json::{json, Map, Value};
 use url::Url;
 
 use crate::args::{
-    AccountStatsArgs, Bucket, CreateArgs, EditArgs, ListArgs, Order, QrArgs, QrFormat, RangeArgs,
-    StatsArgs, UtmArgs,
+    AccountStatsArgs, Bucket, CreateArgs, EditArgs, ExportArgs, ExportFormat, ListArgs, Order,
+    QrArgs, QrFormat, RangeArgs, StatsArgs, UtmArgs,
 };
 use crate::error::CliError;
 
@@ -20,10 +20,17 @@ pub enum Method {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Json(Value),
+    /// `text/csv`, sent as read.
+    Csv(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiRequest {
     pub method: Method,
     pub url: Url,
-    pub body: Option<Value>,
+    pub body: Option<Body>,
 }
 
 impl ApiRequest {
@@ -32,6 +39,13 @@ impl ApiRequest {
             method: Method::Get,
             url,
             body: None,
+        }
+    }
+
+    pub fn json_body(&self) -> Option<&Value> {
+        match &self.body {
+            Some(Body::Json(v)) => Some(v),
+            _ => None,
         }
     }
 }
@@ -185,7 +199,7 @@ pub fn create(
     Ok(ApiRequest {
         method: Method::Post,
         url: endpoint(base, &["links"], &[]),
-        body: Some(Value::Object(body)),
+        body: Some(Body::Json(Value::Object(body))),
     })
 }
 
@@ -292,7 +306,7 @@ pub fn edit(base: &Url, args: &EditArgs, password: Option<String>) -> Result<Api
     Ok(ApiRequest {
         method: Method::Patch,
         url: endpoint(base, &["links", &args.code], &[]),
-        body: Some(Value::Object(body)),
+        body: Some(Body::Json(Value::Object(body))),
     })
 }
 
@@ -381,6 +395,47 @@ pub fn qr(base: &Url, args: &QrArgs) -> ApiRequest {
         query.push(("size", s.to_string()));
     }
     ApiRequest::get(endpoint(base, &["links", &args.code, "qr"], &query))
+}
+
+/// `POST /api/v1/links/import` with the CSV as read; the API checks it row by row.
+pub fn import(base: &Url, csv: Vec<u8>) -> ApiRequest {
+    ApiRequest {
+        method: Method::Post,
+        url: endpoint(base, &["links", "import"], &[]),
+        body: Some(Body::Csv(csv)),
+    }
+}
+
+/// `--format`, else the output file's extension, else JSON under `--json`, else CSV.
+pub fn export_format(args: &ExportArgs, json: bool) -> ExportFormat {
+    if let Some(f) = args.format {
+        return f;
+    }
+    let ext = args
+        .output
+        .as_deref()
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("json") => ExportFormat::Json,
+        Some("csv") => ExportFormat::Csv,
+        _ if json => ExportFormat::Json,
+        _ => ExportFormat::Csv,
+    }
+}
+
+/// `GET /api/v1/links/export?format=`: every link of the key, in one answer.
+pub fn export(base: &Url, format: ExportFormat) -> ApiRequest {
+    let format = match format {
+        ExportFormat::Csv => "csv",
+        ExportFormat::Json => "json",
+    };
+    ApiRequest::get(endpoint(
+        base,
+        &["links", "export"],
+        &[("format", format.to_owned())],
+    ))
 }
 
 #[cfg(test)]
@@ -474,8 +529,8 @@ mod tests {
         assert_eq!(req.method, Method::Post);
         assert_eq!(req.url.as_str(), "https://sho.rt/prefix/api/v1/links");
         assert_eq!(
-            req.body,
-            Some(json!({ "long_url": "https://example.com/a" }))
+            req.json_body(),
+            Some(&json!({ "long_url": "https://example.com/a" }))
         );
 
         let args = CreateArgs {
@@ -497,8 +552,8 @@ mod tests {
         };
         let req = create(&base(), &args, Some("open sesame".into())).unwrap();
         assert_eq!(
-            req.body,
-            Some(json!({
+            req.json_body(),
+            Some(&json!({
                 "long_url": "https://example.com/a",
                 "alias": "docs",
                 "title": "Docs",
@@ -518,7 +573,7 @@ mod tests {
             ..CreateArgs::default()
         };
         assert_eq!(
-            create(&base(), &at, None).unwrap().body.unwrap()["expires_at"],
+            create(&base(), &at, None).unwrap().json_body().unwrap()["expires_at"],
             "2027-01-31T00:00:00Z"
         );
     }
@@ -563,8 +618,8 @@ mod tests {
         assert_eq!(req.method, Method::Patch);
         assert_eq!(req.url.as_str(), "https://sho.rt/prefix/api/v1/links/docs");
         assert_eq!(
-            req.body,
-            Some(json!({
+            req.json_body(),
+            Some(&json!({
                 "long_url": "https://example.com/b",
                 "title": null,
                 "description": "d",
@@ -585,9 +640,9 @@ mod tests {
             ..EditArgs::default()
         };
         assert_eq!(
-            edit(&base(), &args, Some("pw".into())).unwrap().body,
+            edit(&base(), &args, Some("pw".into())).unwrap().json_body(),
             Some(
-                json!({ "tags": ["a"], "expires_in_secs": 3600, "max_visits": 10, "password": "pw" })
+                &json!({ "tags": ["a"], "expires_in_secs": 3600, "max_visits": 10, "password": "pw" })
             )
         );
     }
@@ -689,5 +744,55 @@ mod tests {
             details(&base(), "docs").url.as_str(),
             "https://sho.rt/prefix/api/v1/links/docs"
         );
+    }
+}
+
+#[cfg(test)]
+mod bulk_tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn args(format: Option<ExportFormat>, output: Option<&str>) -> ExportArgs {
+        ExportArgs {
+            format,
+            output: output.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn export_format_follows_flag_then_extension_then_json_flag() {
+        assert_eq!(export_format(&args(None, None), false), ExportFormat::Csv);
+        assert_eq!(export_format(&args(None, None), true), ExportFormat::Json);
+        assert_eq!(
+            export_format(&args(None, Some("all.JSON")), false),
+            ExportFormat::Json
+        );
+        assert_eq!(
+            export_format(&args(None, Some("all.csv")), true),
+            ExportFormat::Csv
+        );
+        assert_eq!(
+            export_format(&args(Some(ExportFormat::Csv), Some("all.json")), true),
+            ExportFormat::Csv
+        );
+        let base = Url::parse("http://localhost:8080/").unwrap();
+        assert_eq!(
+            export(&base, ExportFormat::Csv).url.as_str(),
+            "http://localhost:8080/api/v1/links/export?format=csv"
+        );
+    }
+
+    #[test]
+    fn import_sends_the_csv_untouched() {
+        let base = Url::parse("http://localhost:8080/").unwrap();
+        let csv = b"long_url,alias\nhttps://example.com/,ex\n".to_vec();
+        let req = import(&base, csv.clone());
+        assert_eq!(req.method, Method::Post);
+        assert_eq!(
+            req.url.as_str(),
+            "http://localhost:8080/api/v1/links/import"
+        );
+        assert_eq!(req.body, Some(Body::Csv(csv)));
+        assert_eq!(req.json_body(), None);
     }
 }

@@ -187,7 +187,7 @@ fn decode_png_qr(path: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_list_edit_stats_qr_delete() {
+async fn create_list_edit_stats_qr_delete_import_export() {
     let s = start().await;
 
     // create: JSON for scripts, labelled fields for people, a password from stdin.
@@ -436,6 +436,46 @@ async fn create_list_edit_stats_qr_delete() {
     );
     let left = s.cli(&["--json", "links", "list"]).await.ok().json();
     assert_eq!(left["items"].as_array().unwrap().len(), 1);
+
+    // import: per-row results, exit 1 when a row failed; export: every link.
+    let csv = s.home.join("links.csv");
+    std::fs::write(
+        &csv,
+        "long_url,alias,tags\nhttps://example.com/a,imported,x|y\nftp://bad/,,\n",
+    )
+    .unwrap();
+    let import = s.cli(&["links", "import", csv.to_str().unwrap()]).await;
+    assert_eq!(import.code, 1, "{}", import.stderr);
+    let text = import.text();
+    assert!(
+        text.contains(&format!("  1     201  {}/imported\n", s.base)),
+        "{text}"
+    );
+    assert!(
+        text.contains("  2     400  ") && text.contains("(invalid_url)\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("created 1, failed 1\n"), "{text}");
+    assert!(
+        import.stderr.ends_with("error: 1 of 2 rows not imported\n"),
+        "{}",
+        import.stderr
+    );
+    let exported = s.cli(&["links", "export"]).await.ok().text();
+    assert!(
+        exported.starts_with("code,short_url,long_url,"),
+        "{exported}"
+    );
+    assert!(
+        exported.contains("imported,") && exported.contains("x|y"),
+        "{exported}"
+    );
+    let json_file = s.home.join("links.json");
+    s.cli(&["links", "export", "-o", json_file.to_str().unwrap()])
+        .await
+        .ok();
+    let all: Value = serde_json::from_slice(&std::fs::read(&json_file).unwrap()).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
