@@ -90,22 +90,19 @@ impl Client {
     }
 }
 
-/// The error chain in one line ("error sending request: ... connection refused").
+/// Why a request failed, in the words of the innermost cause ("Connection refused (os
+/// error 111)", a DNS or certificate error); reqwest's own message repeats the URL.
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("no answer within {} s", TIMEOUT.as_secs());
     }
-    let mut text = e.to_string();
+    let mut innermost: Option<&dyn std::error::Error> = None;
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
+        innermost = Some(s);
         source = s.source();
     }
-    text
+    innermost.map_or_else(|| e.to_string(), |s| s.to_string())
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<u64> {
@@ -186,6 +183,25 @@ mod tests {
         assert!(e.to_string().contains("no explanation"), "{e}");
         let long = "x".repeat(1000);
         assert!(api_error(500, None, long.as_bytes()).to_string().len() < 260);
+    }
+
+    #[tokio::test]
+    async fn unreachable_names_the_cause_once() {
+        let settings = Settings {
+            base_url: "http://127.0.0.1:1/".parse().unwrap(),
+            api_key: "k".into(),
+        };
+        let client = Client::new(settings.clone()).unwrap();
+        let req = crate::request::details(&settings.base_url, "abc");
+        let e = client.send(req).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot reach http://127.0.0.1:1/api/v1/links/abc: "),
+            "{text}"
+        );
+        assert_eq!(text.matches("127.0.0.1:1").count(), 1, "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert_eq!(e.exit_code(), crate::error::EXIT_UNREACHABLE);
     }
 
     #[test]

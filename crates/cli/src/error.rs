@@ -65,7 +65,7 @@ fn api_message(status: &u16, code: &str, message: &str, retry_after: &Option<u64
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("no API URL: set SHORTENER_URL, pass --server, or run `shortener login --server URL`")]
+    #[error("no API URL: set SHORTENER_URL, pass --server, or run `shortener login URL`")]
     MissingUrl,
     #[error("no API key: set SHORTENER_API_KEY or run `shortener login`")]
     MissingKey,

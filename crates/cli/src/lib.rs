@@ -49,12 +49,18 @@ impl Io<'_> {
         let _ = writeln!(self.stderr, "{text}");
     }
 
-    /// The first line of stdin without its line ending.
-    fn read_secret(&mut self, what: &str) -> Result<String, CliError> {
-        let mut line = String::new();
-        self.stdin
-            .read_line(&mut line)
-            .map_err(|e| CliError::io("stdin", e))?;
+    /// The first line of stdin without its line ending; typed at a terminal, asked for
+    /// with `prompt` and not echoed.
+    fn read_secret(&mut self, what: &str, prompt: &str) -> Result<String, CliError> {
+        let line = if self.stdin_is_terminal {
+            rpassword::prompt_password(prompt).map_err(|e| CliError::io("terminal", e))?
+        } else {
+            let mut line = String::new();
+            self.stdin
+                .read_line(&mut line)
+                .map_err(|e| CliError::io("stdin", e))?;
+            line
+        };
         let secret = line.trim_end_matches(['\n', '\r']).to_owned();
         if secret.is_empty() {
             return Err(CliError::Usage(format!("no {what} on stdin")));
@@ -126,7 +132,7 @@ async fn links_command(
     match cmd {
         LinksCommand::Create(args) => {
             let password = if args.password_stdin {
-                Some(io.read_secret("password")?)
+                Some(io.read_secret("password", "Password for visitors: ")?)
             } else {
                 None
             };
@@ -139,7 +145,7 @@ async fn links_command(
         }
         LinksCommand::Edit(args) => {
             let password = if args.password_stdin {
-                Some(io.read_secret("password")?)
+                Some(io.read_secret("password", "Password for visitors: ")?)
             } else {
                 None
             };
@@ -343,12 +349,10 @@ async fn login(
     io: &mut Io<'_>,
 ) -> Result<(), CliError> {
     let base_url = config::parse_base_url(&url)?;
-    if io.stdin_is_terminal {
-        // No echo suppression: the key shows as typed; pipe it in to keep it off screen.
-        let _ = write!(io.stderr, "API key for {base_url}: ");
-        let _ = io.stderr.flush();
-    }
-    let api_key = io.read_secret("API key")?.trim().to_owned();
+    let api_key = io
+        .read_secret("API key", &format!("API key for {base_url}: "))?
+        .trim()
+        .to_owned();
     let client = Client::new(Settings {
         base_url: base_url.clone(),
         api_key: api_key.clone(),
