@@ -97,6 +97,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ))),
         metrics.clone(),
     );
+    ctx.watch_namespace = args.watch_namespace.clone();
     ctx.autoscaler = Some(Autoscaler::new(
         client.clone(),
         Arc::new(KafkaLagReader::new(Duration::from_secs(

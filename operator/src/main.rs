@@ -4,7 +4,7 @@ use shortener_common::kafka::KafkaArgs;
 use shortener_common::telemetry::{self, LogArgs};
 use shortener_operator::controller::{self, RunArgs};
 use shortener_operator::topic::{
-    KafkaConnection, KafkaTopicManager, TopicManager, TopicOutcome, TopicRequest,
+    KafkaConnection, KafkaTopicManager, TopicAdmin, TopicOutcome, TopicRequest,
 };
 
 /// Kubernetes operator for ShortenerStack resources.
@@ -69,6 +69,7 @@ async fn ensure_topics(args: TopicEnsureArgs) -> anyhow::Result<()> {
         certificate_pem: None,
         key_pem: None,
     };
+    let admin = manager.admin(&connection)?;
     for name in [args.kafka.kafka_topic.clone(), args.kafka.dlq_topic()] {
         let request = TopicRequest {
             name: name.clone(),
@@ -76,11 +77,11 @@ async fn ensure_topics(args: TopicEnsureArgs) -> anyhow::Result<()> {
             replication_factor: args.replication_factor,
             retention_ms: args.retention_ms,
         };
-        let outcome = manager
-            .ensure(&connection, &request)
+        let report = admin
+            .ensure(&request)
             .await
             .with_context(|| format!("ensuring topic {name}"))?;
-        match outcome {
+        match report.outcome {
             TopicOutcome::Created { partitions } => {
                 println!("topic {name}: created with {partitions} partitions")
             }
@@ -90,6 +91,20 @@ async fn ensure_topics(args: TopicEnsureArgs) -> anyhow::Result<()> {
             TopicOutcome::Unchanged { partitions } => {
                 println!("topic {name}: exists with {partitions} partitions")
             }
+        }
+        for r in report.reverted {
+            println!(
+                "topic {name}: {} set back from {} to {}",
+                r.key,
+                r.found.as_deref().unwrap_or("the broker default"),
+                r.wanted
+            );
+        }
+        if report.replication_factor != request.replication_factor {
+            println!(
+                "topic {name}: replication factor is {} (asked {}); Kafka cannot change it in place",
+                report.replication_factor, request.replication_factor
+            );
         }
     }
     Ok(())

@@ -55,7 +55,9 @@ use crate::resources::pdb::pdb_for;
 use crate::resources::service::service_for;
 use crate::resources::Component;
 use crate::status::{self, DeploymentObservation, MigrationObservation, TopicObservation};
-use crate::topic::{KafkaConnection, TopicManager, TopicOutcome, TopicRequest};
+use crate::topic::{
+    ownership, KafkaConnection, TopicAdmin, TopicError, TopicManager, TopicOutcome, TopicRequest,
+};
 
 /// Finalizer that holds a deleted stack until its Kafka topics are dealt with.
 pub const FINALIZER: &str = "shortener.example.io/kafka-topics";
@@ -79,9 +81,18 @@ pub struct Context {
     /// Lag-based consumer autoscaling; `None` leaves the consumer's replicas to the spec
     /// bounds (the controller sets it, see `docs/autoscaling.md`).
     pub autoscaler: Option<Autoscaler>,
+    /// ShortenerStacks are looked at in this namespace only (topic ownership between
+    /// stacks); `None`: every namespace.
+    pub watch_namespace: Option<String>,
     /// Consecutive failures per stack, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// One Kafka admin client per stack, reused across passes while the connection
+    /// settings (Secret material included, by fingerprint) stay the same.
+    admins: Mutex<HashMap<String, CachedAdmin>>,
 }
+
+/// An admin client and the fingerprint of the settings it was built with.
+type CachedAdmin = (String, Arc<dyn TopicAdmin>);
 
 impl Context {
     pub fn new(client: Client, topics: Arc<dyn TopicManager>, metrics: Metrics) -> Self {
@@ -95,8 +106,38 @@ impl Context {
             topics,
             metrics,
             autoscaler: None,
+            watch_namespace: None,
             failures: Mutex::default(),
+            admins: Mutex::default(),
         }
+    }
+
+    /// The stack's admin client: the cached one while `connection` is unchanged, else a
+    /// new one (the old one is dropped, closing its connections).
+    fn topic_admin(
+        &self,
+        stack: &ShortenerStack,
+        connection: &KafkaConnection,
+    ) -> Result<Arc<dyn TopicAdmin>, TopicError> {
+        let key = Self::key(stack);
+        let fingerprint = connection.fingerprint();
+        let mut admins = self.admins.lock().expect("admins lock");
+        if let Some((known, admin)) = admins.get(&key) {
+            if *known == fingerprint {
+                return Ok(admin.clone());
+            }
+        }
+        let admin = self.topics.connect(connection)?;
+        admins.insert(key, (fingerprint, admin.clone()));
+        Ok(admin)
+    }
+
+    /// Drops a deleted stack's admin client.
+    fn forget_admin(&self, stack: &ShortenerStack) {
+        self.admins
+            .lock()
+            .expect("admins lock")
+            .remove(&Self::key(stack));
     }
 
     fn key(stack: &ShortenerStack) -> String {
@@ -189,6 +230,7 @@ async fn reconcile_inner(stack: Arc<ShortenerStack>, ctx: &Context) -> Result<Ac
             if let Some(autoscaler) = &ctx.autoscaler {
                 autoscaler.forget(&stack);
             }
+            ctx.forget_admin(&stack);
             return Ok(Action::await_change());
         }
         (true, Some(i)) => match cleanup(&stack, ctx).await {
@@ -406,7 +448,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
         stack
     };
 
-    let topic = ensure_topics(stack, ctx).await;
+    let topic = ensure_topics(stack, ctx).await?;
     let migration = ensure_migration(stack, ctx).await?;
     // Closed until the migration for the current image and database succeeded: until then
     // the workloads keep their config and pod template (only their replica counts follow
@@ -798,9 +840,30 @@ fn scale_during_gate(
     (current != Some(desired)).then_some(desired)
 }
 
-/// Creates or grows the clicks topic and its DLQ. Failures become the TopicReady
-/// condition (the rest of the stack is still reconciled).
-async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> TopicObservation {
+/// The other stack that manages this stack's topics, if any (`topic::ownership`).
+async fn topic_conflict(
+    stack: &ShortenerStack,
+    ctx: &Context,
+) -> Result<Option<ownership::Conflict>, Error> {
+    let api: Api<ShortenerStack> = match &ctx.watch_namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let stacks = api.list(&ListParams::default()).await?;
+    Ok(ownership::conflict(stack, &stacks.items))
+}
+
+/// Creates or grows the clicks topic and its DLQ and alters drifted configs back, unless
+/// another stack manages them. Kafka failures become the TopicReady condition (the rest of
+/// the stack is still reconciled); only a failed Kubernetes request is an error.
+async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> Result<TopicObservation, Error> {
+    let kafka = &stack.spec.kafka;
+    if let Some(conflict) = topic_conflict(stack, ctx).await? {
+        return Ok(TopicObservation::Failed {
+            reason: "ResourceConflict",
+            message: conflict.message(&kafka.bootstrap_servers),
+        });
+    }
     let connection = match kafka_connection(stack, ctx).await {
         Ok(c) => c,
         Err(e) => {
@@ -809,15 +872,24 @@ async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> TopicObservatio
                 Error::SecretNotOptedIn { .. } => "SecretNotOptedIn",
                 _ => "KafkaCredentialsUnavailable",
             };
-            return TopicObservation::Failed {
+            return Ok(TopicObservation::Failed {
                 reason,
                 message: e.to_string(),
-            };
+            });
         }
     };
-    let kafka = &stack.spec.kafka;
+    let admin = match ctx.topic_admin(stack, &connection) {
+        Ok(admin) => admin,
+        Err(e) => {
+            return Ok(TopicObservation::Failed {
+                reason: e.reason(),
+                message: e.to_string(),
+            })
+        }
+    };
     let mut changes = Vec::new();
     let mut partitions = 0;
+    let mut mismatched = Vec::new();
     for (i, name) in [kafka.topic.clone(), kafka.dlq_topic()]
         .into_iter()
         .enumerate()
@@ -828,12 +900,12 @@ async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> TopicObservatio
             replication_factor: kafka.replication_factor,
             retention_ms: kafka.retention_ms,
         };
-        match ctx.topics.ensure(&connection, &request).await {
-            Ok(outcome) => {
+        match admin.ensure(&request).await {
+            Ok(report) => {
                 if i == 0 {
-                    partitions = outcome.partitions();
+                    partitions = report.outcome.partitions();
                 }
-                match outcome {
+                match report.outcome {
                     TopicOutcome::Created { partitions } => changes.push((
                         "TopicCreated",
                         format!("created topic {name} with {partitions} partitions"),
@@ -844,17 +916,38 @@ async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> TopicObservatio
                     )),
                     TopicOutcome::Unchanged { .. } => {}
                 }
+                for r in &report.reverted {
+                    changes.push((
+                        "TopicConfigReverted",
+                        format!(
+                            "topic {name}: {} was {}, set back to {}",
+                            r.key,
+                            r.found.as_deref().unwrap_or("the broker default"),
+                            r.wanted
+                        ),
+                    ));
+                }
+                if report.replication_factor != request.replication_factor {
+                    mismatched.push(format!(
+                        "topic {name} has replication factor {} and the spec asks for {}: Kafka \
+                         cannot change it in place; reassign its partitions \
+                         (kafka-reassign-partitions.sh) or set kafka.replicationFactor to {}",
+                        report.replication_factor,
+                        request.replication_factor,
+                        report.replication_factor
+                    ));
+                }
             }
             Err(e) => {
                 warn!(topic = %name, error = %e, "topic not ready");
-                return TopicObservation::Failed {
+                return Ok(TopicObservation::Failed {
                     reason: e.reason(),
                     message: e.to_string(),
-                };
+                });
             }
         }
     }
-    for reason in ["TopicCreated", "PartitionsIncreased"] {
+    for reason in ["TopicCreated", "PartitionsIncreased", "TopicConfigReverted"] {
         let notes: Vec<&str> = changes
             .iter()
             .filter(|(r, _)| *r == reason)
@@ -872,7 +965,14 @@ async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> TopicObservatio
             .await;
         }
     }
-    TopicObservation::Ready { partitions }
+    if !mismatched.is_empty() {
+        return Ok(TopicObservation::Mismatched {
+            partitions,
+            reason: "ReplicationFactorMismatch",
+            message: mismatched.join("; "),
+        });
+    }
+    Ok(TopicObservation::Ready { partitions })
 }
 
 /// Admin-client settings for the stack's brokers, with SASL credentials and TLS material
@@ -930,14 +1030,35 @@ async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error>
         info!(topic = %kafka.topic, "stack deleted; keeping its topics (deleteTopicOnDelete is false)");
         return Ok(Action::await_change());
     }
+    if let Some(conflict) = topic_conflict(stack, ctx).await? {
+        info!(owner = %conflict.owner, "stack deleted; its topics are managed by another stack, kept");
+        ctx.event(
+            stack,
+            EventType::Normal,
+            "TopicKept",
+            "DeleteTopic",
+            format!(
+                "topics {} kept: managed by ShortenerStack {}",
+                conflict.topics.join(", "),
+                conflict.owner
+            ),
+        )
+        .await;
+        ctx.forget_admin(stack);
+        return Ok(Action::await_change());
+    }
     let deleted = async {
         let connection = kafka_connection(stack, ctx).await?;
+        let admin = ctx.topic_admin(stack, &connection)?;
         for topic in [kafka.topic.clone(), kafka.dlq_topic()] {
-            ctx.topics.delete(&connection, &topic).await?;
+            admin.delete(&topic).await?;
         }
         Ok::<_, Error>(())
     }
     .await;
+    if deleted.is_ok() || cleanup_overdue(stack, Utc::now()) {
+        ctx.forget_admin(stack);
+    }
     match deleted {
         Ok(()) => {
             info!(topic = %kafka.topic, "topics deleted with the stack");

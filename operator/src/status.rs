@@ -19,6 +19,13 @@ pub enum TopicObservation {
     Ready {
         partitions: i32,
     },
+    /// The topics exist and serve, but differ from the spec in a way the operator cannot
+    /// change in place (the replication factor).
+    Mismatched {
+        partitions: i32,
+        reason: &'static str,
+        message: String,
+    },
     Failed {
         reason: &'static str,
         message: String,
@@ -100,9 +107,10 @@ pub fn compute(
                 stack.spec.kafka.topic
             ),
         ),
-        TopicObservation::Failed { reason, message } => {
-            Observed::new(conditions::TOPIC_READY, false, *reason, message.clone())
-        }
+        TopicObservation::Failed { reason, message }
+        | TopicObservation::Mismatched {
+            reason, message, ..
+        } => Observed::new(conditions::TOPIC_READY, false, *reason, message.clone()),
     };
 
     let job = migration.status.job.clone().unwrap_or_default();
@@ -159,7 +167,11 @@ pub fn compute(
             ),
         ));
     }
-    if let TopicObservation::Failed { reason, message } = topic {
+    if let TopicObservation::Failed { reason, message }
+    | TopicObservation::Mismatched {
+        reason, message, ..
+    } = topic
+    {
         degraded.push((*reason, message.clone()));
     }
     let stuck_rollouts: Vec<String> = deployments.values().flatten().filter_map(stuck).collect();
@@ -324,7 +336,8 @@ pub fn compute(
         },
         migration: Some(migration.status.clone()),
         topic_partitions: match topic {
-            TopicObservation::Ready { partitions } => Some(*partitions),
+            TopicObservation::Ready { partitions }
+            | TopicObservation::Mismatched { partitions, .. } => Some(*partitions),
             TopicObservation::Failed { .. } => previous.topic_partitions,
         },
     }

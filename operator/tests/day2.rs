@@ -584,3 +584,206 @@ async fn network_policies_are_opt_in() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Topic management on the brokers: configs, replication factor, ownership, admin client.
+mod topics {
+    use super::*;
+    use std::sync::Arc;
+
+    use shortener_operator::reconcile::{reconcile, Context};
+    use shortener_operator::ShortenerStack;
+
+    fn events(log: &[Recorded]) -> Vec<serde_json::Value> {
+        log.iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/events"))
+            .map(|r| r.body.clone())
+            .collect()
+    }
+
+    /// `retention.ms` changed on the brokers by hand is set back to the spec in the next
+    /// pass, with an Event saying what was found; a settled topic is left alone.
+    #[tokio::test]
+    async fn a_topic_config_changed_by_hand_is_altered_back() {
+        let mut stack = stack_json(false);
+        stack["spec"]["kafka"]["retentionMs"] = 86_400_000.into();
+        let h = Harness::new(stack);
+        h.settle().await;
+        assert_eq!(
+            h.topics.config("clicks", "retention.ms").as_deref(),
+            Some("86400000")
+        );
+
+        h.topics.set_config("clicks", "retention.ms", "1000");
+        let (_, log) = h.pass().await;
+        assert_eq!(
+            h.topics.config("clicks", "retention.ms").as_deref(),
+            Some("86400000")
+        );
+        let events = events(&log);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["reason"], "TopicConfigReverted");
+        assert_eq!(
+            events[0]["note"],
+            "topic clicks: retention.ms was 1000, set back to 86400000"
+        );
+        let (_, log) = h.pass().await;
+        assert_eq!(writes(&log), Vec::<String>::new());
+    }
+
+    /// Kafka cannot change a replication factor in place: a topic whose replication
+    /// factor differs from the spec is reported in TopicReady and Degraded, not touched.
+    #[tokio::test]
+    async fn a_replication_factor_mismatch_is_reported_in_a_condition() {
+        let h = Harness::new(stack_json(false));
+        h.settle().await;
+        h.topics.set_replication_factor("clicks.dlq", 3);
+        h.pass().await;
+        let stack = h.get(STACK_PATH).unwrap();
+        let topic = condition(&stack, "TopicReady");
+        assert_eq!(
+            (topic["status"].as_str(), topic["reason"].as_str()),
+            (Some("False"), Some("ReplicationFactorMismatch"))
+        );
+        let message = topic["message"].as_str().unwrap();
+        assert!(
+            message.contains("topic clicks.dlq has replication factor 3 and the spec asks for 1"),
+            "{message}"
+        );
+        assert_eq!(
+            condition(&stack, "Degraded")["reason"],
+            "ReplicationFactorMismatch"
+        );
+        assert_eq!(condition(&stack, "Ready")["status"], "False");
+        assert_eq!(stack["status"]["topicPartitions"], 4);
+        assert_eq!(h.topics.replication_factor("clicks.dlq"), Some(3));
+
+        // Reassigned back by hand: the condition clears.
+        h.topics.set_replication_factor("clicks.dlq", 1);
+        h.pass().await;
+        let stack = h.get(STACK_PATH).unwrap();
+        assert_eq!(condition(&stack, "TopicReady")["status"], "True");
+        assert_eq!(condition(&stack, "Ready")["status"], "True");
+    }
+
+    /// A second stack naming the same topic on the same brokers: the older one manages
+    /// it; the younger gets `ResourceConflict` and neither creates, alters nor deletes
+    /// the topic, even when it is deleted with `deleteTopicOnDelete`.
+    #[tokio::test]
+    async fn a_younger_stack_claiming_the_same_topic_gets_a_conflict_and_leaves_it_alone() {
+        let mut first = stack_json(false);
+        first["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
+        first["spec"]["kafka"]["retentionMs"] = 86_400_000.into();
+        let h = Harness::new(first);
+        h.settle().await;
+
+        let mut second = stack_json(true);
+        second["metadata"] = json!({
+            "name": "copy", "namespace": "other",
+            "uid": "8d4a3c1e-0000-4000-8000-000000000002",
+            "creationTimestamp": "2026-01-02T00:00:00Z",
+            "finalizers": [shortener_operator::reconcile::FINALIZER]
+        });
+        second["spec"]["kafka"]["bootstrapServers"] = "KAFKA:9092,kafka-1:9092".into();
+        second["spec"]["kafka"]["partitions"] = 8.into();
+        second["spec"]["kafka"]["retentionMs"] = 1000.into();
+        let second_path = h.api.put_as("kubectl", second);
+        let second = || -> Arc<ShortenerStack> {
+            Arc::new(serde_json::from_value(h.get(&second_path).unwrap()).unwrap())
+        };
+        let calls = h.topics.ensure_calls().len();
+
+        reconcile(second(), h.context()).await.unwrap();
+        let stored = h.get(&second_path).unwrap();
+        let topic = condition(&stored, "TopicReady");
+        assert_eq!(
+            (topic["status"].as_str(), topic["reason"].as_str()),
+            (Some("False"), Some("ResourceConflict"))
+        );
+        let message = topic["message"].as_str().unwrap();
+        assert!(
+            message.contains("managed by ShortenerStack shop/demo"),
+            "{message}"
+        );
+        assert_eq!(condition(&stored, "Degraded")["reason"], "ResourceConflict");
+        assert_eq!(
+            h.topics.ensure_calls().len(),
+            calls,
+            "the loser contacted the brokers"
+        );
+        assert_eq!(h.topics.partitions("clicks"), Some(4));
+        assert_eq!(
+            h.topics.config("clicks", "retention.ms").as_deref(),
+            Some("86400000")
+        );
+
+        // The winner is not affected by the younger claim.
+        h.pass().await;
+        let first = h.get(STACK_PATH).unwrap();
+        assert_eq!(condition(&first, "TopicReady")["status"], "True");
+        assert_eq!(condition(&first, "Ready")["status"], "True");
+
+        // Deleting the loser keeps the topics.
+        h.api.delete(&second_path);
+        let mark = h.api.mark();
+        reconcile(second(), h.context()).await.unwrap();
+        assert_eq!(h.topics.deleted(), Vec::<String>::new());
+        let events = events(&h.api.log_since(mark));
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["reason"], "TopicKept");
+        assert!(h.get(&second_path).is_none(), "finalizer removed");
+    }
+
+    /// One admin client per stack, kept across passes; a new one only when the Kafka
+    /// settings or the credentials in the Secret change.
+    #[tokio::test]
+    async fn one_admin_client_per_stack_is_reused_until_the_kafka_settings_change() {
+        let mut stack = stack_json(false);
+        stack["spec"]["kafka"]["sasl"] =
+            json!({"mechanism": "SCRAM-SHA-512", "secretRef": {"name": "kafka-user"}});
+        let h = Harness::new(stack);
+        // base64 of "user", "first" and "second".
+        let secret = |password: &str| {
+            let encoded = match password {
+                "first" => "Zmlyc3Q=",
+                _ => "c2Vjb25k",
+            };
+            json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "kafka-user", "namespace": NS,
+                             "labels": {"shortener.example.io/kafka-credentials": "true"}},
+                "data": {"username": "dXNlcg==", "password": encoded}
+            })
+        };
+        h.api.put(secret("first"));
+        let ctx = h.context();
+        for _ in 0..4 {
+            h.pass_with(&ctx).await;
+        }
+        assert_eq!(h.topics.connects().len(), 1);
+        assert_eq!(h.topics.ensure_calls().len(), 8, "both topics every pass");
+
+        // Rotated password: a new client with it.
+        h.api.put(secret("second"));
+        h.pass_with(&ctx).await;
+        h.pass_with(&ctx).await;
+        let connects = h.topics.connects();
+        assert_eq!(connects.len(), 2);
+        assert_eq!(
+            connects[1].args.kafka_sasl_password.as_deref(),
+            Some("second")
+        );
+
+        // Other brokers: a new client for them.
+        h.edit_stack(|s| s["spec"]["kafka"]["bootstrapServers"] = "kafka-2:9092".into());
+        h.pass_with(&ctx).await;
+        h.pass_with(&ctx).await;
+        let connects = h.topics.connects();
+        assert_eq!(connects.len(), 3);
+        assert_eq!(connects[2].bootstrap_servers(), "kafka-2:9092");
+
+        // Another stack has its own.
+        let other = Context::new(h.api.client(NS), h.topics.clone(), Default::default());
+        h.pass_with(&Arc::new(other)).await;
+        assert_eq!(h.topics.connects().len(), 4);
+    }
+}

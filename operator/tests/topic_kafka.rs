@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
 use shortener_operator::topic::{
-    KafkaConnection, KafkaTopicManager, TopicError, TopicManager, TopicOutcome, TopicRequest,
+    KafkaConnection, KafkaTopicManager, TopicAdmin, TopicError, TopicOutcome, TopicRequest,
 };
 
 /// A tansu broker storing in memory, killed on drop.
@@ -84,6 +84,14 @@ fn request(name: &str, partitions: i32) -> TopicRequest {
     }
 }
 
+/// The mock cluster serves no DescribeConfigs: its tests leave the configs to the broker.
+fn request_without_configs(name: &str, partitions: i32) -> TopicRequest {
+    TopicRequest {
+        retention_ms: None,
+        ..request(name, partitions)
+    }
+}
+
 /// Generous for a loaded machine; the calls themselves take milliseconds.
 fn manager() -> KafkaTopicManager {
     KafkaTopicManager::new(Duration::from_secs(10))
@@ -93,18 +101,17 @@ fn manager() -> KafkaTopicManager {
 async fn tansu_creates_finds_refuses_to_shrink_and_deletes() {
     let broker = Tansu::start();
     let conn = broker.connection();
-    let topics = manager();
+    let topics = manager().admin(&conn).unwrap();
 
-    let created = topics.ensure(&conn, &request("clicks", 4)).await.unwrap();
-    assert_eq!(created, TopicOutcome::Created { partitions: 4 });
+    let created = topics.ensure(&request("clicks", 4)).await.unwrap();
+    assert_eq!(created.outcome, TopicOutcome::Created { partitions: 4 });
     // The broker reports what was created.
-    let again = topics.ensure(&conn, &request("clicks", 4)).await.unwrap();
-    assert_eq!(again, TopicOutcome::Unchanged { partitions: 4 });
+    let again = topics.ensure(&request("clicks", 4)).await.unwrap();
+    assert_eq!(again.outcome, TopicOutcome::Unchanged { partitions: 4 });
+    assert_eq!(again.replication_factor, 1);
+    assert_eq!(again.reverted, []);
 
-    let err = topics
-        .ensure(&conn, &request("clicks", 2))
-        .await
-        .unwrap_err();
+    let err = topics.ensure(&request("clicks", 2)).await.unwrap_err();
     assert_eq!(
         err,
         TopicError::CannotDecrease {
@@ -121,7 +128,7 @@ async fn tansu_creates_finds_refuses_to_shrink_and_deletes() {
     // tansu does not implement CreatePartitions: the increase path must fail with a clear
     // error (and never hang); the mock-cluster test below covers the success path.
     let started = Instant::now();
-    match topics.ensure(&conn, &request("clicks", 6)).await {
+    match topics.ensure(&request("clicks", 6)).await {
         Err(TopicError::Admin {
             operation,
             topic,
@@ -134,11 +141,11 @@ async fn tansu_creates_finds_refuses_to_shrink_and_deletes() {
     }
     assert!(started.elapsed() < Duration::from_secs(25));
 
-    topics.delete(&conn, "clicks").await.unwrap();
+    topics.delete("clicks").await.unwrap();
     // Deleting a topic that is gone counts as done.
-    topics.delete(&conn, "clicks").await.unwrap();
-    let recreated = topics.ensure(&conn, &request("clicks", 3)).await.unwrap();
-    assert_eq!(recreated, TopicOutcome::Created { partitions: 3 });
+    topics.delete("clicks").await.unwrap();
+    let recreated = topics.ensure(&request("clicks", 3)).await.unwrap();
+    assert_eq!(recreated.outcome, TopicOutcome::Created { partitions: 3 });
 }
 
 /// librdkafka's mock cluster serves metadata but never answers admin CreatePartitions
@@ -152,12 +159,17 @@ async fn mock_cluster_increase_path_is_bounded() {
         .create_topic("clicks", 2, 1)
         .expect("create topic on the mock cluster");
     let conn = KafkaConnection::plaintext(cluster.bootstrap_servers());
-    let topics = KafkaTopicManager::new(Duration::from_secs(3));
+    let topics = KafkaTopicManager::new(Duration::from_secs(3))
+        .admin(&conn)
+        .unwrap();
 
-    let found = topics.ensure(&conn, &request("clicks", 2)).await.unwrap();
-    assert_eq!(found, TopicOutcome::Unchanged { partitions: 2 });
+    let found = topics
+        .ensure(&request_without_configs("clicks", 2))
+        .await
+        .unwrap();
+    assert_eq!(found.outcome, TopicOutcome::Unchanged { partitions: 2 });
     let started = Instant::now();
-    match topics.ensure(&conn, &request("clicks", 5)).await {
+    match topics.ensure(&request_without_configs("clicks", 5)).await {
         Err(TopicError::Admin {
             operation,
             topic,
@@ -173,8 +185,11 @@ async fn mock_cluster_increase_path_is_bounded() {
         "{:?}",
         started.elapsed()
     );
-    let after = topics.ensure(&conn, &request("clicks", 2)).await.unwrap();
-    assert_eq!(after, TopicOutcome::Unchanged { partitions: 2 });
+    let after = topics
+        .ensure(&request_without_configs("clicks", 2))
+        .await
+        .unwrap();
+    assert_eq!(after.outcome, TopicOutcome::Unchanged { partitions: 2 });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,12 +200,11 @@ async fn unreachable_broker_fails_within_the_deadline() {
         .unwrap()
         .port();
     let conn = KafkaConnection::plaintext(format!("127.0.0.1:{port}"));
-    let topics = KafkaTopicManager::new(Duration::from_secs(2));
+    let topics = KafkaTopicManager::new(Duration::from_secs(2))
+        .admin(&conn)
+        .unwrap();
     let started = Instant::now();
-    let err = topics
-        .ensure(&conn, &request("clicks", 4))
-        .await
-        .unwrap_err();
+    let err = topics.ensure(&request("clicks", 4)).await.unwrap_err();
     assert!(
         matches!(err, TopicError::Admin { .. } | TopicError::Timeout { .. }),
         "{err}"
@@ -248,4 +262,49 @@ fn topic_ensure_subcommand_creates_both_topics_and_refuses_to_shrink() {
         stderr.contains("Kafka cannot remove partitions, set kafka.partitions to at least 3"),
         "{stderr}"
     );
+}
+
+/// `retention.ms` changed on the broker by hand is set back to the spec by the next
+/// `ensure` (IncrementalAlterConfigs), and reported; the following one finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_config_drift_is_altered_back() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use shortener_operator::topic::ConfigReverted;
+
+    let broker = Tansu::start();
+    let conn = broker.connection();
+    let topics = manager().admin(&conn).unwrap();
+    topics.ensure(&request("clicks", 2)).await.unwrap();
+
+    let by_hand: AdminClient<DefaultClientContext> = conn.client_config().create().unwrap();
+    async fn retention(admin: &AdminClient<DefaultClientContext>) -> Option<String> {
+        let described = admin
+            .describe_configs([&ResourceSpecifier::Topic("clicks")], &AdminOptions::new())
+            .await
+            .unwrap();
+        let resource = described.into_iter().next().unwrap().unwrap();
+        resource.get("retention.ms").and_then(|e| e.value.clone())
+    }
+    // tansu serves IncrementalAlterConfigs but not the older AlterConfigs, so the hand
+    // edit goes through the same request as the operator's (a spec asking for 1 s).
+    let hand_edit = TopicRequest {
+        retention_ms: Some(1000),
+        ..request("clicks", 2)
+    };
+    topics.ensure(&hand_edit).await.unwrap();
+    assert_eq!(retention(&by_hand).await.as_deref(), Some("1000"));
+
+    let report = topics.ensure(&request("clicks", 2)).await.unwrap();
+    assert_eq!(
+        report.reverted,
+        [ConfigReverted {
+            key: "retention.ms".into(),
+            found: Some("1000".into()),
+            wanted: "86400000".into()
+        }]
+    );
+    assert_eq!(retention(&by_hand).await.as_deref(), Some("86400000"));
+    let settled = topics.ensure(&request("clicks", 2)).await.unwrap();
+    assert_eq!(settled.reverted, []);
 }

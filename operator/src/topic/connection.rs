@@ -46,6 +46,25 @@ impl KafkaConnection {
     }
 }
 
+impl KafkaConnection {
+    /// A digest of every client setting, Secret material included: equal digests mean an
+    /// admin client built earlier can be reused. Never logged.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let cfg = self.client_config();
+        let settings: std::collections::BTreeMap<&String, &String> =
+            cfg.config_map().iter().collect();
+        let mut digest = Sha256::new();
+        for (key, value) in settings {
+            digest.update(key.as_bytes());
+            digest.update([0]);
+            digest.update(value.as_bytes());
+            digest.update([0]);
+        }
+        hex::encode(digest.finalize())
+    }
+}
+
 impl std::fmt::Debug for KafkaConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaConnection")
@@ -74,5 +93,14 @@ mod tests {
         assert_eq!(cfg.get("ssl.ca.pem"), Some("-----BEGIN CERTIFICATE-----"));
         assert_eq!(cfg.get("sasl.password"), Some("hunter2"));
         assert_eq!(cfg.get("client.id"), Some("shortener-operator"));
+
+        let before = c.fingerprint();
+        assert_eq!(before, c.clone().fingerprint());
+        c.args.kafka_sasl_password = Some("rotated".into());
+        assert_ne!(
+            before,
+            c.fingerprint(),
+            "a rotated Secret needs a new client"
+        );
     }
 }

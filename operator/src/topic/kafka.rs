@@ -1,21 +1,27 @@
 //! `TopicManager` on the Kafka admin API (librdkafka).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::{KafkaConnection, TopicError, TopicManager, TopicOutcome, TopicRequest};
+use super::{
+    incremental_alter, ConfigReverted, KafkaConnection, TopicAdmin, TopicError, TopicManager,
+    TopicOutcome, TopicReport, TopicRequest,
+};
 
 type Admin = AdminClient<DefaultClientContext>;
 
-/// Talks to the brokers named in each request. Every admin call is bounded by `timeout`
-/// (librdkafka's request/operation timeouts plus an outer deadline), so a dead broker makes
-/// the reconcile fail and retry instead of hanging.
+/// Builds admin clients. Every admin call is bounded by `timeout` (librdkafka's
+/// request/operation timeouts plus an outer deadline), so a dead broker makes the
+/// reconcile fail and retry instead of hanging.
 #[derive(Clone, Debug)]
 pub struct KafkaTopicManager {
     timeout: Duration,
@@ -32,16 +38,45 @@ impl KafkaTopicManager {
         Self { timeout }
     }
 
-    fn admin(&self, connection: &KafkaConnection) -> Result<Arc<Admin>, TopicError> {
+    /// A concrete admin handle (what `connect` returns behind the trait).
+    pub fn admin(&self, connection: &KafkaConnection) -> Result<KafkaTopicAdmin, TopicError> {
         let mut cfg = connection.client_config();
         let ms = self.timeout.as_millis().to_string();
         cfg.set("socket.timeout.ms", &ms)
-            .set("socket.connection.setup.timeout.ms", &ms);
-        cfg.create::<Admin>()
-            .map(Arc::new)
-            .map_err(|e| TopicError::Client(e.to_string()))
+            .set("socket.connection.setup.timeout.ms", &ms)
+            // librdkafka's admin handle is a producer, whose metadata requests for a named
+            // topic would otherwise let the broker auto-create it with broker defaults
+            // instead of the spec's partitions and config.
+            .set("allow.auto.create.topics", "false");
+        let admin = cfg
+            .create::<Admin>()
+            .map_err(|e| TopicError::Client(e.to_string()))?;
+        Ok(KafkaTopicAdmin {
+            admin: Arc::new(admin),
+            timeout: self.timeout,
+        })
     }
+}
 
+impl TopicManager for KafkaTopicManager {
+    fn connect(&self, connection: &KafkaConnection) -> Result<Arc<dyn TopicAdmin>, TopicError> {
+        Ok(Arc::new(self.admin(connection)?))
+    }
+}
+
+/// One admin client on one stack's brokers; its connections are kept between calls.
+pub struct KafkaTopicAdmin {
+    admin: Arc<Admin>,
+    timeout: Duration,
+}
+
+/// Partitions and replication factor of a topic, as its metadata reports them.
+struct Described {
+    partitions: i32,
+    replication_factor: i32,
+}
+
+impl KafkaTopicAdmin {
     fn options(&self) -> AdminOptions {
         AdminOptions::new()
             .request_timeout(Some(self.timeout))
@@ -66,15 +101,13 @@ impl KafkaTopicManager {
             })?
     }
 
-    /// Partition count of `topic`, `None` when the broker does not know it.
-    async fn partitions(&self, admin: &Arc<Admin>, topic: &str) -> Result<Option<i32>, TopicError> {
-        let admin = admin.clone();
+    /// Metadata of `topic` alone; `None` when the broker does not know it.
+    async fn describe(&self, topic: &str) -> Result<Option<Described>, TopicError> {
+        let admin = self.admin.clone();
         let timeout = self.timeout;
-        // Metadata of all topics: a request naming the topic lets the broker auto-create
-        // it (librdkafka's admin handle is a producer, which allows that) with broker
-        // defaults instead of the spec's partitions and config.
+        let name = topic.to_string();
         let metadata =
-            tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout));
+            tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&name), timeout));
         let metadata = self
             .bounded("describe", topic, async {
                 metadata
@@ -87,35 +120,94 @@ impl KafkaTopicManager {
             return Ok(None);
         };
         match t.error() {
-            None => Ok(Some(t.partitions().len() as i32)),
+            None if t.partitions().is_empty() => Ok(None),
+            None => Ok(Some(Described {
+                partitions: t.partitions().len() as i32,
+                replication_factor: t
+                    .partitions()
+                    .iter()
+                    .map(|p| p.replicas().len() as i32)
+                    .min()
+                    .unwrap_or(0),
+            })),
             Some(err) => {
                 let code = RDKafkaErrorCode::from(err);
                 if code == RDKafkaErrorCode::UnknownTopicOrPartition {
                     Ok(None)
                 } else {
-                    Err(TopicError::Admin {
-                        operation: "describe",
-                        topic: topic.to_string(),
-                        message: code.to_string(),
-                    })
+                    Err(code_error("describe", topic, code))
                 }
             }
         }
     }
 
-    async fn create(&self, admin: &Admin, request: &TopicRequest) -> Result<bool, TopicError> {
-        let retention = request.retention_ms.map(|r| r.to_string());
+    /// The live values of `keys` on `topic` (`None`: not reported).
+    async fn configs(
+        &self,
+        topic: &str,
+        keys: impl Iterator<Item = &String>,
+    ) -> Result<BTreeMap<String, Option<String>>, TopicError> {
+        let resource = ResourceSpecifier::Topic(topic);
+        let results = self
+            .bounded("describe-configs", topic, async {
+                self.admin
+                    .describe_configs([&resource], &self.options())
+                    .await
+                    .map_err(|e| admin_error("describe-configs", topic, e))
+            })
+            .await?;
+        let described = match results.into_iter().next() {
+            Some(Ok(resource)) => resource,
+            Some(Err(code)) => return Err(code_error("describe-configs", topic, code)),
+            None => return Err(no_result("describe-configs", topic)),
+        };
+        Ok(keys
+            .map(|k| {
+                (
+                    k.clone(),
+                    described.get(k).and_then(|entry| entry.value.clone()),
+                )
+            })
+            .collect())
+    }
+
+    async fn alter(&self, topic: &str, configs: Vec<(String, String)>) -> Result<(), TopicError> {
+        let admin = self.admin.clone();
+        let timeout = self.timeout;
+        let name = topic.to_string();
+        let call = tokio::task::spawn_blocking(move || {
+            incremental_alter::set_topic_configs(
+                admin.inner().native_ptr(),
+                &name,
+                &configs,
+                timeout,
+            )
+        });
+        self.bounded("alter-configs", topic, async {
+            call.await
+                .map_err(|e| TopicError::Client(e.to_string()))?
+                .map_err(|message| TopicError::Admin {
+                    operation: "alter-configs",
+                    topic: topic.to_string(),
+                    message,
+                })
+        })
+        .await
+    }
+
+    async fn create(&self, request: &TopicRequest) -> Result<bool, TopicError> {
+        let configs = request.configs();
         let mut topic = NewTopic::new(
             &request.name,
             request.partitions,
             TopicReplication::Fixed(request.replication_factor),
         );
-        if let Some(r) = &retention {
-            topic = topic.set("retention.ms", r);
+        for (key, value) in &configs {
+            topic = topic.set(key, value);
         }
         let results = self
             .bounded("create", &request.name, async {
-                admin
+                self.admin
                     .create_topics([&topic], &self.options())
                     .await
                     .map_err(|e| admin_error("create", &request.name, e))
@@ -126,19 +218,15 @@ impl KafkaTopicManager {
             // Another writer (or a previous attempt) got there first.
             Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
             Some(Err((_, code))) => Err(code_error("create", &request.name, code)),
-            None => Err(TopicError::Admin {
-                operation: "create",
-                topic: request.name.clone(),
-                message: "the broker returned no result".into(),
-            }),
+            None => Err(no_result("create", &request.name)),
         }
     }
 
-    async fn grow(&self, admin: &Admin, request: &TopicRequest) -> Result<(), TopicError> {
+    async fn grow(&self, request: &TopicRequest) -> Result<(), TopicError> {
         let partitions = NewPartitions::new(&request.name, request.partitions as usize);
         let results = self
             .bounded("create-partitions", &request.name, async {
-                admin
+                self.admin
                     .create_partitions([&partitions], &self.options())
                     .await
                     .map_err(|e| admin_error("create-partitions", &request.name, e))
@@ -147,29 +235,24 @@ impl KafkaTopicManager {
         match results.into_iter().next() {
             Some(Ok(_)) => Ok(()),
             Some(Err((_, code))) => Err(code_error("create-partitions", &request.name, code)),
-            None => Err(TopicError::Admin {
-                operation: "create-partitions",
-                topic: request.name.clone(),
-                message: "the broker returned no result".into(),
-            }),
+            None => Err(no_result("create-partitions", &request.name)),
         }
     }
 
-    async fn ensure_topic(
-        &self,
-        connection: &KafkaConnection,
-        request: &TopicRequest,
-    ) -> Result<TopicOutcome, TopicError> {
-        let admin = self.admin(connection)?;
-        let current = match self.partitions(&admin, &request.name).await? {
-            Some(n) => n,
+    async fn ensure_topic(&self, request: &TopicRequest) -> Result<TopicReport, TopicError> {
+        let current = match self.describe(&request.name).await? {
+            Some(d) => d,
             None => {
-                if self.create(&admin, request).await? {
-                    return Ok(TopicOutcome::Created {
-                        partitions: request.partitions,
+                if self.create(request).await? {
+                    return Ok(TopicReport {
+                        outcome: TopicOutcome::Created {
+                            partitions: request.partitions,
+                        },
+                        replication_factor: request.replication_factor,
+                        reverted: Vec::new(),
                     });
                 }
-                self.partitions(&admin, &request.name)
+                self.describe(&request.name)
                     .await?
                     .ok_or_else(|| TopicError::Admin {
                         operation: "describe",
@@ -178,34 +261,57 @@ impl KafkaTopicManager {
                     })?
             }
         };
-        if current == request.partitions {
-            Ok(TopicOutcome::Unchanged {
-                partitions: current,
-            })
-        } else if current > request.partitions {
-            Err(TopicError::CannotDecrease {
+        let outcome = if current.partitions == request.partitions {
+            TopicOutcome::Unchanged {
+                partitions: current.partitions,
+            }
+        } else if current.partitions > request.partitions {
+            return Err(TopicError::CannotDecrease {
                 topic: request.name.clone(),
-                current,
+                current: current.partitions,
                 requested: request.partitions,
-            })
+            });
         } else {
-            self.grow(&admin, request).await?;
-            Ok(TopicOutcome::PartitionsIncreased {
-                from: current,
+            self.grow(request).await?;
+            TopicOutcome::PartitionsIncreased {
+                from: current.partitions,
                 to: request.partitions,
-            })
+            }
+        };
+        let wanted = request.configs();
+        let mut reverted = Vec::new();
+        if !wanted.is_empty() {
+            let live = self.configs(&request.name, wanted.keys()).await?;
+            reverted = wanted
+                .into_iter()
+                .filter_map(|(key, wanted)| {
+                    let found = live.get(&key).cloned().flatten();
+                    (found.as_deref() != Some(wanted.as_str())).then_some(ConfigReverted {
+                        key,
+                        found,
+                        wanted,
+                    })
+                })
+                .collect();
+            if !reverted.is_empty() {
+                let set = reverted
+                    .iter()
+                    .map(|r| (r.key.clone(), r.wanted.clone()))
+                    .collect();
+                self.alter(&request.name, set).await?;
+            }
         }
+        Ok(TopicReport {
+            outcome,
+            replication_factor: current.replication_factor,
+            reverted,
+        })
     }
 
-    async fn delete_topic(
-        &self,
-        connection: &KafkaConnection,
-        topic: &str,
-    ) -> Result<(), TopicError> {
-        let admin = self.admin(connection)?;
+    async fn delete_topic(&self, topic: &str) -> Result<(), TopicError> {
         let results = self
             .bounded("delete", topic, async {
-                admin
+                self.admin
                     .delete_topics(&[topic], &self.options())
                     .await
                     .map_err(|e| admin_error("delete", topic, e))
@@ -235,20 +341,23 @@ fn code_error(operation: &'static str, topic: &str, code: RDKafkaErrorCode) -> T
     }
 }
 
-impl TopicManager for KafkaTopicManager {
+fn no_result(operation: &'static str, topic: &str) -> TopicError {
+    TopicError::Admin {
+        operation,
+        topic: topic.to_string(),
+        message: "the broker returned no result".into(),
+    }
+}
+
+impl TopicAdmin for KafkaTopicAdmin {
     fn ensure<'a>(
         &'a self,
-        connection: &'a KafkaConnection,
         request: &'a TopicRequest,
-    ) -> BoxFuture<'a, Result<TopicOutcome, TopicError>> {
-        self.ensure_topic(connection, request).boxed()
+    ) -> BoxFuture<'a, Result<TopicReport, TopicError>> {
+        self.ensure_topic(request).boxed()
     }
 
-    fn delete<'a>(
-        &'a self,
-        connection: &'a KafkaConnection,
-        topic: &'a str,
-    ) -> BoxFuture<'a, Result<(), TopicError>> {
-        self.delete_topic(connection, topic).boxed()
+    fn delete<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), TopicError>> {
+        self.delete_topic(topic).boxed()
     }
 }

@@ -2,17 +2,28 @@
 //!
 //! Reconcile logic talks to a `TopicManager`, so it can be exercised without a broker;
 //! `KafkaTopicManager` is the real one (librdkafka admin API), `MemoryTopicManager` an
-//! in-process one for reconcile tests and dry runs.
+//! in-process one for reconcile tests and dry runs. A manager hands out one `TopicAdmin`
+//! per set of connection settings; the reconciler keeps it per stack and reuses it across
+//! passes (`reconcile::Context`). `ownership` decides which stack manages a topic that
+//! several stacks name.
 
 mod connection;
+mod incremental_alter;
 mod kafka;
 mod memory;
+pub mod ownership;
 
 pub use connection::KafkaConnection;
 pub use kafka::KafkaTopicManager;
 pub use memory::MemoryTopicManager;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
+
+/// The topic config key the spec sets (`kafka.retentionMs`).
+pub const RETENTION_MS: &str = "retention.ms";
 
 /// What a topic should look like.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,7 +35,18 @@ pub struct TopicRequest {
     pub retention_ms: Option<i64>,
 }
 
-/// What `ensure` did.
+impl TopicRequest {
+    /// The topic configs the spec sets: set at creation, and altered back when the live
+    /// topic differs. Configs the spec leaves unset are not the operator's.
+    pub fn configs(&self) -> BTreeMap<String, String> {
+        self.retention_ms
+            .map(|r| (RETENTION_MS.to_string(), r.to_string()))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// What `ensure` did to the partitions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TopicOutcome {
     Created { partitions: i32 },
@@ -41,6 +63,26 @@ impl TopicOutcome {
             TopicOutcome::PartitionsIncreased { to, .. } => to,
         }
     }
+}
+
+/// A topic config found different from the spec and altered back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigReverted {
+    pub key: String,
+    /// The live value (`None`: the broker default).
+    pub found: Option<String>,
+    pub wanted: String,
+}
+
+/// What `ensure` found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicReport {
+    pub outcome: TopicOutcome,
+    /// The topic's replication factor. Kafka cannot change it in place (that takes a
+    /// partition reassignment), so a difference from the spec is only reported.
+    pub replication_factor: i32,
+    /// Configs that had drifted from the spec, altered back (incremental alter configs).
+    pub reverted: Vec<ConfigReverted>,
 }
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -79,22 +121,39 @@ impl TopicError {
             TopicError::Client(_) => "InvalidKafkaSettings",
         }
     }
+
+    /// Whether the brokers could not be reached at all (as opposed to answering "no").
+    pub fn unreachable(&self) -> bool {
+        match self {
+            TopicError::Timeout { .. } => true,
+            // librdkafka's own deadline on a request no broker answered.
+            TopicError::Admin { message, .. } => {
+                message.contains("Timed out")
+                    || message.contains("transport")
+                    || message.contains("AllBrokersDown")
+            }
+            TopicError::CannotDecrease { .. } | TopicError::Client(_) => false,
+        }
+    }
 }
 
-/// Creates, grows and deletes topics.
+/// Hands out admin handles for a stack's brokers.
 pub trait TopicManager: Send + Sync {
-    /// Creates the topic, or adds partitions up to `request.partitions`. Never removes
-    /// partitions: a topic with more than requested is `TopicError::CannotDecrease`.
+    /// A handle on the brokers and credentials of `connection`. Cheap to keep: callers
+    /// reuse it for every later call with the same settings.
+    fn connect(&self, connection: &KafkaConnection) -> Result<Arc<dyn TopicAdmin>, TopicError>;
+}
+
+/// Creates, grows, reconfigures and deletes topics on one set of brokers.
+pub trait TopicAdmin: Send + Sync {
+    /// Creates the topic, or adds partitions up to `request.partitions`, and alters the
+    /// spec's configs back where they drifted. Never removes partitions: a topic with more
+    /// than requested is `TopicError::CannotDecrease`.
     fn ensure<'a>(
         &'a self,
-        connection: &'a KafkaConnection,
         request: &'a TopicRequest,
-    ) -> BoxFuture<'a, Result<TopicOutcome, TopicError>>;
+    ) -> BoxFuture<'a, Result<TopicReport, TopicError>>;
 
     /// Deletes the topic; a topic that does not exist counts as deleted.
-    fn delete<'a>(
-        &'a self,
-        connection: &'a KafkaConnection,
-        topic: &'a str,
-    ) -> BoxFuture<'a, Result<(), TopicError>>;
+    fn delete<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<(), TopicError>>;
 }

@@ -16,6 +16,8 @@ pub use shortener_testkit::kube_api::{FakeApiServer, Fault, Recorded};
 pub const NS: &str = "shop";
 pub const STACK_PATH: &str =
     "/apis/shortener.example.io/v1alpha1/namespaces/shop/shortenerstacks/demo";
+/// ShortenerStacks of every namespace (listed for topic ownership).
+pub const STACKS: &str = "/apis/shortener.example.io/v1alpha1/shortenerstacks";
 pub const CM: &str = "/api/v1/namespaces/shop/configmaps";
 pub const SVC: &str = "/api/v1/namespaces/shop/services";
 pub const JOBS: &str = "/apis/batch/v1/namespaces/shop/jobs";
@@ -71,6 +73,15 @@ impl Harness {
     pub async fn pass(&self) -> (Action, Vec<Recorded>) {
         let (result, log) = self.try_pass().await;
         (result.expect("reconcile succeeds"), log)
+    }
+
+    /// One reconcile pass with `ctx` (a controller that keeps running between passes).
+    pub async fn pass_with(&self, ctx: &Arc<Context>) -> Vec<Recorded> {
+        let mark = self.api.mark();
+        reconcile(self.stack(), ctx.clone())
+            .await
+            .expect("reconcile succeeds");
+        self.api.log_since(mark)
     }
 
     pub async fn try_pass(&self) -> (Result<Action, shortener_operator::Error>, Vec<Recorded>) {
