@@ -167,9 +167,11 @@ pub async fn seed_analytics_dataset(pool: &PgPool, total: i64) -> Result<i64, sq
     // VACUUM too: it sets the visibility map, as autovacuum would on a table that has been
     // around for a while, so index-only scans skip the heap.
     sqlx::query("VACUUM ANALYZE clicks").execute(pool).await?;
-    sqlx::query("VACUUM ANALYZE click_totals, click_hourly, click_dims_hourly, click_dims_daily")
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "VACUUM ANALYZE click_totals, click_hourly, click_breakdown_hourly, click_breakdown_daily",
+    )
+    .execute(pool)
+    .await?;
     sqlx::query("ANALYZE links").execute(pool).await?;
     let (hot,): (i64,) = sqlx::query_as("SELECT count(*) FROM clicks WHERE short_code = $1")
         .bind(HOT_CODE)

@@ -1,6 +1,7 @@
 //! The SQL behind the API. Counts, hour and day windows read the rollups the consumer
-//! maintains (migrations: `click_totals`, `click_hourly`, `click_dims_*`), whose size
-//! grows with hours and distinct combinations, not with clicks; minute windows (at most
+//! maintains (migrations: `click_totals`, `click_hourly`, `click_breakdown_*`), whose
+//! size grows with hours and each dimension's distinct values (sources capped per link and
+//! day), not with clicks; minute windows (at most
 //! 6 hours, `request::MAX_MINUTE_RANGE`) read raw clicks through `clicks_code_time_idx`.
 //! Breakdowns are cut to the top N plus one `other` entry in SQL, so an answer's size is
 //! bounded whatever the data. Every read runs under `statement_timeout`.
@@ -97,48 +98,51 @@ pub async fn click_count(
     })
 }
 
-/// The grouping sets of the breakdowns over a `rows` CTE (is_bot, the five dimensions,
-/// clicks), ranked, the rows after the top N ($top) summed into one with a NULL key.
-/// GROUPING() tells which set a row belongs to (a bit per column *not* grouped in it).
+/// The breakdowns over a `rows` CTE (dimension, value, clicks), each ranked, the rows
+/// after its top N ($top) summed into one with a NULL key. The sources folded past their
+/// link's daily cap (`click_source_fold()`) always go to that sum: they are "other" sources.
 fn breakdown_sql(rows: &str) -> String {
     format!(
         "WITH rows AS ({rows}),
-         sets AS (
-             SELECT GROUPING(country_code, device_type, browser, os, traffic_source) AS set,
-                    coalesce(country_code, device_type, browser, os, traffic_source) AS key,
-                    sum(clicks)::int8 AS clicks
+         sums AS (
+             SELECT dimension, value AS key, sum(clicks)::int8 AS clicks
              FROM rows
-             GROUP BY GROUPING SETS ((country_code), (device_type), (browser), (os),
-                                     (traffic_source))),
+             GROUP BY 1, 2),
          ranked AS (
-             SELECT set, key, clicks,
-                    row_number() OVER (PARTITION BY set ORDER BY clicks DESC, key) AS rank
-             FROM sets)
-         SELECT set, CASE WHEN rank <= $top THEN key END AS key, sum(clicks)::int8,
-                min(rank) AS first
+             SELECT dimension, key, clicks, key = click_source_fold() AS folded,
+                    row_number() OVER (PARTITION BY dimension
+                                       ORDER BY key = click_source_fold(), clicks DESC, key)
+                        AS rank
+             FROM sums)
+         SELECT dimension::text, CASE WHEN rank <= $top AND NOT folded THEN key END AS key,
+                sum(clicks)::int8, min(rank) AS first
          FROM ranked
-         GROUP BY set, 2
-         ORDER BY set, first"
+         GROUP BY dimension, 2
+         ORDER BY dimension, first"
     )
 }
 
 /// Rollup rows of whole days from the daily table, of the partial days at either end from
 /// the hourly one. $1 code, $2/$3 whole days, $4/$5 and $6/$7 hour ranges, $8 exclude bots.
 const ROLLUP_ROWS: &str = "\
-SELECT country_code, device_type, browser, os, traffic_source, clicks
-FROM click_dims_daily
+SELECT dimension, value, clicks
+FROM click_breakdown_daily
 WHERE short_code = $1 AND bucket >= $2 AND bucket < $3 AND NOT (is_bot AND $8)
 UNION ALL
-SELECT country_code, device_type, browser, os, traffic_source, clicks
-FROM click_dims_hourly
+SELECT dimension, value, clicks
+FROM click_breakdown_hourly
 WHERE short_code = $1 AND ((bucket >= $4 AND bucket < $5) OR (bucket >= $6 AND bucket < $7))
   AND NOT (is_bot AND $8)";
 
-/// Raw clicks of a minute window. $1 code, $2/$3 range, $4 exclude bots.
+/// Raw clicks of a minute window, one row per click and dimension. $1 code, $2/$3 range,
+/// $4 exclude bots.
 const RAW_ROWS: &str = "\
-SELECT country_code, device_type, browser, os, click_source_folded(traffic_source)
-           AS traffic_source, 1 AS clicks
+SELECT d.dimension, d.value, 1 AS clicks
 FROM clicks
+CROSS JOIN LATERAL (VALUES ('country'::click_dimension, country_code), ('device', device_type),
+                           ('browser', browser), ('os', os),
+                           ('source', click_source_folded(traffic_source)))
+    AS d (dimension, value)
 WHERE short_code = $1 AND occurred_at >= $2 AND occurred_at < $3 AND NOT (is_bot AND $4)";
 
 const SERIES_ROLLUP: &str = "\
@@ -181,19 +185,20 @@ pub fn split(from: DateTime<Utc>, to: DateTime<Utc>) -> Split {
     }
 }
 
-type BreakdownRow = (i32, Option<String>, i64, i64);
+/// Breakdown name (a `click_dimension`, or `link`), key (None: other), clicks, rank.
+type BreakdownRow = (String, Option<String>, i64, i64);
 
-/// Sorts grouping-set rows into the five breakdowns.
+/// Sorts breakdown rows into the five breakdowns.
 fn breakdowns(rows: Vec<BreakdownRow>, stats: &mut Stats) {
-    for (set, key, clicks, _) in rows {
-        let target = match set {
-            0b01111 => &mut stats.by_country,
-            0b10111 => &mut stats.by_device_type,
-            0b11011 => &mut stats.by_browser,
-            0b11101 => &mut stats.by_os,
-            0b11110 => &mut stats.by_traffic_source,
+    for (dimension, key, clicks, _) in rows {
+        let target = match dimension.as_str() {
+            "country" => &mut stats.by_country,
+            "device" => &mut stats.by_device_type,
+            "browser" => &mut stats.by_browser,
+            "os" => &mut stats.by_os,
+            "source" => &mut stats.by_traffic_source,
             other => {
-                tracing::error!(set = other, "unexpected grouping set");
+                tracing::error!(dimension = other, "unexpected breakdown");
                 continue;
             }
         };
@@ -307,23 +312,30 @@ fn fill(
         .collect()
 }
 
-/// Top links, countries and sources by human clicks over an owner's links, whole days.
+/// Top links, countries and sources by human clicks over an owner's links, whole days. A
+/// link's clicks are the sum of one dimension's rows (each click is in each dimension once);
+/// the device rows are the fewest.
 const ACCOUNT_TOP: &str = "\
 WITH owned AS (SELECT short_code FROM links WHERE owner_key_id = $1),
 rows AS (
-    SELECT d.short_code, d.country_code, d.traffic_source, d.clicks
-    FROM click_dims_daily d JOIN owned o USING (short_code)
-    WHERE d.bucket >= $2 AND d.bucket < $3 AND NOT d.is_bot),
-sets AS (
-    SELECT GROUPING(short_code, country_code, traffic_source) AS set,
-           coalesce(short_code, country_code, traffic_source) AS key, sum(clicks)::int8 AS clicks
-    FROM rows
-    GROUP BY GROUPING SETS ((short_code), (country_code), (traffic_source))),
+    SELECT d.short_code, d.dimension, d.value, d.clicks
+    FROM click_breakdown_daily d JOIN owned o USING (short_code)
+    WHERE d.bucket >= $2 AND d.bucket < $3 AND NOT d.is_bot
+      AND d.dimension IN ('device', 'country', 'source')),
+sums AS (
+    SELECT 'link' AS set, short_code AS key, sum(clicks)::int8 AS clicks
+    FROM rows WHERE dimension = 'device' GROUP BY 2
+    UNION ALL
+    SELECT dimension::text, value, sum(clicks)::int8
+    FROM rows WHERE dimension <> 'device' GROUP BY 1, 2),
 ranked AS (
-    SELECT set, key, clicks,
-           row_number() OVER (PARTITION BY set ORDER BY clicks DESC, key) AS rank
-    FROM sets)
-SELECT set, CASE WHEN rank <= $4 THEN key END AS key, sum(clicks)::int8, min(rank) AS first
+    SELECT set, key, clicks, set = 'source' AND key = click_source_fold() AS folded,
+           row_number() OVER (PARTITION BY set
+                              ORDER BY set = 'source' AND key = click_source_fold(),
+                                       clicks DESC, key) AS rank
+    FROM sums)
+SELECT set, CASE WHEN rank <= $4 AND NOT folded THEN key END AS key, sum(clicks)::int8,
+       min(rank) AS first
 FROM ranked
 GROUP BY set, 2
 ORDER BY set, first";
@@ -369,12 +381,12 @@ pub async fn account_stats(
         stats.totals.visitors += p.visitors;
     }
     for (set, key, clicks, _) in rows {
-        let target = match set {
-            0b011 => &mut stats.top_links,
-            0b101 => &mut stats.by_country,
-            0b110 => &mut stats.by_traffic_source,
+        let target = match set.as_str() {
+            "link" => &mut stats.top_links,
+            "country" => &mut stats.by_country,
+            "source" => &mut stats.by_traffic_source,
             other => {
-                tracing::error!(set = other, "unexpected grouping set");
+                tracing::error!(set = other, "unexpected breakdown");
                 continue;
             }
         };

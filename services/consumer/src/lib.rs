@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod replay;
 pub mod rollup;
+pub mod sources;
 pub mod store;
 pub mod visitors;
 

@@ -1,5 +1,7 @@
 //! What a batch of newly stored clicks adds to the rollups (migrations: `click_totals`,
-//! `click_hourly`, `click_dims_hourly`, `click_dims_daily`), and the statements adding it.
+//! `click_hourly`, `click_breakdown_hourly`, `click_breakdown_daily`), and the statements
+//! adding it. A click adds one to its link's totals and hour, and one to a breakdown row
+//! per dimension (country, device, browser, OS, source) per grain (hour, day).
 //!
 //! The deltas are summed in memory first, so a batch touches each rollup row once, and are
 //! written in key order: every writer locks rows in the same order, so writers of the same
@@ -22,6 +24,9 @@ pub struct Added<'a> {
     pub enrichment: &'a Enrichment,
     /// Its visitor was not seen before on that day (and link).
     pub new_visitor: bool,
+    /// Its traffic source as counted: the enrichment's, or the fold value once the link's
+    /// day holds its cap of sources (`sources`).
+    pub source: &'a str,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,20 +36,47 @@ pub struct Counts {
     pub visitors: i64,
 }
 
-/// is_bot, country, device type, browser, OS, traffic source.
-pub type Dims<'a> = (bool, &'a str, &'a str, &'a str, &'a str, &'a str);
+/// A breakdown dimension; the order is `click_dimension`'s, so keys sort as its rows do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dimension {
+    Country,
+    Device,
+    Browser,
+    Os,
+    Source,
+}
+
+impl Dimension {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Country => "country",
+            Self::Device => "device",
+            Self::Browser => "browser",
+            Self::Os => "os",
+            Self::Source => "source",
+        }
+    }
+}
+
+/// A breakdown row's key: link, bucket, dimension, value, bot flag.
+pub type BreakdownKey<'a> = (&'a str, DateTime<Utc>, Dimension, &'a str, bool);
 
 /// The sums one batch adds, keyed as the rollup tables are.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Deltas<'a> {
     pub totals: BTreeMap<&'a str, Counts>,
     pub hourly: BTreeMap<(&'a str, DateTime<Utc>), Counts>,
-    pub dims_hourly: BTreeMap<(&'a str, DateTime<Utc>, Dims<'a>), i64>,
-    pub dims_daily: BTreeMap<(&'a str, DateTime<Utc>, Dims<'a>), i64>,
+    pub breakdown_hourly: BTreeMap<BreakdownKey<'a>, i64>,
+    pub breakdown_daily: BTreeMap<BreakdownKey<'a>, i64>,
 }
 
-fn trunc(t: DateTime<Utc>, step: TimeDelta) -> DateTime<Utc> {
+pub fn trunc(t: DateTime<Utc>, step: TimeDelta) -> DateTime<Utc> {
     t.duration_trunc(step).unwrap_or(t)
+}
+
+/// The day (UTC) bucket of `t`.
+pub fn day(t: DateTime<Utc>) -> DateTime<Utc> {
+    trunc(t, TimeDelta::days(1))
 }
 
 pub fn deltas<'a>(added: impl IntoIterator<Item = Added<'a>>) -> Deltas<'a> {
@@ -61,19 +93,20 @@ pub fn deltas<'a>(added: impl IntoIterator<Item = Added<'a>>) -> Deltas<'a> {
             c.humans = 1;
         }
         let hour = trunc(a.occurred_at, TimeDelta::hours(1));
-        let day = trunc(a.occurred_at, TimeDelta::days(1));
-        let dims = (
-            e.is_bot,
-            e.country_code.as_str(),
-            e.device_type.as_str(),
-            e.browser.as_str(),
-            e.os.as_str(),
-            e.traffic_source.as_str(),
-        );
+        let day = day(a.occurred_at);
         add(d.totals.entry(a.short_code).or_default(), c);
         add(d.hourly.entry((a.short_code, hour)).or_default(), c);
-        *d.dims_hourly.entry((a.short_code, hour, dims)).or_default() += 1;
-        *d.dims_daily.entry((a.short_code, day, dims)).or_default() += 1;
+        for (dimension, value) in [
+            (Dimension::Country, e.country_code.as_str()),
+            (Dimension::Device, e.device_type.as_str()),
+            (Dimension::Browser, e.browser.as_str()),
+            (Dimension::Os, e.os.as_str()),
+            (Dimension::Source, a.source),
+        ] {
+            let key = |bucket| (a.short_code, bucket, dimension, value, e.is_bot);
+            *d.breakdown_hourly.entry(key(hour)).or_default() += 1;
+            *d.breakdown_daily.entry(key(day)).or_default() += 1;
+        }
     }
     d
 }
@@ -97,14 +130,12 @@ ON CONFLICT (short_code, hour) DO UPDATE
 SET humans = click_hourly.humans + excluded.humans, bots = click_hourly.bots + excluded.bots,
     visitors = click_hourly.visitors + excluded.visitors";
 
-fn upsert_dims(table: &str) -> String {
+fn upsert_breakdown(table: &str) -> String {
     format!(
-        "INSERT INTO {table} (short_code, bucket, is_bot, country_code, device_type, browser, os,
-                              traffic_source, clicks)
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::bool[], $4::text[], $5::text[],
-                              $6::text[], $7::text[], $8::text[], $9::int8[])
-         ON CONFLICT (short_code, bucket, is_bot, country_code, device_type, browser, os,
-                      traffic_source)
+        "INSERT INTO {table} (short_code, bucket, dimension, value, is_bot, clicks)
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[]::click_dimension[],
+                              $4::text[], $5::bool[], $6::int8[])
+         ON CONFLICT (short_code, bucket, dimension, value, is_bot)
          DO UPDATE SET clicks = {table}.clicks + excluded.clicks"
     )
 }
@@ -144,39 +175,30 @@ pub async fn apply(conn: &mut PgConnection, d: &Deltas<'_>, slot: i16) -> Result
         .await?;
 
     for (table, rows) in [
-        ("click_dims_hourly", &d.dims_hourly),
-        ("click_dims_daily", &d.dims_daily),
+        ("click_breakdown_hourly", &d.breakdown_hourly),
+        ("click_breakdown_daily", &d.breakdown_daily),
     ] {
         let n = rows.len();
         let mut codes = Vec::with_capacity(n);
         let mut buckets = Vec::with_capacity(n);
+        let mut dimensions = Vec::with_capacity(n);
+        let mut values = Vec::with_capacity(n);
         let mut is_bot = Vec::with_capacity(n);
-        let mut country = Vec::with_capacity(n);
-        let mut device = Vec::with_capacity(n);
-        let mut browser = Vec::with_capacity(n);
-        let mut os = Vec::with_capacity(n);
-        let mut source = Vec::with_capacity(n);
         let mut clicks = Vec::with_capacity(n);
-        for ((code, bucket, (b, c, dv, br, o, s)), n) in rows {
+        for ((code, bucket, dimension, value, bot), n) in rows {
             codes.push(*code);
             buckets.push(*bucket);
-            is_bot.push(*b);
-            country.push(*c);
-            device.push(*dv);
-            browser.push(*br);
-            os.push(*o);
-            source.push(*s);
+            dimensions.push(dimension.as_str());
+            values.push(*value);
+            is_bot.push(*bot);
             clicks.push(*n);
         }
-        sqlx::query(&upsert_dims(table))
+        sqlx::query(&upsert_breakdown(table))
             .bind(&codes)
             .bind(&buckets)
+            .bind(&dimensions)
+            .bind(&values)
             .bind(&is_bot)
-            .bind(&country)
-            .bind(&device)
-            .bind(&browser)
-            .bind(&os)
-            .bind(&source)
             .bind(&clicks)
             .execute(&mut *conn)
             .await?;
@@ -205,8 +227,18 @@ mod tests {
         }
     }
 
+    fn d_key<'a>(
+        code: &'a str,
+        bucket: DateTime<Utc>,
+        dim: Dimension,
+        value: &'a str,
+        bot: bool,
+    ) -> BreakdownKey<'a> {
+        (code, bucket, dim, value, bot)
+    }
+
     #[test]
-    fn a_batch_sums_per_link_hour_and_combination() {
+    fn a_batch_sums_per_link_hour_dimension_and_value() {
         let human_de = enrichment(false, "DE");
         let human_fr = enrichment(false, "FR");
         let bot = enrichment(true, "US");
@@ -217,18 +249,21 @@ mod tests {
                 occurred_at: t("2026-12-01T10:05:00Z"),
                 enrichment: &human_de,
                 new_visitor: true,
+                source: "direct",
             },
             Added {
                 short_code: "a",
                 occurred_at: t("2026-12-01T10:55:00Z"),
                 enrichment: &human_de,
                 new_visitor: false,
+                source: "direct",
             },
             Added {
                 short_code: "a",
                 occurred_at: t("2026-12-01T11:00:00Z"),
                 enrichment: &human_fr,
                 new_visitor: true,
+                source: "direct",
             },
             // A bot's "new visitor" flag is ignored: bots are not visitors.
             Added {
@@ -236,12 +271,14 @@ mod tests {
                 occurred_at: t("2026-12-01T11:30:00Z"),
                 enrichment: &bot,
                 new_visitor: true,
+                source: "direct",
             },
             Added {
                 short_code: "b",
                 occurred_at: t("2026-12-01T10:00:00Z"),
                 enrichment: &human_de,
                 new_visitor: true,
+                source: "direct",
             },
         ];
         let d = deltas(added);
@@ -277,11 +314,48 @@ mod tests {
                 visitors: 1
             }
         );
-        assert_eq!(d.dims_hourly.len(), 4);
-        let de = (false, "DE", "desktop", "Firefox", "Linux", "direct");
-        assert_eq!(d.dims_hourly[&("a", t("2026-12-01T10:00:00Z"), de)], 2);
-        assert_eq!(d.dims_daily[&("a", t("2026-12-01T00:00:00Z"), de)], 2);
-        assert_eq!(d.dims_daily.len(), 4);
-        assert_eq!(d.dims_daily.values().sum::<i64>(), 5);
+        // a: DE/desktop/Firefox/Linux/direct humans at 10h, FR at 11h, one bot at 11h.
+        let row = |bucket: &str, dim, value, bot| d_key("a", t(bucket), dim, value, bot);
+        assert_eq!(
+            d.breakdown_hourly[&row("2026-12-01T10:00:00Z", Dimension::Country, "DE", false)],
+            2
+        );
+        assert_eq!(
+            d.breakdown_hourly[&row("2026-12-01T11:00:00Z", Dimension::Country, "FR", false)],
+            1
+        );
+        assert_eq!(
+            d.breakdown_daily[&row("2026-12-01T00:00:00Z", Dimension::Browser, "Firefox", false)],
+            3
+        );
+        assert_eq!(
+            d.breakdown_daily[&row("2026-12-01T00:00:00Z", Dimension::Device, "bot", true)],
+            1
+        );
+        // Every click counts once in each dimension of each grain.
+        for dim in [
+            Dimension::Country,
+            Dimension::Device,
+            Dimension::Browser,
+            Dimension::Os,
+            Dimension::Source,
+        ] {
+            let sum = |m: &BTreeMap<BreakdownKey<'_>, i64>| {
+                m.iter()
+                    .filter(|(k, _)| k.2 == dim)
+                    .map(|(_, n)| n)
+                    .sum::<i64>()
+            };
+            assert_eq!(sum(&d.breakdown_hourly), 5);
+            assert_eq!(sum(&d.breakdown_daily), 5);
+        }
+        // a: 3 countries-with-bot-flag rows a day (DE, FR, US bot); b: 1.
+        assert_eq!(
+            d.breakdown_daily
+                .keys()
+                .filter(|k| k.2 == Dimension::Country)
+                .count(),
+            4
+        );
     }
 }

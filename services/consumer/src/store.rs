@@ -1,7 +1,7 @@
 //! Writing enriched clicks to Postgres, idempotently by event_id, with the rollups they
 //! add in the same transaction.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{NaiveDate, Utc};
 use rand::Rng;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::enrich::{privacy, Enrichment};
 use crate::rollup;
+use crate::sources;
 use crate::visitors::{self, VisitorId};
 use shortener_common::event::Click;
 
@@ -122,18 +123,31 @@ pub async fn insert_clicks(pool: &PgPool, rows: &[ClickRow]) -> Result<u64, sqlx
         .filter(|r| new.remove(&r.click.event_id))
         .collect();
     let new_visitors = new_visitors(&mut tx, &added).await?;
-    let deltas =
-        rollup::deltas(
-            added
-                .iter()
-                .zip(new_visitors)
-                .map(|(r, new_visitor)| rollup::Added {
-                    short_code: &r.click.short_code,
-                    occurred_at: r.click.occurred_at,
-                    enrichment: &r.enrichment,
-                    new_visitor,
-                }),
-        );
+    let day_sources: BTreeSet<sources::SourceKey<'_>> = added
+        .iter()
+        .map(|r| {
+            (
+                r.click.short_code.as_str(),
+                rollup::day(r.click.occurred_at),
+                r.enrichment.traffic_source.as_str(),
+            )
+        })
+        .collect();
+    let folded = sources::fold(&mut tx, day_sources).await?;
+    let deltas = rollup::deltas(added.iter().zip(new_visitors).map(|(r, new_visitor)| {
+        let code = r.click.short_code.as_str();
+        rollup::Added {
+            short_code: code,
+            occurred_at: r.click.occurred_at,
+            enrichment: &r.enrichment,
+            new_visitor,
+            source: folded.source(
+                code,
+                rollup::day(r.click.occurred_at),
+                &r.enrichment.traffic_source,
+            ),
+        }
+    }));
     let slot = rand::rng().random_range(0..rollup::TOTAL_SLOTS);
     rollup::apply(&mut tx, &deltas, slot).await?;
     let (codes, visits): (Vec<&str>, Vec<i64>) = deltas

@@ -428,8 +428,8 @@ async fn a_database_outage_holds_commits_and_recovers_with_lag_reported() {
         format!("GRANT CONNECT ON DATABASE {} TO {role}", db.name),
         format!("GRANT SELECT, INSERT ON clicks, click_visitors, visitor_salts TO {role}"),
         format!(
-            "GRANT SELECT, INSERT, UPDATE ON click_totals, click_hourly, click_dims_hourly, \
-             click_dims_daily TO {role}"
+            "GRANT SELECT, INSERT, UPDATE ON click_totals, click_hourly, \
+             click_breakdown_hourly, click_breakdown_daily TO {role}"
         ),
         format!("GRANT USAGE ON SEQUENCE clicks_id_seq TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE ON link_visits TO {role}"),

@@ -22,8 +22,8 @@ async fn role_without_insert(db: &TestDatabase) -> (String, String) {
         format!("GRANT SELECT, INSERT, UPDATE ON link_visits TO {role}"),
         format!("GRANT SELECT, INSERT ON click_visitors, visitor_salts TO {role}"),
         format!(
-            "GRANT SELECT, INSERT, UPDATE ON click_totals, click_hourly, click_dims_hourly, \
-             click_dims_daily TO {role}"
+            "GRANT SELECT, INSERT, UPDATE ON click_totals, click_hourly, \
+             click_breakdown_hourly, click_breakdown_daily TO {role}"
         ),
     ] {
         sqlx::query(&stmt).execute(&db.pool).await.unwrap();

@@ -55,7 +55,8 @@ pub async fn killed_mid_batch(env: &FaultEnv) -> anyhow::Result<(bool, String)> 
     let (totals, hourly, daily): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT coalesce(sum(humans + bots), 0)::int8 FROM click_totals),
                 (SELECT coalesce(sum(humans + bots), 0)::int8 FROM click_hourly),
-                (SELECT coalesce(sum(clicks), 0)::int8 FROM click_dims_daily)",
+                (SELECT coalesce(sum(clicks), 0)::int8 FROM click_breakdown_daily
+                 WHERE dimension = 'source')",
     )
     .fetch_one(&db.pool)
     .await?;

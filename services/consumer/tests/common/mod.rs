@@ -198,7 +198,9 @@ pub async fn count(pool: &PgPool, code: &str) -> i64 {
 }
 
 /// The rollups count exactly the stored clicks: per link for the totals, per link and
-/// hour for the hourly figures and both dimension tables, humans and bots apart.
+/// hour for the hourly figures, per link, hour, dimension and value for the breakdowns
+/// (sources folded past the cap only in sum), humans and bots apart; each day's breakdown
+/// rows are the sums of its hours'.
 pub async fn assert_rollups_match_clicks(pool: &PgPool) {
     let mismatches: Vec<(String, String)> = sqlx::query_as(
         "WITH raw AS (
@@ -210,13 +212,25 @@ pub async fn assert_rollups_match_clicks(pool: &PgPool) {
                       FROM raw GROUP BY 1),
          totals AS (SELECT short_code, sum(humans) AS humans, sum(bots) AS bots
                     FROM click_totals GROUP BY 1),
-         dims_h AS (SELECT short_code, bucket AS hour,
-                           sum(clicks) FILTER (WHERE NOT is_bot) AS humans,
-                           sum(clicks) FILTER (WHERE is_bot) AS bots
-                    FROM click_dims_hourly GROUP BY 1, 2),
-         dims_d AS (SELECT short_code, sum(clicks) FILTER (WHERE NOT is_bot) AS humans,
-                           sum(clicks) FILTER (WHERE is_bot) AS bots
-                    FROM click_dims_daily GROUP BY 1)
+         raw_dims AS (
+             SELECT short_code, date_trunc('hour', occurred_at, 'UTC') AS hour, d.dimension,
+                    d.value, is_bot, count(*) AS clicks
+             FROM clicks
+             CROSS JOIN LATERAL (VALUES ('country'::click_dimension, country_code),
+                                        ('device', device_type), ('browser', browser),
+                                        ('os', os), ('source', traffic_source))
+                 AS d (dimension, value)
+             GROUP BY 1, 2, 3, 4, 5),
+         hourly AS (SELECT short_code, bucket AS hour, dimension, value, is_bot, clicks
+                    FROM click_breakdown_hourly),
+         sums AS (SELECT short_code, hour, dimension, is_bot, sum(clicks) AS clicks
+                  FROM raw_dims GROUP BY 1, 2, 3, 4),
+         hourly_sums AS (SELECT short_code, hour, dimension, is_bot, sum(clicks) AS clicks
+                         FROM hourly GROUP BY 1, 2, 3, 4),
+         daily_of_hours AS (
+             SELECT short_code, date_trunc('day', bucket, 'UTC') AS bucket, dimension, value,
+                    is_bot, sum(clicks) AS clicks
+             FROM click_breakdown_hourly GROUP BY 1, 2, 3, 4, 5)
          SELECT 'totals', coalesce(p.short_code, t.short_code)
          FROM per_code p FULL JOIN totals t USING (short_code)
          WHERE p.humans IS DISTINCT FROM t.humans OR p.bots IS DISTINCT FROM t.bots
@@ -225,15 +239,20 @@ pub async fn assert_rollups_match_clicks(pool: &PgPool) {
          FROM raw r FULL JOIN click_hourly h USING (short_code, hour)
          WHERE r.humans IS DISTINCT FROM h.humans OR r.bots IS DISTINCT FROM h.bots
          UNION ALL
-         SELECT 'dims hourly', coalesce(r.short_code, h.short_code) || ' ' || coalesce(r.hour, h.hour)
-         FROM raw r FULL JOIN dims_h h USING (short_code, hour)
-         WHERE r.humans IS DISTINCT FROM coalesce(h.humans, 0)
-            OR r.bots IS DISTINCT FROM coalesce(h.bots, 0)
+         SELECT 'breakdown sum', short_code || ' ' || hour || ' ' || dimension
+         FROM sums r FULL JOIN hourly_sums h USING (short_code, hour, dimension, is_bot)
+         WHERE r.clicks IS DISTINCT FROM h.clicks
          UNION ALL
-         SELECT 'dims daily', coalesce(p.short_code, d.short_code)
-         FROM per_code p FULL JOIN dims_d d USING (short_code)
-         WHERE p.humans IS DISTINCT FROM coalesce(d.humans, 0)
-            OR p.bots IS DISTINCT FROM coalesce(d.bots, 0)",
+         SELECT 'breakdown value', short_code || ' ' || hour || ' ' || dimension || ' ' || value
+         FROM raw_dims r FULL JOIN hourly h USING (short_code, hour, dimension, value, is_bot)
+         WHERE r.clicks IS DISTINCT FROM h.clicks
+           AND NOT (dimension = 'source' AND h.clicks IS NULL)
+           AND NOT (dimension = 'source' AND value = click_source_fold())
+         UNION ALL
+         SELECT 'daily', short_code || ' ' || bucket || ' ' || dimension || ' ' || value
+         FROM daily_of_hours h FULL JOIN click_breakdown_daily d
+             USING (short_code, bucket, dimension, value, is_bot)
+         WHERE h.clicks IS DISTINCT FROM d.clicks",
     )
     .fetch_all(pool)
     .await
