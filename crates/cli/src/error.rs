@@ -44,6 +44,11 @@ impl CliError {
         }
     }
 
+    /// stdout closed by its reader (`shortener links list | head`): not worth a message.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
@@ -54,7 +59,8 @@ impl CliError {
 
 fn api_message(status: &u16, code: &str, message: &str, retry_after: &Option<u64>) -> String {
     let mut text = format!("{message} ({code}, HTTP {status})");
-    if let Some(secs) = retry_after {
+    // Unless the API's message already says when.
+    if let Some(secs) = retry_after.filter(|_| !message.to_lowercase().contains("retry")) {
         text.push_str(&format!("; retry in {secs} s"));
     }
     if *status == 401 {
@@ -115,6 +121,17 @@ mod tests {
             retry_after: None,
         };
         assert!(e.to_string().ends_with("run `shortener login`"), "{e}");
+        let e = CliError::Api {
+            status: 429,
+            code: "rate_limited".into(),
+            message: "too many requests, retry in 1s".into(),
+            retry_after: Some(1),
+        };
+        assert_eq!(
+            e.to_string(),
+            "too many requests, retry in 1s (rate_limited, HTTP 429)",
+            "said once"
+        );
     }
 
     #[test]

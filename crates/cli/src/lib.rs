@@ -385,6 +385,38 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    /// A reader that stopped reading.
+    struct ClosedPipe;
+
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_stdout_is_told_apart_from_other_failures() {
+        let (mut stdin, mut stdout, mut stderr) = (&b""[..], ClosedPipe, Vec::new());
+        let mut io = Io {
+            stdin: &mut stdin,
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+            stdin_is_terminal: false,
+            stdout_is_terminal: false,
+        };
+        let env = Env {
+            config: Some("/nonexistent/config.toml".into()),
+            ..Env::default()
+        };
+        let cli = Cli::parse_from(["shortener", "config", "path"]);
+        let e = run(cli, &env, &mut io).await.unwrap_err();
+        assert!(e.is_broken_pipe(), "{e}");
+        assert!(!CliError::io("x", std::io::ErrorKind::NotFound.into()).is_broken_pipe());
+    }
+
     #[tokio::test]
     async fn png_is_not_written_to_a_terminal() {
         let (mut stdin, mut stdout, mut stderr) = (&b""[..], Vec::new(), Vec::new());
