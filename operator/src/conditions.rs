@@ -9,15 +9,19 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const MIGRATIONS_APPLIED: &str = "MigrationsApplied";
 pub const TOPIC_READY: &str = "TopicReady";
+/// Whether the stack's brokers answered the operator (topic management, lag measurement);
+/// absent until the operator tried.
+pub const KAFKA_REACHABLE: &str = "KafkaReachable";
 /// Set (True) while the pause annotation stops reconciliation; absent otherwise.
 pub const RECONCILIATION_PAUSED: &str = "ReconciliationPaused";
 /// Every condition type the operator writes, in the order it writes them.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     READY,
     PROGRESSING,
     DEGRADED,
     MIGRATIONS_APPLIED,
     TOPIC_READY,
+    KAFKA_REACHABLE,
     RECONCILIATION_PAUSED,
 ];
 

@@ -763,8 +763,8 @@ impl Default for TelemetrySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ShortenerStackStatus {
-    /// Ready, Progressing, Degraded, MigrationsApplied, TopicReady and, while paused,
-    /// ReconciliationPaused.
+    /// Ready, Progressing, Degraded, MigrationsApplied, TopicReady, KafkaReachable and,
+    /// while paused, ReconciliationPaused.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
@@ -835,7 +835,7 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     schema.insert(
         "description".into(),
-        "Ready, Progressing, Degraded, MigrationsApplied, TopicReady and, while paused, ReconciliationPaused.".into(),
+        "Ready, Progressing, Degraded, MigrationsApplied, TopicReady, KafkaReachable and, while paused, ReconciliationPaused.".into(),
     );
     schema.insert("x-kubernetes-list-type".into(), "map".into());
     schema.insert(

@@ -609,17 +609,19 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
 
-    let status = status::compute(stack, &topic, &migration, &deployments, Utc::now());
+    let lag_check = ctx.autoscaler.as_ref().and_then(|a| a.broker_check(stack));
+    let status = status::compute(
+        stack,
+        &topic,
+        &migration,
+        &deployments,
+        lag_check.as_ref(),
+        Utc::now(),
+    );
     publish_transitions(stack, ctx, &previous.conditions, &status.conditions).await;
+    let stacks: Api<ShortenerStack> = Api::namespaced(client.clone(), &ns);
     if stored_status.as_ref() != Some(&status) {
-        let api: Api<ShortenerStack> = Api::namespaced(client.clone(), &ns);
-        let patch = serde_json::json!({
-            "apiVersion": ShortenerStack::api_version(&()),
-            "kind": ShortenerStack::kind(&()),
-            "status": status,
-        });
-        api.patch_status(&stack.name_any(), &apply_params(), &Patch::Apply(&patch))
-            .await?;
+        write_status(&stacks, stack, &status).await?;
     }
 
     let settled = conditions::is_true(&status.conditions, conditions::READY);
@@ -654,8 +656,42 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
                 requeue = requeue.min(PENDING_REQUEUE);
             }
         }
+        // The measurement found the brokers gone or back: KafkaReachable follows now, on
+        // the status as the autoscaler left it.
+        let after = autoscaler.broker_check(stack);
+        if after != lag_check {
+            if let Some(current) = stacks.get_opt(&stack.name_any()).await? {
+                let status = status::compute(
+                    &current,
+                    &topic,
+                    &migration,
+                    &deployments,
+                    after.as_ref(),
+                    Utc::now(),
+                );
+                if current.status.as_ref() != Some(&status) {
+                    write_status(&stacks, &current, &status).await?;
+                }
+            }
+        }
     }
     Ok(Action::requeue(requeue))
+}
+
+/// Server-side applies the stack's status.
+async fn write_status(
+    api: &Api<ShortenerStack>,
+    stack: &ShortenerStack,
+    status: &crate::crd::ShortenerStackStatus,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "apiVersion": ShortenerStack::api_version(&()),
+        "kind": ShortenerStack::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&stack.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
 }
 
 /// Events for condition changes worth a human's attention.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 
+use crate::autoscaling::BrokerCheck;
 use crate::conditions::{self, Observed};
 use crate::crd::{ComponentStatus, ConsumerStatus, ShortenerStack, ShortenerStackStatus};
 use crate::migration::{Step, MAX_ATTEMPTS, RETRY_ANNOTATION};
@@ -86,11 +87,65 @@ fn ready_replicas(deployment: Option<&Deployment>) -> i32 {
         .unwrap_or(0)
 }
 
+/// `KafkaReachable` from what topic management and the last lag measurement (builtin
+/// autoscaling) saw: False when either found no broker answering, True when one reached
+/// them, absent when neither tried (credentials not usable, topics owned elsewhere, KEDA
+/// measuring).
+fn kafka_reachable(topic: &TopicObservation, lag: Option<&BrokerCheck>) -> Option<Observed> {
+    let topic_check = match topic {
+        TopicObservation::Ready { .. } | TopicObservation::Mismatched { .. } => {
+            Some(BrokerCheck::Reached)
+        }
+        TopicObservation::Failed { reason, message } if *reason == "BrokerUnreachable" => {
+            Some(BrokerCheck::Unreachable(message.clone()))
+        }
+        TopicObservation::Failed { reason, .. }
+            if ["PartitionDecreaseRefused", "AdminRequestFailed"].contains(reason) =>
+        {
+            Some(BrokerCheck::Reached)
+        }
+        TopicObservation::Failed { .. } => None,
+    };
+    let checks = [
+        ("topic management", topic_check.as_ref()),
+        ("lag measurement", lag),
+    ];
+    let failures: Vec<String> = checks
+        .iter()
+        .filter_map(|(what, check)| match check {
+            Some(BrokerCheck::Unreachable(message)) => Some(format!("{what}: {message}")),
+            _ => None,
+        })
+        .collect();
+    if !failures.is_empty() {
+        return Some(Observed::new(
+            conditions::KAFKA_REACHABLE,
+            false,
+            "BrokerUnreachable",
+            failures.join("; "),
+        ));
+    }
+    let reached: Vec<&str> = checks
+        .iter()
+        .filter(|(_, check)| check.is_some())
+        .map(|(what, _)| *what)
+        .collect();
+    (!reached.is_empty()).then(|| {
+        Observed::new(
+            conditions::KAFKA_REACHABLE,
+            true,
+            "BrokersAnswered",
+            format!("the brokers answered {}", reached.join(" and ")),
+        )
+    })
+}
+
 pub fn compute(
     stack: &ShortenerStack,
     topic: &TopicObservation,
     migration: &MigrationObservation,
     deployments: &DeploymentObservation,
+    lag: Option<&BrokerCheck>,
     now: DateTime<Utc>,
 ) -> ShortenerStackStatus {
     let previous = stack.status.clone().unwrap_or_default();
@@ -292,7 +347,10 @@ pub fn compute(
                 degraded_condition,
                 migration_condition,
                 topic_condition,
-            ],
+            ]
+            .into_iter()
+            .chain(kafka_reachable(topic, lag))
+            .collect::<Vec<_>>(),
             generation,
             now,
         ),
@@ -525,6 +583,7 @@ mod tests {
             &TopicObservation::Ready { partitions: 4 },
             &migration(JobOutcome::Succeeded),
             &all_ready(&s),
+            None,
             now(),
         );
         assert_eq!(condition(&status, "Ready").status, "True");
@@ -554,6 +613,7 @@ mod tests {
             &TopicObservation::Ready { partitions: 4 },
             &migration(JobOutcome::Running),
             &none,
+            None,
             now(),
         );
         assert_eq!(condition(&status, "Ready").status, "False");
@@ -582,6 +642,7 @@ mod tests {
                 message: "Job has reached the specified backoff limit".into(),
             }),
             &all_ready(&s),
+            None,
             now(),
         );
         let d = condition(&status, "Degraded");
@@ -610,6 +671,7 @@ mod tests {
             },
             &migration(JobOutcome::Succeeded),
             &all_ready(&s),
+            None,
             now(),
         );
         assert_eq!(condition(&status, "TopicReady").status, "False");
@@ -635,6 +697,7 @@ mod tests {
             &TopicObservation::Ready { partitions: 4 },
             &migration(JobOutcome::Succeeded),
             &deployments,
+            None,
             now(),
         );
         let p = condition(&status, "Progressing");
@@ -654,6 +717,7 @@ mod tests {
             &TopicObservation::Ready { partitions: 4 },
             &migration(JobOutcome::Succeeded),
             &all_ready(&s),
+            None,
             now(),
         );
         s.status = Some(first.clone());
@@ -663,8 +727,65 @@ mod tests {
             &TopicObservation::Ready { partitions: 4 },
             &migration(JobOutcome::Succeeded),
             &all_ready(&s),
+            None,
             later,
         );
         assert_eq!(first, second);
+    }
+
+    #[test]
+    fn kafka_reachable_follows_topic_management_and_the_lag_measurement() {
+        let s = stack();
+        let with = |topic: TopicObservation, lag: Option<BrokerCheck>| {
+            let status = compute(
+                &s,
+                &topic,
+                &migration(JobOutcome::Succeeded),
+                &all_ready(&s),
+                lag.as_ref(),
+                now(),
+            );
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "KafkaReachable")
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        };
+        let ready = || TopicObservation::Ready { partitions: 4 };
+        let (status, reason, message) = with(ready(), Some(BrokerCheck::Reached)).unwrap();
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "BrokersAnswered")
+        );
+        assert_eq!(
+            message,
+            "the brokers answered topic management and lag measurement"
+        );
+
+        let (status, reason, message) = with(
+            ready(),
+            Some(BrokerCheck::Unreachable("measuring timed out".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "BrokerUnreachable")
+        );
+        assert_eq!(message, "lag measurement: measuring timed out");
+
+        let unreachable = TopicObservation::Failed {
+            reason: "BrokerUnreachable",
+            message: "describe timed out".into(),
+        };
+        let (status, _, message) = with(unreachable, None).unwrap();
+        assert_eq!(status, "False");
+        assert_eq!(message, "topic management: describe timed out");
+
+        // Nothing tried (credentials not usable): no claim either way.
+        let not_tried = TopicObservation::Failed {
+            reason: "SecretNotOptedIn",
+            message: "label it".into(),
+        };
+        assert_eq!(with(not_tried, None), None);
     }
 }

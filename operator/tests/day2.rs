@@ -423,6 +423,77 @@ mod mode_switch {
         }
     }
 
+    /// Brokers that stop answering the lag measurement while `down` is set.
+    #[derive(Default)]
+    struct FlakyLag {
+        down: std::sync::atomic::AtomicBool,
+    }
+    impl LagSource for FlakyLag {
+        fn measure<'a>(
+            &'a self,
+            c: &'a KafkaConnection,
+            g: &'a str,
+            t: &'a str,
+        ) -> BoxFuture<'a, Result<LagReport, LagError>> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                let e = LagError::Timeout {
+                    topic: t.to_string(),
+                    seconds: 10,
+                };
+                return async move { Err(e) }.boxed();
+            }
+            NoLag.measure(c, g, t)
+        }
+    }
+
+    /// The lag scaler finding no broker: a Warning Event and `KafkaReachable=False`
+    /// with the reason, cleared by the first measurement that reaches them again.
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_brokers_for_the_lag_scaler_set_a_condition_until_they_answer() {
+        let h = Harness::new(stack_json(false));
+        h.settle().await;
+        let lag = Arc::new(FlakyLag::default());
+        let client = h.api.client(NS);
+        let mut ctx = Context::new(client.clone(), h.topics.clone(), Default::default());
+        ctx.autoscaler = Some(Autoscaler::new(client, lag.clone(), Default::default()));
+        let ctx = Arc::new(ctx);
+        let reachable = |h: &Harness| {
+            let c = condition(&h.get(STACK_PATH).unwrap(), "KafkaReachable");
+            (
+                c["status"].as_str().unwrap().to_string(),
+                c["reason"].as_str().unwrap().to_string(),
+                c["message"].as_str().unwrap().to_string(),
+            )
+        };
+        h.pass_with(&ctx).await;
+        assert_eq!(reachable(&h).0, "True");
+
+        lag.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::advance(std::time::Duration::from_secs(20)).await;
+        let log = h.pass_with(&ctx).await;
+        let (status, reason, message) = reachable(&h);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "BrokerUnreachable")
+        );
+        assert!(message.starts_with("lag measurement: "), "{message}");
+        assert!(log
+            .iter()
+            .any(|r| r.method == "POST" && r.body["reason"] == "AutoscalingUnavailable"));
+        // Still down on the next pass: nothing new to write.
+        let log = h.pass_with(&ctx).await;
+        assert!(
+            !log.iter().any(|r| r.path.ends_with("/status")),
+            "{:?}",
+            lines(&log)
+        );
+
+        lag.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::advance(std::time::Duration::from_secs(20)).await;
+        h.pass_with(&ctx).await;
+        assert_eq!(reachable(&h).0, "True");
+    }
+
     /// A pass of a freshly started operator with the builtin autoscaler wired in.
     async fn pass(h: &Harness) -> Vec<Recorded> {
         let mark = h.api.mark();
@@ -731,6 +802,33 @@ mod topics {
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0]["reason"], "TopicKept");
         assert!(h.get(&second_path).is_none(), "finalizer removed");
+    }
+
+    /// Topic management finding no broker says so in `KafkaReachable`, cleared when the
+    /// brokers answer again.
+    #[tokio::test]
+    async fn unreachable_brokers_for_topic_management_set_kafka_reachable_false() {
+        let h = Harness::new(stack_json(false));
+        h.settle().await;
+        let reachable = |h: &Harness| condition(&h.get(STACK_PATH).unwrap(), "KafkaReachable");
+        assert_eq!(reachable(&h)["status"], "True");
+        h.topics.set_unreachable(true);
+        h.pass().await;
+        let c = reachable(&h);
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("False"), Some("BrokerUnreachable"))
+        );
+        assert!(
+            c["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("topic management: "),
+            "{c}"
+        );
+        h.topics.set_unreachable(false);
+        h.pass().await;
+        assert_eq!(reachable(&h)["status"], "True");
     }
 
     /// One admin client per stack, kept across passes; a new one only when the Kafka

@@ -81,6 +81,17 @@ pub enum LagError {
     Timeout { topic: String, seconds: u64 },
 }
 
+impl LagError {
+    /// Whether no broker answered (so the brokers, not the group, are the problem).
+    pub fn unreachable(&self) -> bool {
+        match self {
+            LagError::Timeout { .. } => true,
+            LagError::Request { message, .. } => crate::topic::no_broker_answered(message),
+            LagError::Client(_) | LagError::UnknownTopic { .. } => false,
+        }
+    }
+}
+
 /// Measures the lag of `group` on `topic`.
 pub trait LagSource: Send + Sync {
     fn measure<'a>(

@@ -18,7 +18,7 @@ pub mod scaler;
 pub use lag::{KafkaLagReader, LagError, LagReport, LagSource, PartitionLag};
 pub use metrics::AutoscalingMetrics;
 pub use policy::{Decision, Direction, History, ScaleReason, ScalingParams};
-pub use scaler::{Autoscaler, AutoscalingError, ScaleOutcome};
+pub use scaler::{Autoscaler, AutoscalingError, BrokerCheck, ScaleOutcome};
 
 use crate::crd::ShortenerStack;
 

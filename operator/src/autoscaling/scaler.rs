@@ -37,6 +37,14 @@ pub enum AutoscalingError {
     Kube(#[from] kube::Error),
 }
 
+/// Whether the last lag measurement reached the brokers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerCheck {
+    Reached,
+    /// No broker answered; the message says what failed.
+    Unreachable(String),
+}
+
 /// What one builtin pass did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScaleOutcome {
@@ -59,6 +67,8 @@ struct StackState {
     /// When the lag was last measured: reconciles in between (e.g. caused by the status
     /// write itself) do not measure again.
     last_pass: Option<Instant>,
+    /// What the last measurement said about the brokers (`None`: none measured).
+    brokers: Option<BrokerCheck>,
 }
 
 /// Per-stack autoscaling state and the clients to act on it. One per operator process.
@@ -173,7 +183,17 @@ impl Autoscaler {
                 let connection = connect()
                     .await
                     .map_err(|e| AutoscalingError::Connection(e.to_string()))?;
-                self.scale_once(stack, &connection, Utc::now()).await?;
+                let result = self.scale_once(stack, &connection, Utc::now()).await;
+                let check = match &result {
+                    Err(AutoscalingError::Lag(e)) if e.unreachable() => {
+                        BrokerCheck::Unreachable(e.to_string())
+                    }
+                    // The brokers answered (a measurement, or an unknown topic); a later
+                    // Kubernetes failure says nothing about them.
+                    _ => BrokerCheck::Reached,
+                };
+                self.with_state(stack, |s| s.brokers = Some(check));
+                result?;
                 Ok(Some(interval))
             }
         }
@@ -356,6 +376,12 @@ impl Autoscaler {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key(stack));
         self.metrics.forget(&stack_labels(stack));
+    }
+
+    /// What the last lag measurement of `stack` said about its brokers (`None`: not
+    /// measured since the start or a switch to keda mode, where KEDA measures).
+    pub fn broker_check(&self, stack: &ShortenerStack) -> Option<BrokerCheck> {
+        self.with_state(stack, |s| s.brokers.clone())
     }
 
     /// The recommendation history kept for `stack` (for inspection and tests).

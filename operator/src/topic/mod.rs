@@ -116,6 +116,7 @@ impl TopicError {
     pub fn reason(&self) -> &'static str {
         match self {
             TopicError::CannotDecrease { .. } => "PartitionDecreaseRefused",
+            TopicError::Admin { .. } if self.unreachable() => "BrokerUnreachable",
             TopicError::Admin { .. } => "AdminRequestFailed",
             TopicError::Timeout { .. } => "BrokerUnreachable",
             TopicError::Client(_) => "InvalidKafkaSettings",
@@ -126,15 +127,25 @@ impl TopicError {
     pub fn unreachable(&self) -> bool {
         match self {
             TopicError::Timeout { .. } => true,
-            // librdkafka's own deadline on a request no broker answered.
-            TopicError::Admin { message, .. } => {
-                message.contains("Timed out")
-                    || message.contains("transport")
-                    || message.contains("AllBrokersDown")
-            }
+            TopicError::Admin { message, .. } => no_broker_answered(message),
             TopicError::CannotDecrease { .. } | TopicError::Client(_) => false,
         }
     }
+}
+
+/// Whether a librdkafka error message says no broker answered (its own request deadline,
+/// a transport failure, every broker down) rather than a broker refusing the request.
+pub fn no_broker_answered(message: &str) -> bool {
+    [
+        "Timed out",
+        "TimedOut",
+        "transport",
+        "Transport",
+        "AllBrokersDown",
+        "all brokers down",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// Hands out admin handles for a stack's brokers.
