@@ -42,6 +42,11 @@ pub enum Command {
     /// Show or change the config file
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script, e.g. `shortener completions bash > ~/.local/share/bash-completion/completions/shortener`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 // Built once per process: the size of a variant does not matter.
@@ -350,6 +355,29 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_cover_every_subcommand() {
+        let mut script = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "shortener",
+            &mut script,
+        );
+        let script = String::from_utf8(script).unwrap();
+        for word in [
+            "links",
+            "create",
+            "edit",
+            "qr",
+            "--max-visits",
+            "--no-expiry",
+            "login",
+        ] {
+            assert!(script.contains(word), "{word} missing");
+        }
     }
 
     #[test]

@@ -70,10 +70,20 @@ impl Io<'_> {
 }
 
 pub async fn run(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
-    let config_path = config::config_path(cli.config.as_deref(), env)?;
+    // Only commands that use the file need to find it (completions work without HOME).
+    let config_path = || config::config_path(cli.config.as_deref(), env);
     match cli.command {
-        Command::Config(cmd) => config_command(cmd, &config_path, cli.json, io),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "shortener", &mut script);
+            io.stdout
+                .write_all(&script)
+                .map_err(|e| CliError::io("stdout", e))
+        }
+        Command::Config(cmd) => config_command(cmd, &config_path()?, cli.json, io),
         Command::Login(args) => {
+            let config_path = config_path()?;
             let file = config::load(&config_path)?;
             let url = args
                 .url
@@ -84,12 +94,12 @@ pub async fn run(cli: Cli, env: &Env, io: &mut Io<'_>) -> Result<(), CliError> {
             login(url, file, &config_path, cli.json, io).await
         }
         Command::Links(cmd) => {
-            let file = config::load(&config_path)?;
+            let file = config::load(&config_path()?)?;
             let client = Client::new(config::resolve(cli.server.as_deref(), env, &file)?)?;
             links_command(cmd, &client, cli.json, io).await
         }
         Command::Stats(args) => {
-            let file = config::load(&config_path)?;
+            let file = config::load(&config_path()?)?;
             let client = Client::new(config::resolve(cli.server.as_deref(), env, &file)?)?;
             let base = &client.settings().base_url;
             let answer = client
