@@ -4,49 +4,125 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-pub const READY: &str = "Ready";
-pub const PROGRESSING: &str = "Progressing";
-pub const DEGRADED: &str = "Degraded";
-pub const MIGRATIONS_APPLIED: &str = "MigrationsApplied";
-pub const TOPIC_READY: &str = "TopicReady";
-/// Whether the stack's brokers answered the operator (topic management, lag measurement);
-/// absent until the operator tried.
-pub const KAFKA_REACHABLE: &str = "KafkaReachable";
-/// Set (True) while the pause annotation stops reconciliation; absent otherwise.
-pub const RECONCILIATION_PAUSED: &str = "ReconciliationPaused";
-/// Every condition type the operator writes, in the order it writes them.
-pub const ALL: [&str; 7] = [
-    READY,
-    PROGRESSING,
-    DEGRADED,
-    MIGRATIONS_APPLIED,
-    TOPIC_READY,
-    KAFKA_REACHABLE,
-    RECONCILIATION_PAUSED,
-];
+/// An enum whose variants are written in the API as their own names (`Ready`,
+/// `MigrationFailed`), with the list of all variants and a parser for stored values.
+macro_rules! api_names {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The name written in the API.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => stringify!($variant),)*
+                }
+            }
+
+            /// The variant a stored name stands for.
+            pub fn parse(name: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == name)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+api_names! {
+    /// The condition types the operator writes, in the order it writes them.
+    ConditionType {
+        Ready,
+        Progressing,
+        Degraded,
+        MigrationsApplied,
+        TopicReady,
+        /// Whether the stack's brokers answered the operator (topic management, lag
+        /// measurement); absent until the operator tried.
+        KafkaReachable,
+        /// Set (True) while the pause annotation stops reconciliation; absent otherwise.
+        ReconciliationPaused,
+    }
+}
+
+api_names! {
+    /// Every `reason` the operator writes into a condition.
+    Reason {
+        // Ready
+        AllComponentsReady,
+        ComponentsNotReady,
+        Degraded,
+        ReconcileError,
+        // Progressing
+        MigrationRetrying,
+        RollingOut,
+        RolloutStuck,
+        Settled,
+        // Degraded
+        AsExpected,
+        // MigrationsApplied
+        MigrationFailed,
+        MigrationRunning,
+        MigrationSucceeded,
+        // TopicReady
+        TopicReady,
+        PartitionDecreaseRefused,
+        AdminRequestFailed,
+        InvalidKafkaSettings,
+        SecretNotOptedIn,
+        KafkaCredentialsUnavailable,
+        ResourceConflict,
+        ReplicationFactorMismatch,
+        // KafkaReachable (and TopicReady)
+        BrokerUnreachable,
+        BrokersAnswered,
+        // ReconciliationPaused
+        PauseAnnotation,
+    }
+}
 
 /// A condition the reconciler computed, before timestamps are settled.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
-    pub type_: &'static str,
+    pub type_: ConditionType,
     pub status: bool,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
 }
 
 impl Observed {
     pub fn new(
-        type_: &'static str,
+        type_: ConditionType,
         status: bool,
-        reason: impl Into<String>,
+        reason: Reason,
         message: impl Into<String>,
     ) -> Self {
         Self {
             type_,
             status,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
+    }
+
+    /// A condition stored by an earlier pass, when its type and reason are known ones.
+    pub fn from_stored(c: &Condition) -> Option<Self> {
+        Some(Self::new(
+            ConditionType::parse(&c.type_)?,
+            c.status == "True",
+            Reason::parse(&c.reason)?,
+            c.message.clone(),
+        ))
     }
 }
 
@@ -74,13 +150,13 @@ pub fn merge(
             let status = status_str(o.status).to_string();
             let last_transition_time = previous
                 .iter()
-                .find(|p| p.type_ == o.type_ && p.status == status)
+                .find(|p| p.type_ == o.type_.as_str() && p.status == status)
                 .map(|p| p.last_transition_time.clone())
                 .unwrap_or_else(|| now.clone());
             Condition {
                 type_: o.type_.to_string(),
                 status,
-                reason: o.reason.clone(),
+                reason: o.reason.to_string(),
                 message: o.message.clone(),
                 last_transition_time,
                 observed_generation: generation,
@@ -90,10 +166,10 @@ pub fn merge(
 }
 
 /// Whether `conditions` has `type_` with status True.
-pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+pub fn is_true(conditions: &[Condition], type_: ConditionType) -> bool {
     conditions
         .iter()
-        .any(|c| c.type_ == type_ && c.status == "True")
+        .any(|c| c.type_ == type_.as_str() && c.status == "True")
 }
 
 #[cfg(test)]
@@ -107,7 +183,12 @@ mod tests {
         let t1 = t0 + chrono::Duration::seconds(90);
         let first = merge(
             &[],
-            &[Observed::new(READY, false, "MigrationRunning", "waiting")],
+            &[Observed::new(
+                ConditionType::Ready,
+                false,
+                Reason::MigrationRunning,
+                "waiting",
+            )],
             Some(1),
             t0,
         );
@@ -118,33 +199,61 @@ mod tests {
         let same = merge(
             &first,
             &[Observed::new(
-                READY,
+                ConditionType::Ready,
                 false,
-                "RolloutInProgress",
+                Reason::RollingOut,
                 "pods starting",
             )],
             Some(2),
             t1,
         );
         assert_eq!(same[0].last_transition_time.0, t0, "status unchanged");
-        assert_eq!(same[0].reason, "RolloutInProgress");
+        assert_eq!(same[0].reason, "RollingOut");
         assert_eq!(same[0].observed_generation, Some(2));
 
         let flipped = merge(
             &same,
-            &[Observed::new(READY, true, "Ready", "ok")],
+            &[Observed::new(
+                ConditionType::Ready,
+                true,
+                Reason::AllComponentsReady,
+                "ok",
+            )],
             Some(2),
             t1,
         );
         assert_eq!(flipped[0].last_transition_time.0, t1);
-        assert!(is_true(&flipped, READY));
-        assert!(!is_true(&flipped, DEGRADED));
+        assert!(is_true(&flipped, ConditionType::Ready));
+        assert!(!is_true(&flipped, ConditionType::Degraded));
+    }
+
+    #[test]
+    fn names_are_written_as_declared_and_parse_back() {
+        assert_eq!(ConditionType::KafkaReachable.as_str(), "KafkaReachable");
+        assert_eq!(Reason::BrokerUnreachable.to_string(), "BrokerUnreachable");
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(*r));
+        }
+        for t in ConditionType::ALL {
+            assert_eq!(ConditionType::parse(t.as_str()), Some(*t));
+        }
+        assert_eq!(Reason::parse("Unheard"), None);
     }
 
     #[test]
     fn now_is_truncated_to_seconds() {
         let t = Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
-        let c = merge(&[], &[Observed::new(READY, true, "Ready", "")], None, t);
+        let c = merge(
+            &[],
+            &[Observed::new(
+                ConditionType::Ready,
+                true,
+                Reason::AllComponentsReady,
+                "",
+            )],
+            None,
+            t,
+        );
         assert_eq!(c[0].last_transition_time.0.timestamp_subsec_nanos(), 0);
     }
 }

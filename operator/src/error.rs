@@ -18,15 +18,48 @@ pub enum Error {
     TopicCleanup(#[from] crate::topic::TopicError),
 }
 
-impl Error {
-    /// Short label for metrics.
-    pub fn kind(&self) -> &'static str {
+/// What kind of error failed a reconcile: the `kind` label of
+/// `shortener_operator_reconcile_errors`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ErrorKind {
+    Kube,
+    MissingNamespace,
+    MissingSecretKey,
+    SecretNotOptedIn,
+    TopicCleanup,
+}
+
+impl ErrorKind {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube",
-            Error::MissingNamespace => "missing_namespace",
-            Error::MissingSecretKey { .. } => "missing_secret_key",
-            Error::SecretNotOptedIn { .. } => "secret_not_opted_in",
-            Error::TopicCleanup(_) => "topic_cleanup",
+            ErrorKind::Kube => "kube",
+            ErrorKind::MissingNamespace => "missing_namespace",
+            ErrorKind::MissingSecretKey => "missing_secret_key",
+            ErrorKind::SecretNotOptedIn => "secret_not_opted_in",
+            ErrorKind::TopicCleanup => "topic_cleanup",
+        }
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for ErrorKind {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.as_str().encode(encoder)
+    }
+}
+
+impl Error {
+    /// Its label for metrics.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Kube(_) => ErrorKind::Kube,
+            Error::MissingNamespace => ErrorKind::MissingNamespace,
+            Error::MissingSecretKey { .. } => ErrorKind::MissingSecretKey,
+            Error::SecretNotOptedIn { .. } => ErrorKind::SecretNotOptedIn,
+            Error::TopicCleanup(_) => ErrorKind::TopicCleanup,
         }
     }
 }

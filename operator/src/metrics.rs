@@ -17,7 +17,7 @@ pub struct OutcomeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    pub kind: &'static str,
+    pub kind: crate::error::ErrorKind,
 }
 
 #[derive(Clone)]
@@ -69,7 +69,7 @@ impl Metrics {
         self.autoscaling.register_in(registry);
     }
 
-    pub fn observe(&self, elapsed: Duration, error: Option<&'static str>) {
+    pub fn observe(&self, elapsed: Duration, error: Option<crate::error::ErrorKind>) {
         let outcome = OutcomeLabels {
             outcome: if error.is_some() { "error" } else { "ok" },
         };
@@ -93,14 +93,18 @@ mod tests {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         metrics.observe(Duration::from_millis(20), None);
-        metrics.observe(Duration::from_millis(20), Some("kube"));
+        metrics.observe(
+            Duration::from_millis(20),
+            Some(crate::error::ErrorKind::MissingNamespace),
+        );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
             text.contains(r#"shortener_operator_reconciles_total{outcome="ok"} 1"#),
             "{text}"
         );
-        assert!(text.contains(r#"shortener_operator_reconcile_errors_total{kind="kube"} 1"#));
+        assert!(text
+            .contains(r#"shortener_operator_reconcile_errors_total{kind="missing_namespace"} 1"#));
         assert!(text
             .contains(r#"shortener_operator_reconcile_duration_seconds_count{outcome="error"} 1"#));
     }

@@ -34,7 +34,7 @@ use shortener_common::kafka::KafkaArgs;
 use tracing::{info, warn};
 
 use crate::autoscaling::{keda, Autoscaler};
-use crate::conditions;
+use crate::conditions::{self, ConditionType, Reason};
 use crate::crd::AutoscalingMode;
 use crate::crd::ShortenerStack;
 use crate::drift;
@@ -624,7 +624,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
         write_status(&stacks, stack, &status).await?;
     }
 
-    let settled = conditions::is_true(&status.conditions, conditions::READY);
+    let settled = conditions::is_true(&status.conditions, ConditionType::Ready);
     let mut requeue = if settled {
         SETTLED_REQUEUE
     } else {
@@ -701,16 +701,18 @@ async fn publish_transitions(
     before: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     after: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
 ) {
-    let find = |list: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], t: &str| {
+    let find = |list: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+                t: ConditionType| {
         list.iter()
-            .find(|c| c.type_ == t)
+            .find(|c| c.type_ == t.as_str())
             .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
     };
-    let changed =
-        |t: &str| find(before, t).map(|c| (c.0, c.1)) != find(after, t).map(|c| (c.0, c.1));
-    if changed(conditions::MIGRATIONS_APPLIED) {
+    let changed = |t: ConditionType| {
+        find(before, t).map(|c| (c.0, c.1)) != find(after, t).map(|c| (c.0, c.1))
+    };
+    if changed(ConditionType::MigrationsApplied) {
         // Each failed attempt has its own Warning from `ensure_migration`.
-        if let Some((status, _, message)) = find(after, conditions::MIGRATIONS_APPLIED) {
+        if let Some((status, _, message)) = find(after, ConditionType::MigrationsApplied) {
             if status == "True" {
                 ctx.event(
                     stack,
@@ -723,8 +725,8 @@ async fn publish_transitions(
             }
         }
     }
-    if changed(conditions::DEGRADED) {
-        if let Some((status, reason, message)) = find(after, conditions::DEGRADED) {
+    if changed(ConditionType::Degraded) {
+        if let Some((status, reason, message)) = find(after, ConditionType::Degraded) {
             if status == "True" {
                 warn!(%reason, %message, "stack degraded");
                 ctx.event(stack, EventType::Warning, "Degraded", "Reconcile", message)
@@ -732,8 +734,8 @@ async fn publish_transitions(
             }
         }
     }
-    if changed(conditions::READY) {
-        if let Some((status, _, _)) = find(after, conditions::READY) {
+    if changed(ConditionType::Ready) {
+        if let Some((status, _, _)) = find(after, ConditionType::Ready) {
             if status == "True" {
                 ctx.event(
                     stack,
@@ -896,7 +898,7 @@ async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> Result<TopicObs
     let kafka = &stack.spec.kafka;
     if let Some(conflict) = topic_conflict(stack, ctx).await? {
         return Ok(TopicObservation::Failed {
-            reason: "ResourceConflict",
+            reason: Reason::ResourceConflict,
             message: conflict.message(&kafka.bootstrap_servers),
         });
     }
@@ -905,8 +907,8 @@ async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> Result<TopicObs
         Err(e) => {
             // No broker is contacted without the credentials the spec asks for.
             let reason = match e {
-                Error::SecretNotOptedIn { .. } => "SecretNotOptedIn",
-                _ => "KafkaCredentialsUnavailable",
+                Error::SecretNotOptedIn { .. } => Reason::SecretNotOptedIn,
+                _ => Reason::KafkaCredentialsUnavailable,
             };
             return Ok(TopicObservation::Failed {
                 reason,
@@ -1004,7 +1006,7 @@ async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> Result<TopicObs
     if !mismatched.is_empty() {
         return Ok(TopicObservation::Mismatched {
             partitions,
-            reason: "ReplicationFactorMismatch",
+            reason: Reason::ReplicationFactorMismatch,
             message: mismatched.join("; "),
         });
     }

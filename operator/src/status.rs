@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::autoscaling::BrokerCheck;
-use crate::conditions::{self, Observed};
+use crate::conditions::{self, ConditionType, Observed, Reason};
 use crate::crd::{ComponentStatus, ConsumerStatus, ShortenerStack, ShortenerStackStatus};
 use crate::migration::{Step, MAX_ATTEMPTS, RETRY_ANNOTATION};
 use crate::resources::migration_job::migration_version;
@@ -24,11 +24,11 @@ pub enum TopicObservation {
     /// change in place (the replication factor).
     Mismatched {
         partitions: i32,
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
     Failed {
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
 }
@@ -96,11 +96,11 @@ fn kafka_reachable(topic: &TopicObservation, lag: Option<&BrokerCheck>) -> Optio
         TopicObservation::Ready { .. } | TopicObservation::Mismatched { .. } => {
             Some(BrokerCheck::Reached)
         }
-        TopicObservation::Failed { reason, message } if *reason == "BrokerUnreachable" => {
+        TopicObservation::Failed { reason, message } if *reason == Reason::BrokerUnreachable => {
             Some(BrokerCheck::Unreachable(message.clone()))
         }
         TopicObservation::Failed { reason, .. }
-            if ["PartitionDecreaseRefused", "AdminRequestFailed"].contains(reason) =>
+            if [Reason::PartitionDecreaseRefused, Reason::AdminRequestFailed].contains(reason) =>
         {
             Some(BrokerCheck::Reached)
         }
@@ -119,9 +119,9 @@ fn kafka_reachable(topic: &TopicObservation, lag: Option<&BrokerCheck>) -> Optio
         .collect();
     if !failures.is_empty() {
         return Some(Observed::new(
-            conditions::KAFKA_REACHABLE,
+            ConditionType::KafkaReachable,
             false,
-            "BrokerUnreachable",
+            Reason::BrokerUnreachable,
             failures.join("; "),
         ));
     }
@@ -132,9 +132,9 @@ fn kafka_reachable(topic: &TopicObservation, lag: Option<&BrokerCheck>) -> Optio
         .collect();
     (!reached.is_empty()).then(|| {
         Observed::new(
-            conditions::KAFKA_REACHABLE,
+            ConditionType::KafkaReachable,
             true,
-            "BrokersAnswered",
+            Reason::BrokersAnswered,
             format!("the brokers answered {}", reached.join(" and ")),
         )
     })
@@ -154,9 +154,9 @@ pub fn compute(
 
     let topic_condition = match topic {
         TopicObservation::Ready { partitions } => Observed::new(
-            conditions::TOPIC_READY,
+            ConditionType::TopicReady,
             true,
-            "TopicReady",
+            Reason::TopicReady,
             format!(
                 "topic {} has {partitions} partitions",
                 stack.spec.kafka.topic
@@ -165,7 +165,7 @@ pub fn compute(
         TopicObservation::Failed { reason, message }
         | TopicObservation::Mismatched {
             reason, message, ..
-        } => Observed::new(conditions::TOPIC_READY, false, *reason, message.clone()),
+        } => Observed::new(ConditionType::TopicReady, false, *reason, message.clone()),
     };
 
     let job = migration.status.job.clone().unwrap_or_default();
@@ -177,15 +177,15 @@ pub fn compute(
     let migration_running = matches!(migration.step, Step::Wait | Step::Create { .. });
     let migration_condition = match (&migration.step, &migration.status.failure) {
         (Step::Succeeded, _) => Observed::new(
-            conditions::MIGRATIONS_APPLIED,
+            ConditionType::MigrationsApplied,
             true,
-            "MigrationSucceeded",
+            Reason::MigrationSucceeded,
             format!("database is at migration {version} (Job {job})"),
         ),
         (Step::Backoff { retry_at }, Some(f)) => Observed::new(
-            conditions::MIGRATIONS_APPLIED,
+            ConditionType::MigrationsApplied,
             false,
-            "MigrationFailed",
+            Reason::MigrationFailed,
             format!(
                 "{}; attempt {} of {MAX_ATTEMPTS} starts at {}",
                 failure_text(f),
@@ -194,18 +194,18 @@ pub fn compute(
             ),
         ),
         (Step::GaveUp, Some(f)) => Observed::new(
-            conditions::MIGRATIONS_APPLIED,
+            ConditionType::MigrationsApplied,
             false,
-            "MigrationFailed",
+            Reason::MigrationFailed,
             format!(
                 "{}; gave up after {attempts} attempts: set the annotation {RETRY_ANNOTATION} to a new value to retry",
                 failure_text(f)
             ),
         ),
         _ => Observed::new(
-            conditions::MIGRATIONS_APPLIED,
+            ConditionType::MigrationsApplied,
             false,
-            "MigrationRunning",
+            Reason::MigrationRunning,
             format!("Job {job} is applying migration {version} (attempt {attempts} of {MAX_ATTEMPTS})"),
         ),
     };
@@ -215,7 +215,7 @@ pub fn compute(
         (&migration.step, &migration.status.failure)
     {
         degraded.push((
-            "MigrationFailed",
+            Reason::MigrationFailed,
             format!(
                 "migration {}; Deployments keep their current version until a migration succeeds",
                 failure_text(f)
@@ -231,11 +231,11 @@ pub fn compute(
     }
     let stuck_rollouts: Vec<String> = deployments.values().flatten().filter_map(stuck).collect();
     if !stuck_rollouts.is_empty() {
-        degraded.push(("RolloutStuck", stuck_rollouts.join("; ")));
+        degraded.push((Reason::RolloutStuck, stuck_rollouts.join("; ")));
     }
     let degraded_condition = match degraded.first() {
         Some((reason, _)) => Observed::new(
-            conditions::DEGRADED,
+            ConditionType::Degraded,
             true,
             *reason,
             degraded
@@ -244,7 +244,12 @@ pub fn compute(
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
-        None => Observed::new(conditions::DEGRADED, false, "AsExpected", "no failures"),
+        None => Observed::new(
+            ConditionType::Degraded,
+            false,
+            Reason::AsExpected,
+            "no failures",
+        ),
     };
 
     let waiting: Vec<String> = Component::ALL
@@ -259,16 +264,16 @@ pub fn compute(
         .collect();
     let progressing_condition = if migration_running {
         Observed::new(
-            conditions::PROGRESSING,
+            ConditionType::Progressing,
             true,
-            "MigrationRunning",
+            Reason::MigrationRunning,
             format!("waiting for Job {job}"),
         )
     } else if let Step::Backoff { retry_at } = &migration.step {
         Observed::new(
-            conditions::PROGRESSING,
+            ConditionType::Progressing,
             true,
-            "MigrationRetrying",
+            Reason::MigrationRetrying,
             format!(
                 "next migration attempt at {}",
                 retry_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -276,23 +281,23 @@ pub fn compute(
         )
     } else if !stuck_rollouts.is_empty() {
         Observed::new(
-            conditions::PROGRESSING,
+            ConditionType::Progressing,
             false,
-            "RolloutStuck",
+            Reason::RolloutStuck,
             stuck_rollouts.join("; "),
         )
     } else if migration_succeeded && !waiting.is_empty() {
         Observed::new(
-            conditions::PROGRESSING,
+            ConditionType::Progressing,
             true,
-            "RollingOut",
+            Reason::RollingOut,
             format!("waiting for {}", waiting.join(", ")),
         )
     } else {
         Observed::new(
-            conditions::PROGRESSING,
+            ConditionType::Progressing,
             false,
-            "Settled",
+            Reason::Settled,
             "nothing in progress",
         )
     };
@@ -303,18 +308,18 @@ pub fn compute(
         && waiting.is_empty();
     let ready_condition = if ready {
         Observed::new(
-            conditions::READY,
+            ConditionType::Ready,
             true,
-            "AllComponentsReady",
+            Reason::AllComponentsReady,
             "all components are ready",
         )
     } else {
         let reason = if !degraded.is_empty() {
-            "Degraded"
+            Reason::Degraded
         } else if migration_running {
-            "MigrationRunning"
+            Reason::MigrationRunning
         } else {
-            "ComponentsNotReady"
+            Reason::ComponentsNotReady
         };
         let mut missing = waiting.clone();
         if !matches!(topic, TopicObservation::Ready { .. }) {
@@ -324,7 +329,7 @@ pub fn compute(
             missing.push(format!("migration Job {job}"));
         }
         Observed::new(
-            conditions::READY,
+            ConditionType::Ready,
             false,
             reason,
             format!("not ready: {}", missing.join(", ")),
@@ -413,32 +418,26 @@ pub fn failed_pass(
     let mut observed: Vec<Observed> = previous
         .conditions
         .iter()
-        .filter(|c| c.type_ != conditions::READY && c.type_ != conditions::DEGRADED)
-        .filter_map(|c| {
-            let type_ = conditions::ALL.iter().find(|t| **t == c.type_)?;
-            Some(Observed::new(
-                type_,
-                c.status == "True",
-                c.reason.clone(),
-                c.message.clone(),
-            ))
+        .filter(|c| {
+            c.type_ != ConditionType::Ready.as_str() && c.type_ != ConditionType::Degraded.as_str()
         })
+        .filter_map(Observed::from_stored)
         .collect();
     observed.insert(
         0,
         Observed::new(
-            conditions::READY,
+            ConditionType::Ready,
             false,
-            "ReconcileError",
+            Reason::ReconcileError,
             format!("the last reconcile failed: {error}"),
         ),
     );
     observed.insert(
         2.min(observed.len()),
         Observed::new(
-            conditions::DEGRADED,
+            ConditionType::Degraded,
             true,
-            "ReconcileError",
+            Reason::ReconcileError,
             error.to_string(),
         ),
     );
@@ -461,21 +460,13 @@ pub fn paused(stack: &ShortenerStack, now: DateTime<Utc>) -> ShortenerStackStatu
     let mut observed: Vec<Observed> = previous
         .conditions
         .iter()
-        .filter(|c| c.type_ != conditions::RECONCILIATION_PAUSED)
-        .filter_map(|c| {
-            let type_ = conditions::ALL.iter().find(|t| **t == c.type_)?;
-            Some(Observed::new(
-                type_,
-                c.status == "True",
-                c.reason.clone(),
-                c.message.clone(),
-            ))
-        })
+        .filter(|c| c.type_ != ConditionType::ReconciliationPaused.as_str())
+        .filter_map(Observed::from_stored)
         .collect();
     observed.push(Observed::new(
-        conditions::RECONCILIATION_PAUSED,
+        ConditionType::ReconciliationPaused,
         true,
-        "PauseAnnotation",
+        Reason::PauseAnnotation,
         format!(
             "the annotation {} is \"true\": nothing is applied until it is removed",
             crate::reconcile::PAUSE_ANNOTATION
@@ -666,7 +657,7 @@ mod tests {
         let status = compute(
             &s,
             &TopicObservation::Failed {
-                reason: "PartitionDecreaseRefused",
+                reason: Reason::PartitionDecreaseRefused,
                 message: "topic clicks has 8 partitions".into(),
             },
             &migration(JobOutcome::Succeeded),
@@ -774,7 +765,7 @@ mod tests {
         assert_eq!(message, "lag measurement: measuring timed out");
 
         let unreachable = TopicObservation::Failed {
-            reason: "BrokerUnreachable",
+            reason: Reason::BrokerUnreachable,
             message: "describe timed out".into(),
         };
         let (status, _, message) = with(unreachable, None).unwrap();
@@ -783,7 +774,7 @@ mod tests {
 
         // Nothing tried (credentials not usable): no claim either way.
         let not_tried = TopicObservation::Failed {
-            reason: "SecretNotOptedIn",
+            reason: Reason::SecretNotOptedIn,
             message: "label it".into(),
         };
         assert_eq!(with(not_tried, None), None);

@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use crate::conditions::Reason;
+
 /// The topic config key the spec sets (`kafka.retentionMs`).
 pub const RETENTION_MS: &str = "retention.ms";
 
@@ -113,13 +115,13 @@ pub enum TopicError {
 
 impl TopicError {
     /// Stable `reason` for the TopicReady condition.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            TopicError::CannotDecrease { .. } => "PartitionDecreaseRefused",
-            TopicError::Admin { .. } if self.unreachable() => "BrokerUnreachable",
-            TopicError::Admin { .. } => "AdminRequestFailed",
-            TopicError::Timeout { .. } => "BrokerUnreachable",
-            TopicError::Client(_) => "InvalidKafkaSettings",
+            TopicError::CannotDecrease { .. } => Reason::PartitionDecreaseRefused,
+            TopicError::Admin { .. } if self.unreachable() => Reason::BrokerUnreachable,
+            TopicError::Admin { .. } => Reason::AdminRequestFailed,
+            TopicError::Timeout { .. } => Reason::BrokerUnreachable,
+            TopicError::Client(_) => Reason::InvalidKafkaSettings,
         }
     }
 
