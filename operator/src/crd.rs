@@ -398,6 +398,23 @@ pub struct AnalyticsRpcSpec {
     /// url-api's circuit breaker around those calls.
     #[serde(default)]
     pub breaker: BreakerSpec,
+    /// TLS between url-api and analytics-rpc. Unset, the calls go in plaintext (fine for
+    /// development); production should set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RpcTlsSpec>,
+}
+
+/// TLS of analytics-rpc's gRPC port from a `kubernetes.io/tls` Secret holding `tls.crt`,
+/// `tls.key` and `ca.crt` (as cert-manager writes it for a CA or self-signed issuer).
+/// analytics-rpc mounts the certificate and key; url-api mounts only `ca.crt` and requires
+/// the certificate to name `<stack>-analytics-rpc.<namespace>.svc`. A changed Secret rolls
+/// both.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcTlsSpec {
+    /// Name of the Secret, in the stack's namespace.
+    #[schemars(length(min = 1))]
+    pub secret_name: String,
 }
 
 impl Default for AnalyticsRpcSpec {
@@ -409,6 +426,7 @@ impl Default for AnalyticsRpcSpec {
             port: default_grpc_port(),
             rpc_timeout_ms: default_rpc_timeout_ms(),
             breaker: BreakerSpec::default(),
+            tls: None,
         }
     }
 }

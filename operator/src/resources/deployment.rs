@@ -420,6 +420,35 @@ mod tests {
         }
     }
 
+    /// analytics-rpc with TLS: the Secret's certificate and key mounted read-only where
+    /// RPC_TLS_CERT/RPC_TLS_KEY point; a renewed Secret (new resourceVersion) rolls the pods
+    /// of both ends.
+    #[test]
+    fn rpc_tls_mounts_and_rolls_on_renewal() {
+        let mut s = stack();
+        s.spec.analytics_rpc.tls = Some(crate::crd::RpcTlsSpec {
+            secret_name: "rpc-tls".into(),
+        });
+        let rpc = deployment_for(&s, Component::AnalyticsRpc);
+        insta::assert_yaml_snapshot!("deployment_analytics_rpc_tls", rpc);
+        let mounts = pod_spec(&rpc).containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap_or_default();
+        assert!(mounts.iter().any(|m| m.name == "analytics-rpc-tls"
+            && m.mount_path == env::RPC_TLS_DIR
+            && m.read_only == Some(true)));
+        for component in [Component::AnalyticsRpc, Component::UrlApi] {
+            let v1 = SecretVersions::from([("rpc-tls".to_string(), "100".to_string())]);
+            let v2 = SecretVersions::from([("rpc-tls".to_string(), "101".to_string())]);
+            assert_ne!(
+                checksum(&deployment_with_secrets(&s, component, &v1)),
+                checksum(&deployment_with_secrets(&s, component, &v2)),
+                "{component:?}"
+            );
+        }
+    }
+
     #[test]
     fn production_defaults_and_pass_through_scheduling() {
         use crate::crd::PodSettings;

@@ -1,5 +1,6 @@
 //! What each container is told: plain settings (for its ConfigMap), Secret-backed env vars
-//! (`secretKeyRef`, never values), and the volumes that carry files (Kafka TLS, GeoIP).
+//! (`secretKeyRef`, never values), and the volumes that carry files (Kafka TLS, analytics-rpc
+//! TLS, GeoIP).
 //!
 //! Variable names are the services' configuration contract (their clap `env = ...`).
 
@@ -18,6 +19,8 @@ use crate::crd::{DatabaseSpec, ShortenerStack};
 pub const KAFKA_CA_DIR: &str = "/etc/shortener/kafka/ca";
 pub const KAFKA_CLIENT_CERT_DIR: &str = "/etc/shortener/kafka/client";
 pub const GEOIP_DIR: &str = "/var/lib/shortener/geoip";
+/// analytics-rpc's TLS Secret: its certificate and key in analytics-rpc, `ca.crt` in url-api.
+pub const RPC_TLS_DIR: &str = "/etc/shortener/analytics-rpc-tls";
 
 /// Plain (non-secret) settings of a component, served through its ConfigMap and `envFrom`.
 pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<String, String> {
@@ -47,6 +50,13 @@ pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<Str
             set("TRUSTED_PROXIES", api.trusted_proxies.join(","));
             set("ANALYTICS_RPC_URL", analytics_rpc_url(stack));
             let rpc = &spec.analytics_rpc;
+            if rpc.tls.is_some() {
+                set("ANALYTICS_RPC_CA", format!("{RPC_TLS_DIR}/ca.crt"));
+                set(
+                    "ANALYTICS_RPC_SERVER_NAME",
+                    analytics_rpc_server_name(stack),
+                );
+            }
             set("ANALYTICS_RPC_TIMEOUT_MS", rpc.rpc_timeout_ms.to_string());
             set(
                 "BREAKER_FAILURE_THRESHOLD",
@@ -57,6 +67,10 @@ pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<Str
         Component::AnalyticsRpc => {
             set("GRPC_ADDR", format!("0.0.0.0:{}", spec.analytics_rpc.port));
             set("ADMIN_ADDR", format!("0.0.0.0:{}", component.admin_port()));
+            if spec.analytics_rpc.tls.is_some() {
+                set("RPC_TLS_CERT", format!("{RPC_TLS_DIR}/tls.crt"));
+                set("RPC_TLS_KEY", format!("{RPC_TLS_DIR}/tls.key"));
+            }
         }
         Component::Consumer => {
             let c = &spec.consumer;
@@ -126,11 +140,26 @@ pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<Str
 
 /// In-cluster URL of the analytics-rpc Service, for url-api.
 pub fn analytics_rpc_url(stack: &ShortenerStack) -> String {
+    let scheme = if stack.spec.analytics_rpc.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     format!(
-        "http://{}:{}",
+        "{scheme}://{}:{}",
         Component::AnalyticsRpc.object_name(stack),
         stack.spec.analytics_rpc.port
     )
+}
+
+/// The name url-api requires in analytics-rpc's certificate: the Service's DNS name
+/// `<service>.<namespace>.svc`, the usual `dnsNames` entry of a cert-manager Certificate.
+pub fn analytics_rpc_server_name(stack: &ShortenerStack) -> String {
+    let service = Component::AnalyticsRpc.object_name(stack);
+    match stack.namespace() {
+        Some(ns) => format!("{service}.{ns}.svc"),
+        None => service,
+    }
 }
 
 fn uses_kafka(component: Component) -> bool {
@@ -236,7 +265,8 @@ pub fn referenced_secret_names(stack: &ShortenerStack, component: Component) -> 
         .collect()
 }
 
-/// Volumes (and their mounts) that carry files: Kafka TLS material and the GeoIP database.
+/// Volumes (and their mounts) that carry files: Kafka and analytics-rpc TLS material and the
+/// GeoIP database.
 pub fn volumes(stack: &ShortenerStack, component: Component) -> Vec<Volume> {
     volumes_and_mounts(stack, component)
         .into_iter()
@@ -277,6 +307,20 @@ fn volumes_and_mounts(stack: &ShortenerStack, component: Component) -> Vec<(Volu
                     mount("kafka-client-cert", KAFKA_CLIENT_CERT_DIR),
                 ));
             }
+        }
+    }
+    if let Some(tls) = &stack.spec.analytics_rpc.tls {
+        // Each side gets only what it needs: url-api never sees the server's key.
+        let items: &[(&str, &str)] = match component {
+            Component::AnalyticsRpc => &[("tls.crt", "tls.crt"), ("tls.key", "tls.key")],
+            Component::UrlApi => &[("ca.crt", "ca.crt")],
+            Component::Consumer => &[],
+        };
+        if !items.is_empty() {
+            out.push((
+                secret_volume("analytics-rpc-tls", &tls.secret_name, items),
+                mount("analytics-rpc-tls", RPC_TLS_DIR),
+            ));
         }
     }
     if component == Component::Consumer {
@@ -490,6 +534,71 @@ mod tests {
                 "shortener-db/url"
             ]
         );
+    }
+
+    #[test]
+    fn rpc_tls_mounts_the_key_only_in_analytics_rpc_and_the_ca_in_url_api() {
+        let mut s = stack();
+        assert!(!config_data(&s, Component::UrlApi).contains_key("ANALYTICS_RPC_CA"));
+        assert!(!config_data(&s, Component::AnalyticsRpc).contains_key("RPC_TLS_CERT"));
+        s.spec.analytics_rpc.tls = Some(crate::crd::RpcTlsSpec {
+            secret_name: "rpc-tls".into(),
+        });
+
+        let api = config_data(&s, Component::UrlApi);
+        assert_eq!(api["ANALYTICS_RPC_URL"], "https://demo-analytics-rpc:50051");
+        assert_eq!(
+            api["ANALYTICS_RPC_CA"],
+            "/etc/shortener/analytics-rpc-tls/ca.crt"
+        );
+        assert_eq!(
+            api["ANALYTICS_RPC_SERVER_NAME"],
+            "demo-analytics-rpc.shop.svc"
+        );
+        let rpc = config_data(&s, Component::AnalyticsRpc);
+        assert_eq!(
+            rpc["RPC_TLS_CERT"],
+            "/etc/shortener/analytics-rpc-tls/tls.crt"
+        );
+        assert_eq!(
+            rpc["RPC_TLS_KEY"],
+            "/etc/shortener/analytics-rpc-tls/tls.key"
+        );
+
+        let files = |component| -> Vec<(String, Vec<String>)> {
+            volumes(&s, component)
+                .into_iter()
+                .filter_map(|v| v.secret)
+                .map(|secret| {
+                    let items = secret.items.unwrap_or_default();
+                    (
+                        secret.secret_name.unwrap_or_default(),
+                        items.into_iter().map(|i| i.key).collect(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            files(Component::AnalyticsRpc),
+            [(
+                "rpc-tls".to_string(),
+                vec!["tls.crt".into(), "tls.key".into()]
+            )]
+        );
+        assert_eq!(
+            files(Component::UrlApi),
+            [("rpc-tls".to_string(), vec!["ca.crt".to_string()])]
+        );
+        assert!(files(Component::Consumer).is_empty());
+        for component in [Component::UrlApi, Component::AnalyticsRpc] {
+            let mounts = volume_mounts(&s, component);
+            assert_eq!(mounts.len(), 1);
+            assert_eq!(mounts[0].mount_path, RPC_TLS_DIR);
+            assert_eq!(mounts[0].read_only, Some(true));
+            // The Secret's resourceVersion is in the checksum: a renewal rolls the pods.
+            assert!(referenced_secret_names(&s, component).contains("rpc-tls"));
+        }
+        assert!(!referenced_secret_names(&s, Component::Consumer).contains("rpc-tls"));
     }
 
     #[test]

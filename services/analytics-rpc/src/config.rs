@@ -1,6 +1,7 @@
 //! Command line and environment settings of the `analytics-rpc` binary.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use shortener_common::db::DatabaseArgs;
@@ -50,6 +51,13 @@ pub struct ServerArgs {
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 64,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub max_concurrent_requests: usize,
+    /// PEM certificate chain of the gRPC port (e.g. `tls.crt` of a `kubernetes.io/tls`
+    /// Secret). With RPC_TLS_KEY, the port serves TLS only; unset, plaintext.
+    #[arg(long, env = "RPC_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of RPC_TLS_CERT (`tls.key`).
+    #[arg(long, env = "RPC_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -64,6 +72,8 @@ impl ServerArgs {
             query_timeout_ms: 250,
             auth_token: None,
             max_concurrent_requests: 64,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -91,5 +101,23 @@ mod tests {
         assert_eq!(cli.server.grpc_addr.to_string(), "0.0.0.0:50051");
         assert_eq!(cli.server.admin_addr.to_string(), "0.0.0.0:9091");
         assert!(Cli::try_parse_from(["analytics-rpc", "--grpc-addr", "nope"]).is_err());
+        assert!(cli.server.tls_cert.is_none() && cli.server.tls_key.is_none());
+    }
+
+    #[test]
+    fn a_certificate_needs_its_key() {
+        for half in [["--tls-cert", "tls.crt"], ["--tls-key", "tls.key"]] {
+            let err = Cli::try_parse_from(["analytics-rpc", half[0], half[1]]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+        let both = Cli::try_parse_from([
+            "analytics-rpc",
+            "--tls-cert",
+            "tls.crt",
+            "--tls-key",
+            "tls.key",
+        ])
+        .unwrap();
+        assert_eq!(both.server.tls_key, Some(PathBuf::from("tls.key")));
     }
 }

@@ -3,7 +3,7 @@
 //! One process serves, on GRPC_ADDR, `shortener.analytics.v1.AnalyticsService`, the
 //! standard `grpc.health.v1.Health` (SERVING while the database answers, re-checked every
 //! HEALTH_CHECK_INTERVAL_MS) and server reflection v1; on ADMIN_ADDR, /healthz, /readyz and
-//! /metrics.
+//! /metrics. The gRPC port serves TLS when given a certificate ([`tls`]).
 
 pub mod auth;
 pub mod config;
@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod queries;
 pub mod request;
 pub mod service;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,6 +54,10 @@ pub enum Error {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    TlsFiles(#[from] tls::ReadError),
+    #[error("invalid RPC_TLS_CERT or RPC_TLS_KEY: {0}")]
+    Tls(#[source] tonic::transport::Error),
     #[error("admin server failed: {0}")]
     Admin(std::io::Error),
 }
@@ -61,6 +66,8 @@ pub enum Error {
 pub struct AnalyticsServer {
     args: ServerArgs,
     pool: PgPool,
+    /// The gRPC server's settings, TLS included: a bad certificate fails [`Self::bind`].
+    server: tonic::transport::Server,
     grpc: TcpListener,
     admin: TcpListener,
 }
@@ -76,9 +83,22 @@ impl AnalyticsServer {
     /// reports NOT_SERVING) while Postgres is still down.
     pub async fn bind(args: ServerArgs) -> Result<Self, Error> {
         let pool = args.database.lazy_pool()?;
+        let mut server = tonic::transport::Server::builder().timeout(args.request_timeout());
+        match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                server = server
+                    .tls_config(tls::server_config(cert, key)?)
+                    .map_err(Error::Tls)?;
+            }
+            _ => tracing::warn!(
+                "RPC_TLS_CERT/RPC_TLS_KEY are not set: gRPC is served in plaintext \
+                 (enable TLS in production)"
+            ),
+        }
         Ok(Self {
             grpc: bind(args.grpc_addr).await?,
             admin: bind(args.admin_addr).await?,
+            server,
             args,
             pool,
         })
@@ -104,9 +124,11 @@ impl AnalyticsServer {
         let Self {
             args,
             pool,
+            server,
             grpc,
             admin,
         } = self;
+        let tls = args.tls_cert.is_some();
         let mut registry = Registry::default();
         let metrics = RpcMetrics::register(&mut registry);
         let cancel = CancellationToken::new();
@@ -160,10 +182,9 @@ impl AnalyticsServer {
                 .await
         });
 
-        tracing::info!(grpc = %grpc.local_addr().map_err(Error::Admin)?, "analytics-rpc serving");
+        tracing::info!(grpc = %grpc.local_addr().map_err(Error::Admin)?, tls, "analytics-rpc serving");
         let grpc_stop = cancel.clone();
-        let served = tonic::transport::Server::builder()
-            .timeout(args.request_timeout())
+        let served = server
             // Requests beyond the limit wait (bounded by the callers' deadlines) instead of
             // each taking a database connection and a task.
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(

@@ -10,11 +10,15 @@
 //! response would exceed the message limit) show the service alive: they fail the request
 //! as a 5xx without counting either. Only INVALID_ARGUMENT is the caller's mistake.
 //!
+//! With ANALYTICS_RPC_CA set the calls go over TLS ([`RpcTls`]): analytics-rpc's certificate
+//! must chain to that CA and carry the expected name, or no call is made.
+//!
 //! Each call is a client span (`shortener.analytics.v1.AnalyticsService/{method}`) whose
 //! W3C context goes in the request metadata, so analytics-rpc's server span continues the
 //! caller's trace. Short-circuited calls never leave the process and get no span.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +29,7 @@ use shortener_common::proto::analytics::{
 };
 use shortener_common::telemetry::propagation;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -69,6 +73,73 @@ pub struct ClickCount {
     pub bots: u64,
 }
 
+/// TLS towards analytics-rpc.
+#[derive(Clone)]
+pub struct RpcTls {
+    /// PEM certificate(s) of the CA analytics-rpc's certificate must chain to.
+    pub ca_pem: Vec<u8>,
+    /// Name analytics-rpc's certificate must carry; the URL's host when None.
+    pub server_name: Option<String>,
+}
+
+impl RpcTls {
+    /// Reads the CA file (`ca.crt` of the Secret cert-manager or an operator fills).
+    pub fn from_file(ca: &Path, server_name: Option<String>) -> Result<Self, EndpointError> {
+        let ca_pem = std::fs::read(ca).map_err(|source| EndpointError::ReadCa {
+            path: ca.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            ca_pem,
+            server_name,
+        })
+    }
+}
+
+/// Why the analytics-rpc endpoint cannot be set up; each stops url-api at start.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("invalid ANALYTICS_RPC_URL: {0}")]
+    Url(#[source] tonic::transport::Error),
+    #[error("ANALYTICS_RPC_URL is https:// but ANALYTICS_RPC_CA is not set")]
+    HttpsWithoutCa,
+    #[error("ANALYTICS_RPC_CA is set but ANALYTICS_RPC_URL is not https:// (calls would go in plaintext)")]
+    CaWithoutHttps,
+    #[error("cannot read ANALYTICS_RPC_CA {path}: {source}")]
+    ReadCa {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ANALYTICS_RPC_CA holds no PEM certificate")]
+    NoCaCertificate,
+    #[error("invalid ANALYTICS_RPC_CA or ANALYTICS_RPC_SERVER_NAME: {0}")]
+    Tls(#[source] tonic::transport::Error),
+}
+
+/// The endpoint of `url`, over TLS exactly when `tls` is given. The scheme must agree
+/// (https:// with TLS, http:// without): a CA next to an http:// URL would otherwise be
+/// ignored silently, and tonic refuses https:// without TLS only at the first call.
+pub fn endpoint(url: &str, tls: Option<&RpcTls>) -> Result<Endpoint, EndpointError> {
+    let endpoint = Endpoint::from_shared(url.to_string()).map_err(EndpointError::Url)?;
+    let https = endpoint.uri().scheme_str() == Some("https");
+    match (tls, https) {
+        (None, false) => Ok(endpoint),
+        (None, true) => Err(EndpointError::HttpsWithoutCa),
+        (Some(_), false) => Err(EndpointError::CaWithoutHttps),
+        (Some(tls), true) => {
+            if !String::from_utf8_lossy(&tls.ca_pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(EndpointError::NoCaCertificate);
+            }
+            let mut config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some(name) = &tls.server_name {
+                config = config.domain_name(name.clone());
+            }
+            endpoint.tls_config(config).map_err(EndpointError::Tls)
+        }
+    }
+}
+
 /// ANALYTICS_RPC_TOKEN holds characters a header cannot carry.
 #[derive(Debug, thiserror::Error)]
 #[error("ANALYTICS_RPC_TOKEN must be printable ASCII")]
@@ -91,17 +162,16 @@ pub struct AnalyticsClient {
 const RPC_SERVICE: &str = "shortener.analytics.v1.AnalyticsService";
 
 impl AnalyticsClient {
-    /// Connects on first use. Call inside a tokio runtime. `per_owner`: most calls one
-    /// owner may have in flight.
+    /// Connects to `endpoint` (see [`endpoint`]) on first use. Call inside a tokio
+    /// runtime. `per_owner`: most calls one owner may have in flight.
     pub fn new(
-        url: &str,
+        endpoint: Endpoint,
         timeout: Duration,
         failure_threshold: u32,
         reset_after: Duration,
         per_owner: usize,
         metrics: Metrics,
-    ) -> Result<Self, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(url.to_string())?;
+    ) -> Self {
         let uri = endpoint.uri();
         let server = (
             uri.host().unwrap_or_default().to_string(),
@@ -121,7 +191,7 @@ impl AnalyticsClient {
         let client = AnalyticsServiceClient::new(channel)
             .max_decoding_message_size(MAX_RESPONSE_BYTES)
             .max_encoding_message_size(64 * 1024);
-        Ok(Self {
+        Self {
             client,
             timeout,
             breaker: Arc::new(breaker),
@@ -129,7 +199,7 @@ impl AnalyticsClient {
             metrics,
             server: Arc::new(server),
             authorization: None,
-        })
+        }
     }
 
     /// Sends `token` as `authorization: Bearer <token>` with every call (analytics-rpc's
@@ -320,6 +390,39 @@ fn verdict(failure: &AnalyticsError, cost: Cost) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_and_the_url_scheme_must_agree() {
+        let tls = RpcTls {
+            ca_pem: b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec(),
+            server_name: Some("analytics-rpc.shortener.svc".into()),
+        };
+        assert!(endpoint("http://analytics-rpc:50051", None).is_ok());
+        assert!(matches!(
+            endpoint("https://analytics-rpc:50051", None),
+            Err(EndpointError::HttpsWithoutCa)
+        ));
+        assert!(matches!(
+            endpoint("http://analytics-rpc:50051", Some(&tls)),
+            Err(EndpointError::CaWithoutHttps)
+        ));
+        let not_pem = RpcTls {
+            ca_pem: b"MIIB".to_vec(),
+            server_name: None,
+        };
+        assert!(matches!(
+            endpoint("https://analytics-rpc:50051", Some(&not_pem)),
+            Err(EndpointError::NoCaCertificate)
+        ));
+        assert!(matches!(
+            endpoint("not a url", None),
+            Err(EndpointError::Url(_))
+        ));
+        let err = RpcTls::from_file(Path::new("/nonexistent/ca.crt"), None)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
+    }
 
     #[test]
     fn slow_expensive_calls_do_not_judge_the_service() {

@@ -102,6 +102,13 @@ pub struct Config {
     /// gRPC endpoint of analytics-rpc.
     #[arg(long, env = "ANALYTICS_RPC_URL", default_value = DEFAULT_ANALYTICS_RPC_URL)]
     pub analytics_rpc_url: String,
+    /// PEM file of the CA analytics-rpc's certificate must chain to (`ca.crt` of its TLS
+    /// Secret). Set, calls go over TLS and ANALYTICS_RPC_URL must be https://.
+    #[arg(long, env = "ANALYTICS_RPC_CA")]
+    pub analytics_rpc_ca: Option<std::path::PathBuf>,
+    /// Name analytics-rpc's certificate must carry, when not the host of ANALYTICS_RPC_URL.
+    #[arg(long, env = "ANALYTICS_RPC_SERVER_NAME")]
+    pub analytics_rpc_server_name: Option<String>,
     /// Shared secret sent to analytics-rpc (its RPC_AUTH_TOKEN) with every call.
     #[arg(long, env = "ANALYTICS_RPC_TOKEN", hide_env_values = true)]
     pub analytics_rpc_token: Option<String>,
@@ -183,6 +190,8 @@ impl std::fmt::Debug for Config {
             .field("cache_ttl_secs", &self.cache_ttl_secs)
             .field("max_url_length", &self.max_url_length)
             .field("analytics_rpc_url", &self.analytics_rpc_url)
+            .field("analytics_rpc_ca", &self.analytics_rpc_ca)
+            .field("analytics_rpc_server_name", &self.analytics_rpc_server_name)
             .field(
                 "analytics_rpc_token",
                 &self.analytics_rpc_token.as_ref().map(|_| "***"),
@@ -232,6 +241,8 @@ impl Config {
             cache_ttl_secs: DEFAULT_CACHE_TTL_SECS,
             max_url_length: DEFAULT_MAX_URL_LENGTH,
             analytics_rpc_url: DEFAULT_ANALYTICS_RPC_URL.into(),
+            analytics_rpc_ca: None,
+            analytics_rpc_server_name: None,
             analytics_rpc_token: None,
             analytics_rpc_timeout_ms: DEFAULT_ANALYTICS_RPC_TIMEOUT_MS,
             analytics_max_concurrent_per_owner: DEFAULT_ANALYTICS_MAX_CONCURRENT_PER_OWNER,

@@ -59,7 +59,7 @@ use tower::ServiceBuilder;
 
 pub use config::Config;
 
-use analytics_client::AnalyticsClient;
+use analytics_client::{AnalyticsClient, RpcTls};
 use auth::{ApiKeys, KeyConfigError};
 use cache::LinkCache;
 use clicks::{ClickBatching, ClickPublisher};
@@ -88,8 +88,8 @@ pub enum StartupError {
     GeoIp(#[from] shortener_common::geo::GeoIpError),
     #[error("cannot create the Kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("invalid ANALYTICS_RPC_URL: {0}")]
-    AnalyticsUrl(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    AnalyticsEndpoint(#[from] analytics_client::EndpointError),
     #[error(transparent)]
     AnalyticsToken(#[from] analytics_client::InvalidToken),
     #[error("cannot listen on {addr}: {source}")]
@@ -186,14 +186,24 @@ impl AppState {
             tracing::info!("CLICKS_ENABLED=false: redirects publish no click events");
             None
         };
+        let analytics_tls = config
+            .analytics_rpc_ca
+            .as_deref()
+            .map(|ca| RpcTls::from_file(ca, config.analytics_rpc_server_name.clone()))
+            .transpose()?;
+        if analytics_tls.is_none() {
+            tracing::warn!(
+                "ANALYTICS_RPC_CA is not set: analytics calls go in plaintext (enable TLS in production)"
+            );
+        }
         let analytics = AnalyticsClient::new(
-            &config.analytics_rpc_url,
+            analytics_client::endpoint(&config.analytics_rpc_url, analytics_tls.as_ref())?,
             Duration::from_millis(config.analytics_rpc_timeout_ms),
             config.breaker_failure_threshold,
             Duration::from_millis(config.breaker_reset_ms),
             config.analytics_max_concurrent_per_owner,
             metrics.clone(),
-        )?
+        )
         .with_token(config.analytics_rpc_token.as_deref())?;
         let geoip = match &config.geoip_db_path {
             Some(path) => Some(Arc::new(CountryDb::open(path)?)),
