@@ -1,6 +1,6 @@
 //! Synthetic clicks: varied events to pre-produce for the consumer benchmark, the
 //! no-Kafka/no-enrichment insert ceiling they are compared against, and the bulk
-//! analytics dataset (one `INSERT … SELECT generate_series`).
+//! analytics links (one `INSERT … SELECT generate_series` each).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -120,64 +120,108 @@ pub async fn insert_ceiling(
     Ok((stored, start.elapsed()))
 }
 
-/// Short codes of the analytics dataset: `hot` plus `c0000`..`c0998`.
-pub const HOT_CODE: &str = "hot";
-
-/// Fills `clicks` with `total` rows in one statement: 20 % on [`HOT_CODE`], the rest over
-/// 999 codes with a quadratic skew (low-numbered codes get most), spread over the last 30
-/// days, with varied countries, devices, browsers and sources. Adds a link row per code,
-/// builds the rollups and runs VACUUM ANALYZE. Returns the number of clicks of the hot code.
-pub async fn seed_analytics_dataset(pool: &PgPool, total: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO links (short_code, long_url, owner_key_id)
-         SELECT 'c' || lpad(g::text, 4, '0'), 'https://example.com/' || g, 'bench'
-         FROM generate_series(0, 998) g
-         UNION ALL SELECT $1, 'https://example.com/hot', 'bench'
-         ON CONFLICT (short_code) DO NOTHING",
-    )
-    .bind(HOT_CODE)
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO clicks (event_id, short_code, occurred_at, ip, user_agent, referer,
-                             country_code, device_type, browser, traffic_source)
-         SELECT gen_random_uuid(),
-                CASE WHEN r.a < 0.2 THEN $2
-                     ELSE 'c' || lpad(floor(999 * r.b * r.b)::int::text, 4, '0') END,
-                now() - r.c * interval '30 days',
-                ('10.' || (g % 250) || '.' || (g / 250 % 250) || '.1')::inet,
-                'Mozilla/5.0',
-                NULL,
-                (ARRAY['US','US','US','DE','FR','GB','IN','BR','JP','CA','Unknown'])[1 + floor(r.d * 11)::int],
-                (ARRAY['desktop','desktop','smartphone','smartphone','tablet','crawler','unknown'])[1 + floor(r.e * 7)::int],
-                (ARRAY['Chrome','Chrome','Safari','Firefox','Edge','unknown'])[1 + floor(r.f * 6)::int],
-                (ARRAY['direct','direct','search','social','email','referral'])[1 + floor(r.h * 6)::int]
-         FROM generate_series(1, $1::bigint) g,
-              LATERAL (SELECT random() + g * 0 AS a, random() AS b, random() AS c, random() AS d,
-                              random() AS e, random() AS f, random() AS h) r",
-    )
-    .bind(total)
-    .bind(HOT_CODE)
-    .execute(pool)
-    .await?;
-    // The rollups the consumer would have maintained for these clicks.
+/// Fills one link per `(code, clicks)` with raw clicks in one statement each, spread over
+/// the last 30 days: 11 countries, 8 (device, browser, OS) client profiles, 6 sources, 5 %
+/// bots (the shape of the figures in docs/performance.md); then builds the rollups.
+pub async fn seed_links(pool: &PgPool, links: &[(&str, i64)]) -> Result<(), sqlx::Error> {
+    for (code, n) in links {
+        sqlx::query(
+            "INSERT INTO links (short_code, long_url, owner_key_id)
+             VALUES ($1, 'https://example.com/' || $1, 'bench') ON CONFLICT DO NOTHING",
+        )
+        .bind(code)
+        .execute(pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO clicks (event_id, short_code, occurred_at, country_code, device_type,
+                                 browser, os, traffic_source, is_bot)
+             SELECT gen_random_uuid(), $1, now() - r.c * interval '30 days',
+                    (ARRAY['US','US','US','DE','FR','GB','IN','BR','JP','CA','Unknown'])
+                        [1 + floor(r.d * 11)::int],
+                    p.device, p.browser, p.os,
+                    (ARRAY['direct','google','twitter','facebook','ycombinator.com',
+                           'example.org'])[1 + floor(r.h * 6)::int],
+                    p.device = 'bot'
+             FROM generate_series(1, $2::bigint) g,
+                  LATERAL (SELECT random() + g * 0 AS c, random() AS d, random() AS e,
+                                  random() AS h) r,
+                  LATERAL (SELECT * FROM (VALUES
+                      (0.00, 'desktop', 'Chrome', 'Windows 10'),
+                      (0.25, 'desktop', 'Firefox', 'Linux'),
+                      (0.35, 'desktop', 'Safari', 'Mac OSX'),
+                      (0.45, 'mobile', 'Safari', 'iPhone'),
+                      (0.70, 'mobile', 'Chrome', 'Android'),
+                      (0.88, 'tablet', 'Safari', 'iPad'),
+                      (0.93, 'unknown', 'unknown', 'unknown'),
+                      (0.95, 'bot', 'Googlebot', 'unknown'))
+                      AS t(at, device, browser, os)
+                      WHERE t.at <= r.e ORDER BY t.at DESC LIMIT 1) p",
+        )
+        .bind(code)
+        .bind(n)
+        .execute(pool)
+        .await?;
+    }
     sqlx::query("SELECT rebuild_click_rollups()")
         .execute(pool)
         .await?;
-    // VACUUM too: it sets the visibility map, as autovacuum would on a table that has been
-    // around for a while, so index-only scans skip the heap.
-    sqlx::query("VACUUM ANALYZE clicks").execute(pool).await?;
+    Ok(())
+}
+
+/// Gives `to` the rollups of `from` with every count multiplied by `factor`: a link with
+/// `factor` times the clicks over the same distinct values, without storing its raw clicks
+/// (reads of hour and day windows only read rollups).
+pub async fn scale_rollups(
+    pool: &PgPool,
+    from: &str,
+    to: &str,
+    factor: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "VACUUM ANALYZE click_totals, click_hourly, click_breakdown_hourly, click_breakdown_daily",
+        "INSERT INTO links (short_code, long_url, owner_key_id)
+         VALUES ($1, 'https://example.com/' || $1, 'bench') ON CONFLICT DO NOTHING",
     )
+    .bind(to)
     .execute(pool)
     .await?;
-    sqlx::query("ANALYZE links").execute(pool).await?;
-    let (hot,): (i64,) = sqlx::query_as("SELECT count(*) FROM clicks WHERE short_code = $1")
-        .bind(HOT_CODE)
-        .fetch_one(pool)
-        .await?;
-    Ok(hot)
+    for sql in [
+        "INSERT INTO click_totals (short_code, slot, humans, bots)
+         SELECT $2, slot, humans * $3, bots * $3 FROM click_totals WHERE short_code = $1",
+        "INSERT INTO click_hourly (short_code, hour, humans, bots, visitors)
+         SELECT $2, hour, humans * $3, bots * $3, visitors * $3
+         FROM click_hourly WHERE short_code = $1",
+        "INSERT INTO click_breakdown_hourly
+         SELECT $2, bucket, dimension, value, is_bot, clicks * $3
+         FROM click_breakdown_hourly WHERE short_code = $1",
+        "INSERT INTO click_breakdown_daily
+         SELECT $2, bucket, dimension, value, is_bot, clicks * $3
+         FROM click_breakdown_daily WHERE short_code = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(from)
+            .bind(to)
+            .bind(factor)
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// VACUUM ANALYZE of the tables analytics reads, as autovacuum would leave them.
+pub async fn vacuum_analytics(pool: &PgPool) -> Result<(), sqlx::Error> {
+    for table in [
+        "clicks",
+        "links",
+        "click_totals",
+        "click_hourly",
+        "click_breakdown_hourly",
+        "click_breakdown_daily",
+    ] {
+        sqlx::query(&format!("VACUUM ANALYZE {table}"))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Rows in `clicks`.

@@ -23,35 +23,48 @@ async fn ceiling_inserts_each_event_exactly_once() {
 }
 
 #[tokio::test]
-async fn analytics_dataset_is_skewed_and_varied() {
+async fn seeded_links_hold_their_clicks_and_scaled_rollups() {
     let db = fresh_database().await;
-    let hot = clicks::seed_analytics_dataset(&db.pool, 20_000)
+    clicks::seed_links(&db.pool, &[("small", 500), ("big", 5_000)])
         .await
         .unwrap();
-    assert_eq!(clicks::count_clicks(&db.pool).await.unwrap(), 20_000);
-    // 20 % on the hot code, give or take sampling noise.
-    assert!((3_400..=4_600).contains(&hot), "hot code has {hot} clicks");
-    let (codes, countries, devices, browsers, sources, days): (i64, i64, i64, i64, i64, f64) =
-        sqlx::query_as(
-            "SELECT count(DISTINCT short_code), count(DISTINCT country_code),
-                    count(DISTINCT device_type), count(DISTINCT browser),
-                    count(DISTINCT traffic_source),
-                    extract(epoch FROM max(occurred_at) - min(occurred_at))::float8 / 86400
-             FROM clicks",
-        )
-        .fetch_one(&db.pool)
+    clicks::scale_rollups(&db.pool, "big", "huge", 10)
         .await
         .unwrap();
-    assert!(codes > 500, "{codes} codes");
-    assert_eq!((countries, devices, browsers, sources), (9, 5, 5, 5));
-    assert!(days > 29.0 && days <= 30.0, "spread over {days} days");
-    // Every clicked code has a link row.
-    let (orphans,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM clicks c WHERE NOT EXISTS
-           (SELECT 1 FROM links l WHERE l.short_code = c.short_code)",
+    assert_eq!(clicks::count_clicks(&db.pool).await.unwrap(), 5_500);
+    let (countries, profiles, sources, bots, days): (i64, i64, i64, i64, f64) = sqlx::query_as(
+        "SELECT count(DISTINCT country_code), count(DISTINCT (device_type, browser, os)),
+                count(DISTINCT traffic_source), count(*) FILTER (WHERE is_bot),
+                extract(epoch FROM max(occurred_at) - min(occurred_at))::float8 / 86400
+         FROM clicks WHERE short_code = 'big'",
     )
     .fetch_one(&db.pool)
     .await
     .unwrap();
-    assert_eq!(orphans, 0);
+    assert_eq!((countries, profiles, sources), (9, 8, 6));
+    assert!((150..=350).contains(&bots), "{bots} bots of 5000");
+    assert!(days > 29.0 && days <= 30.0, "spread over {days} days");
+    // Every dimension of the scaled link sums to ten times the original's clicks.
+    let sums: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT short_code || ' ' || dimension, sum(clicks)::int8 FROM click_breakdown_daily
+         GROUP BY short_code, dimension ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for (key, n) in sums {
+        let want = match key.split(' ').next().unwrap() {
+            "small" => 500,
+            "big" => 5_000,
+            _ => 50_000,
+        };
+        assert_eq!(n, want, "{key}");
+    }
+    let total: i64 = sqlx::query_scalar(
+        "SELECT sum(humans + bots)::int8 FROM click_totals WHERE short_code = 'huge'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(total, 50_000);
 }
