@@ -1,6 +1,6 @@
 //! The whole click pipeline in one process, every hop over real loopback sockets:
 //! HTTP redirect (url-api) -> Kafka-protocol broker (librdkafka mock cluster) -> consumer
-//! group -> Postgres -> analytics-rpc (gRPC) -> url-api link details.
+//! group -> Postgres -> analytics-rpc (gRPC over TLS) -> url-api link details.
 
 use std::time::{Duration, Instant};
 
@@ -127,9 +127,7 @@ async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
         started.elapsed()
     );
 
-    let mut rpc_client = AnalyticsServiceClient::connect(format!("http://{}", stack.grpc_addr))
-        .await
-        .unwrap();
+    let mut rpc_client = AnalyticsServiceClient::new(stack.rpc_channel().await);
     let mut request = tonic::Request::new(GetClickStatsRequest {
         short_code: code.clone(),
         ..Default::default()

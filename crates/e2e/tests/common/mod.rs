@@ -1,5 +1,6 @@
 //! The three services in one process, every hop over real loopback sockets, against a
-//! librdkafka mock cluster and a fresh database: what each end-to-end test starts from.
+//! librdkafka mock cluster and a fresh database (url-api calls analytics-rpc over TLS, with a
+//! token): what each end-to-end test starts from.
 
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
@@ -14,12 +15,15 @@ use serde_json::{json, Value};
 use shortener_common::kafka::KafkaArgs;
 use shortener_testkit::kafka::MockBroker;
 use shortener_testkit::postgres::{fresh_database, TestDatabase};
+use shortener_testkit::tls::{TestCa, TlsFiles};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const TOPIC: &str = "clicks";
 /// The token url-api presents to analytics-rpc.
 pub const RPC_TOKEN: &str = "e2e-rpc-token-0123456789";
+/// The name in analytics-rpc's certificate (the stack connects to 127.0.0.1).
+pub const RPC_SERVER_NAME: &str = "analytics-rpc.e2e.test";
 
 /// What differs between the tests' stacks.
 pub struct StackOptions {
@@ -41,6 +45,8 @@ pub struct Stack {
     /// `http://127.0.0.1:<port>` of url-api.
     pub base: String,
     pub grpc_addr: SocketAddr,
+    /// analytics-rpc's certificate, key and CA (it serves TLS, as production should).
+    pub rpc_tls: TlsFiles,
     pub http: reqwest::Client,
     api_key: &'static str,
     stops: Vec<oneshot::Sender<()>>,
@@ -65,9 +71,12 @@ impl Stack {
         let mut stops = Vec::new();
         let mut tasks = Vec::new();
 
-        // url-api and analytics-rpc share a token, as a deployment should.
+        // url-api and analytics-rpc share a token and talk TLS, as a deployment should.
+        let rpc_tls = TestCa::new("e2e CA").server_files(&[RPC_SERVER_NAME]);
         let mut rpc_args = ServerArgs::new(db.args());
         rpc_args.auth_token = Some(RPC_TOKEN.parse().expect("token"));
+        rpc_args.tls_cert = Some(rpc_tls.cert.clone());
+        rpc_args.tls_key = Some(rpc_tls.key.clone());
         let rpc = AnalyticsServer::bind(rpc_args)
             .await
             .expect("bind analytics-rpc");
@@ -99,7 +108,9 @@ impl Stack {
         config.api_keys = format!("e2e:{}", options.api_key);
         config.trusted_proxies =
             url_api::config::parse_proxies(options.trusted_proxies).expect("trusted proxies");
-        config.analytics_rpc_url = format!("http://{grpc_addr}");
+        config.analytics_rpc_url = format!("https://{grpc_addr}");
+        config.analytics_rpc_ca = Some(rpc_tls.ca.clone());
+        config.analytics_rpc_server_name = Some(RPC_SERVER_NAME.into());
         config.analytics_rpc_token = Some(RPC_TOKEN.into());
         // The first call also dials the channel; keep it well clear of a loaded machine.
         config.analytics_rpc_timeout_ms = options.analytics_rpc_timeout_ms.unwrap_or(10_000);
@@ -126,11 +137,26 @@ impl Stack {
             db,
             base,
             grpc_addr,
+            rpc_tls,
             http,
             api_key: options.api_key,
             stops,
             tasks,
         }
+    }
+
+    /// A TLS channel to analytics-rpc, trusting the stack's CA, as url-api connects.
+    pub async fn rpc_channel(&self) -> tonic::transport::Channel {
+        let tls = url_api::analytics_client::RpcTls::from_file(
+            &self.rpc_tls.ca,
+            Some(RPC_SERVER_NAME.into()),
+        )
+        .expect("CA file");
+        url_api::analytics_client::endpoint(&format!("https://{}", self.grpc_addr), Some(&tls))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect to analytics-rpc over TLS")
     }
 
     /// Shortens `long_url` through the API; returns the code.
