@@ -497,6 +497,16 @@ pub struct ConsumerSpec {
     #[serde(default = "default_group_id")]
     #[schemars(length(min = 1))]
     pub group_id: String,
+    /// Days raw clicks are kept (env `CLICK_RETENTION_DAYS`): monthly partitions of the
+    /// clicks table wholly older than this are dropped; rollups (counts, series,
+    /// breakdowns) are kept.
+    #[serde(default = "default_click_retention_days")]
+    #[schemars(range(min = 1))]
+    pub click_retention_days: i32,
+    /// Store client addresses anonymized, IPv4 /24 and IPv6 /48 (env `ANONYMIZE_IPS`);
+    /// false keeps them whole.
+    #[serde(default = "default_anonymize_ips")]
+    pub anonymize_ips: bool,
     /// How the number of consumer pods follows the consumer-group lag.
     #[serde(default)]
     pub autoscaling: AutoscalingSpec,
@@ -513,6 +523,8 @@ impl Default for ConsumerSpec {
             batch_max_wait_ms: default_batch_max_wait_ms(),
             concurrency: default_concurrency(),
             group_id: default_group_id(),
+            click_retention_days: default_click_retention_days(),
+            anonymize_ips: default_anonymize_ips(),
             autoscaling: AutoscalingSpec::default(),
         }
     }
@@ -941,6 +953,13 @@ fn default_concurrency() -> i32 {
 }
 fn default_group_id() -> String {
     "shortener-consumer".into()
+}
+// The consumer's own defaults, so a stack that leaves them out behaves like the binary.
+fn default_click_retention_days() -> i32 {
+    shortener_common::privacy::DEFAULT_CLICK_RETENTION_DAYS as i32
+}
+fn default_anonymize_ips() -> bool {
+    shortener_common::privacy::DEFAULT_ANONYMIZE_IPS
 }
 fn default_target_lag() -> i64 {
     1000

@@ -268,3 +268,48 @@ fn conditions_are_a_list_map_keyed_by_type() {
         .iter()
         .any(|r| r == "type"));
 }
+
+/// A stack that leaves the consumer's privacy settings out gets the consumer binary's own
+/// defaults: the API server fills in the schema's defaults, the operator passes them on.
+#[test]
+fn consumer_privacy_defaults_are_the_consumers() {
+    use shortener_common::privacy::{
+        DEFAULT_ANONYMIZE_IPS, DEFAULT_CLICK_RETENTION_DAYS, MIN_CLICK_RETENTION_DAYS,
+    };
+    let consumer = &schema()["properties"]["spec"]["properties"]["consumer"];
+    let fields = &consumer["properties"];
+    assert_eq!(
+        fields["clickRetentionDays"]["default"],
+        serde_json::json!(DEFAULT_CLICK_RETENTION_DAYS),
+        "{consumer:#}"
+    );
+    assert_eq!(
+        fields["clickRetentionDays"]["minimum"].as_f64(),
+        Some(f64::from(MIN_CLICK_RETENTION_DAYS))
+    );
+    assert_eq!(
+        fields["anonymizeIps"]["default"],
+        serde_json::json!(DEFAULT_ANONYMIZE_IPS)
+    );
+    // The default of the whole consumer object (when `consumer` is left out) agrees.
+    if let Some(default) = consumer.get("default").filter(|d| !d.is_null()) {
+        assert_eq!(
+            default["clickRetentionDays"],
+            serde_json::json!(400),
+            "{default:#}"
+        );
+        assert_eq!(
+            default["anonymizeIps"],
+            serde_json::json!(true),
+            "{default:#}"
+        );
+    }
+    let mut errors = Vec::new();
+    let mut bad = example();
+    bad["spec"]["consumer"]["clickRetentionDays"] = serde_json::json!(0);
+    validate(&schema(), &bad, "", &mut errors);
+    assert!(
+        errors.iter().any(|e| e.contains("clickRetentionDays")),
+        "{errors:?}"
+    );
+}

@@ -65,7 +65,7 @@ INSERT INTO clicks (event_id, short_code, occurred_at, ip, user_agent, referer,
 SELECT e, c, t, i::inet, u, r, 'US', 'desktop', 'Chrome', 'search'
 FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[])
      AS x(e, c, t, i, u, r)
-ON CONFLICT (event_id) DO NOTHING";
+ON CONFLICT (event_id, occurred_at) DO NOTHING";
 
 /// Inserts `rows` in one statement; returns how many were new.
 pub async fn insert_plain(pool: &PgPool, rows: &[Click]) -> Result<u64, sqlx::Error> {

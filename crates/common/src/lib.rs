@@ -8,6 +8,7 @@ pub mod event_batch;
 pub mod geo;
 pub mod health;
 pub mod kafka;
+pub mod privacy;
 pub mod proto;
 pub mod shutdown;
 pub mod telemetry;

@@ -79,6 +79,8 @@ pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<Str
             set("BATCH_SIZE", c.batch_size.to_string());
             set("BATCH_MAX_WAIT_MS", c.batch_max_wait_ms.to_string());
             set("CONCURRENCY", c.concurrency.to_string());
+            set("CLICK_RETENTION_DAYS", c.click_retention_days.to_string());
+            set("ANONYMIZE_IPS", c.anonymize_ips.to_string());
             if let Some(geoip) = &spec.geoip {
                 set("GEOIP_DB_PATH", format!("{GEOIP_DIR}/{}", geoip.path));
             }
@@ -441,6 +443,8 @@ mod tests {
         assert_eq!(c["BATCH_SIZE"], "2000");
         assert_eq!(c["BATCH_MAX_WAIT_MS"], "200");
         assert_eq!(c["CONCURRENCY"], "4");
+        assert_eq!(c["CLICK_RETENTION_DAYS"], "400");
+        assert_eq!(c["ANONYMIZE_IPS"], "true");
         assert_eq!(c["GEOIP_DB_PATH"], "/var/lib/shortener/geoip/country.mmdb");
         assert_eq!(c["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel:4317");
         assert_eq!(c["OTEL_TRACES_SAMPLER_ARG"], "0.25");

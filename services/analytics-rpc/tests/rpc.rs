@@ -701,3 +701,95 @@ async fn account_stats_cover_only_the_owners_links() {
     assert_eq!(err.code(), Code::InvalidArgument);
     server.shutdown().await;
 }
+
+/// Retention drops raw clicks by whole months; every answer of the service (counts, series,
+/// breakdowns over day buckets) comes from the rollups and stays the same.
+#[tokio::test]
+async fn stats_and_counts_survive_the_retention_drop() {
+    let db = fresh_database().await;
+    let now = Utc::now();
+    let long_ago = (now - TimeDelta::days(500))
+        .duration_trunc(TimeDelta::days(1))
+        .unwrap()
+        + TimeDelta::hours(12);
+    let recent = now.duration_trunc(TimeDelta::hours(1)).unwrap() - TimeDelta::hours(2);
+    for i in 0..6 {
+        let dims = if i % 2 == 0 {
+            ("DE", "desktop", "Firefox", "google")
+        } else {
+            ("US", "mobile", "Safari", "direct")
+        };
+        insert(&db.pool, "kept", long_ago + TimeDelta::minutes(i), dims).await;
+    }
+    insert(
+        &db.pool,
+        "kept",
+        recent,
+        ("FR", "tablet", "Safari", "twitter"),
+    )
+    .await;
+    rebuild_rollups(&db.pool).await;
+    // The old month got its partition back then (its clicks moved out of the default one).
+    let retention = 400;
+    let then = consumer::maintenance::run_once(&db.pool, retention, long_ago.date_naive())
+        .await
+        .unwrap();
+    assert!(
+        matches!(then, consumer::maintenance::Outcome::Done(ref r) if r.moved_from_default == 6)
+    );
+
+    let server = start(db.args()).await;
+    let mut client = server.client().await;
+    let stats_request = || GetClickStatsRequest {
+        short_code: "kept".into(),
+        from: Some(ts(long_ago - TimeDelta::days(1))),
+        to: Some(ts(now)),
+        bucket: Bucket::Day as i32,
+        ..Default::default()
+    };
+    let count = |mut client: AnalyticsServiceClient<Channel>| async move {
+        client
+            .get_click_count(GetClickCountRequest {
+                short_code: "kept".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let before = client
+        .get_click_stats(stats_request())
+        .await
+        .unwrap()
+        .into_inner();
+    let count_before = count(client.clone()).await;
+    assert_eq!(before.total_clicks, 7);
+    assert!(
+        before
+            .by_country
+            .iter()
+            .any(|e| e.key == "DE" && e.clicks == 3),
+        "{before:?}"
+    );
+
+    let done = consumer::maintenance::run_once(&db.pool, retention, now.date_naive())
+        .await
+        .unwrap();
+    let consumer::maintenance::Outcome::Done(report) = done else {
+        panic!("maintenance lock is free");
+    };
+    assert!(!report.dropped.is_empty(), "{report:?}");
+    let raw: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks WHERE short_code = 'kept'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(raw, 1, "the expired raw clicks are gone");
+
+    let after = client
+        .get_click_stats(stats_request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after, before);
+    assert_eq!(count(client.clone()).await, count_before);
+    server.shutdown().await;
+}

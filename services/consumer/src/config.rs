@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use shortener_common::db::DatabaseArgs;
 use shortener_common::kafka::KafkaArgs;
+use shortener_common::privacy::{
+    DEFAULT_ANONYMIZE_IPS, DEFAULT_CLICK_RETENTION_DAYS, MIN_CLICK_RETENTION_DAYS,
+};
 use shortener_common::telemetry::LogArgs;
 
 #[derive(clap::Parser, Debug)]
@@ -73,8 +76,20 @@ pub struct ConsumerArgs {
     pub geoip_db_path: Option<PathBuf>,
     /// Store client addresses anonymized (IPv4 /24, IPv6 /48); false keeps them whole.
     /// Country and unique visitors are derived from the full address either way.
-    #[arg(long, env = "ANONYMIZE_IPS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "ANONYMIZE_IPS", default_value_t = DEFAULT_ANONYMIZE_IPS,
+          action = clap::ArgAction::Set)]
     pub anonymize_ips: bool,
+    /// Days raw clicks are kept: the maintenance task drops each monthly partition of
+    /// `clicks` once all of its month is older than this. Rollups (counts, breakdowns,
+    /// series) are kept.
+    #[arg(long, env = "CLICK_RETENTION_DAYS", default_value_t = DEFAULT_CLICK_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u32).range(MIN_CLICK_RETENTION_DAYS as i64..))]
+    pub click_retention_days: u32,
+    /// How often the maintenance task runs (one replica at a time): creates the coming
+    /// months' partitions, drops expired ones, forgets past days' visitor keys. In seconds.
+    #[arg(long, env = "MAINTENANCE_INTERVAL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub maintenance_interval_secs: u64,
     /// How often the per-partition lag gauge is refreshed, in milliseconds.
     #[arg(long, env = "LAG_REFRESH_INTERVAL_MS", default_value_t = 10_000)]
     pub lag_refresh_interval_ms: u64,
@@ -105,7 +120,9 @@ impl ConsumerArgs {
             batch_max_wait_ms: 200,
             concurrency: 4,
             geoip_db_path: None,
-            anonymize_ips: true,
+            anonymize_ips: DEFAULT_ANONYMIZE_IPS,
+            click_retention_days: DEFAULT_CLICK_RETENTION_DAYS,
+            maintenance_interval_secs: 3600,
             lag_refresh_interval_ms: 10_000,
             retry_max_backoff_ms: 30_000,
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
@@ -118,6 +135,10 @@ impl ConsumerArgs {
 
     pub fn lag_refresh_interval(&self) -> Duration {
         Duration::from_millis(self.lag_refresh_interval_ms.max(100))
+    }
+
+    pub fn maintenance_interval(&self) -> Duration {
+        Duration::from_secs(self.maintenance_interval_secs)
     }
 
     pub fn retry_max_backoff(&self) -> Duration {
@@ -166,6 +187,23 @@ mod tests {
         assert!(Cli::try_parse_from(["consumer", "--batch-size", "0"]).is_err());
         assert!(Cli::try_parse_from(["consumer", "--concurrency", "0"]).is_err());
         assert_eq!(cli_default_in_flight(), DEFAULT_MAX_IN_FLIGHT_BYTES);
+        assert!(Cli::try_parse_from(["consumer", "--click-retention-days", "0"]).is_err());
+    }
+
+    #[test]
+    fn privacy_defaults_are_the_shared_ones() {
+        // The operator's ShortenerStack defaults use the same constants.
+        let defaults = Cli::try_parse_from(["consumer"]).unwrap().consumer;
+        assert_eq!(defaults.click_retention_days, 400);
+        assert_eq!(defaults.click_retention_days, DEFAULT_CLICK_RETENTION_DAYS);
+        assert!(defaults.anonymize_ips);
+        assert_eq!(defaults.anonymize_ips, DEFAULT_ANONYMIZE_IPS);
+        let new = ConsumerArgs::new(
+            KafkaArgs::new("localhost:9092", "clicks"),
+            DatabaseArgs::with_url("postgres://localhost/x"),
+        );
+        assert_eq!(new.click_retention_days, DEFAULT_CLICK_RETENTION_DAYS);
+        assert_eq!(new.anonymize_ips, DEFAULT_ANONYMIZE_IPS);
         assert!(Cli::try_parse_from(["consumer", "--max-in-flight-bytes", "1000"]).is_err());
     }
 }

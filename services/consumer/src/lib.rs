@@ -19,6 +19,8 @@
 //!   partitions and this member rejoins once it polls again; offsets of batches finished
 //!   after losing a partition are refused, so those batches are redelivered (duplicates,
 //!   absorbed by the idempotent insert), never lost.
+//! - A maintenance task (one replica at a time) keeps the monthly partitions of `clicks`
+//!   and drops those past `CLICK_RETENTION_DAYS` ([`maintenance`], [`retention`]).
 //! - Shutdown (the future given to [`ConsumerApp::run`]) stops fetching, lets each worker
 //!   finish the batch in hand, commits synchronously and leaves the group. Dropping the
 //!   `run` future instead (a crash) commits nothing more: the uncommitted tail is
@@ -29,9 +31,11 @@ pub mod dlq;
 pub mod enrich;
 pub mod in_flight;
 pub mod lag;
+pub mod maintenance;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;
+pub mod retention;
 pub mod rollup;
 pub mod sources;
 pub mod store;
@@ -188,6 +192,13 @@ impl ConsumerApp {
             p.clone(),
             args.kafka.kafka_topic.clone(),
             args.lag_refresh_interval(),
+        ));
+        background.spawn(maintenance::run_loop(
+            p.pool.clone(),
+            args.click_retention_days,
+            args.maintenance_interval(),
+            p.metrics.clone(),
+            p.cancel.clone(),
         ));
 
         let mut workers = JoinSet::new();

@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::maintenance::Report;
 use crate::pipeline::Stall;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -19,6 +20,19 @@ pub struct PartitionLabels {
 pub struct StallLabels {
     /// `database` or `dead_letter`.
     pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MaintenanceLabels {
+    /// `done`, `busy` (another replica ran it) or `failed`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaintenanceOutcome {
+    Done,
+    Busy,
+    Failed,
 }
 
 #[derive(Clone)]
@@ -36,6 +50,13 @@ pub struct Metrics {
     pub stalled_batches: Family<StallLabels, Gauge>,
     /// Bytes of messages handed to workers and not yet stored or dead-lettered.
     pub in_flight_bytes: Gauge,
+    pub maintenance_outcomes: Family<MaintenanceLabels, Counter>,
+    pub partitions_created: Counter,
+    pub partitions_dropped: Counter,
+    pub expired_default_rows: Counter,
+    pub visitor_keys_deleted: Counter,
+    /// Unix time of the last run that did its work, 0 before the first.
+    pub maintenance_last_done: Gauge,
 }
 
 impl Metrics {
@@ -53,6 +74,12 @@ impl Metrics {
             lag: Family::default(),
             stalled_batches: Family::default(),
             in_flight_bytes: Gauge::default(),
+            maintenance_outcomes: Family::default(),
+            partitions_created: Counter::default(),
+            partitions_dropped: Counter::default(),
+            expired_default_rows: Counter::default(),
+            visitor_keys_deleted: Counter::default(),
+            maintenance_last_done: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("shortener_consumer");
         r.register(
@@ -107,10 +134,73 @@ impl Metrics {
              MAX_IN_FLIGHT_BYTES)",
             m.in_flight_bytes.clone(),
         );
+        r.register(
+            "maintenance_runs",
+            "Runs of the click maintenance task by outcome (done, busy: another replica held \
+             the lock, failed: retried next round)",
+            m.maintenance_outcomes.clone(),
+        );
+        r.register(
+            "click_partitions_created",
+            "Monthly partitions of clicks created ahead of their month (or for clicks waiting \
+             in the default partition)",
+            m.partitions_created.clone(),
+        );
+        r.register(
+            "click_partitions_dropped",
+            "Monthly partitions of clicks dropped as older than CLICK_RETENTION_DAYS",
+            m.partitions_dropped.clone(),
+        );
+        r.register(
+            "click_default_rows_expired",
+            "Clicks deleted from the default partition as older than CLICK_RETENTION_DAYS",
+            m.expired_default_rows.clone(),
+        );
+        r.register(
+            "visitor_keys_deleted",
+            "Daily visitor keys deleted (with their day's visitor sets) once the day can no \
+             longer be counted",
+            m.visitor_keys_deleted.clone(),
+        );
+        r.register(
+            "maintenance_last_done_timestamp_seconds",
+            "Unix time the click maintenance last completed (0: not yet)",
+            m.maintenance_last_done.clone(),
+        );
         for stall in [Stall::Database, Stall::DeadLetter] {
             m.stalled(stall).set(0);
         }
+        for outcome in [
+            MaintenanceOutcome::Done,
+            MaintenanceOutcome::Busy,
+            MaintenanceOutcome::Failed,
+        ] {
+            m.maintenance_runs(outcome);
+        }
         m
+    }
+
+    /// The run counter of `outcome` (created at 0 on first use).
+    pub(crate) fn maintenance_runs(&self, outcome: MaintenanceOutcome) -> Counter {
+        let outcome = match outcome {
+            MaintenanceOutcome::Done => "done",
+            MaintenanceOutcome::Busy => "busy",
+            MaintenanceOutcome::Failed => "failed",
+        };
+        self.maintenance_outcomes
+            .get_or_create(&MaintenanceLabels { outcome })
+            .clone()
+    }
+
+    pub(crate) fn maintenance_done(&self, report: &Report) {
+        self.maintenance_runs(MaintenanceOutcome::Done).inc();
+        self.partitions_created.inc_by(report.created.len() as u64);
+        self.partitions_dropped.inc_by(report.dropped.len() as u64);
+        self.expired_default_rows.inc_by(report.purged_from_default);
+        self.visitor_keys_deleted
+            .inc_by(report.visitor_keys_deleted);
+        self.maintenance_last_done
+            .set(chrono::Utc::now().timestamp());
     }
 
     pub(crate) fn stalled(&self, stall: Stall) -> Gauge {

@@ -4,7 +4,8 @@
 //! The ordering that makes delivery at-least-once and storage exactly-once: a batch's
 //! offsets are stored and committed only after its rows are committed in Postgres and its
 //! dead letters are acknowledged by the broker. A crash anywhere before that replays the
-//! batch, and `ON CONFLICT (event_id) DO NOTHING` turns the replay into duplicates that
+//! batch, and `ON CONFLICT DO NOTHING` on the unique (event_id, occurred_at) key (a
+//! redelivered event carries its original occurred_at) turns the replay into duplicates that
 //! are counted, not stored.
 //!
 //! # Batches

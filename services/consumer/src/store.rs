@@ -188,7 +188,7 @@ async fn new_visitors(
     let mut days: Vec<NaiveDate> = keyed.iter().map(|(_, d)| *d).collect();
     days.sort_unstable();
     days.dedup();
-    let salts = visitors::salts(conn, &days).await?;
+    let salts = visitors::salts(conn, &days, now.date_naive()).await?;
     let mut firsts: BTreeMap<(&str, NaiveDate, VisitorId), usize> = BTreeMap::new();
     for (i, day) in keyed {
         let Some(salt) = salts.get(&day) else {

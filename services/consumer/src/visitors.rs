@@ -2,8 +2,9 @@
 //! (HMAC-SHA-256, truncated to 128 bits) of the client's IP address and User-Agent under a
 //! random key of the click's day (UTC). The keys live in `visitor_salts`, one per day,
 //! created by whichever consumer first needs it, and are deleted with the day's visitor
-//! sets once the day is over (`click_maintenance`): from then on no stored hash can be
-//! linked to an address, and the same person on two days is two unrelated hashes.
+//! sets once the day can no longer be counted (the [`crate::maintenance`] task): from then
+//! on no stored hash can be linked to an address, and the same person on two days is two
+//! unrelated hashes.
 //!
 //! The hash is taken from the full address, before it is anonymized for storage.
 
@@ -41,18 +42,27 @@ pub fn visitor_id(salt: &Salt, ip: Option<IpAddr>, user_agent: Option<&str>) -> 
     id
 }
 
+/// The oldest day (UTC) still counted on `today`; the keys and sets of earlier days are
+/// no longer needed and are deleted by the maintenance task.
+pub fn first_countable_day(today: NaiveDate) -> NaiveDate {
+    today - Duration::days(VISITOR_DAYS - 1)
+}
+
 /// The day (UTC) whose visitor set a click at `at` belongs to, if it is still counted.
 pub fn countable_day(at: DateTime<Utc>, now: DateTime<Utc>) -> Option<NaiveDate> {
     let day = at.date_naive();
     let today = now.date_naive();
-    (day <= today && day > today - Duration::days(VISITOR_DAYS)).then_some(day)
+    (day <= today && day >= first_countable_day(today)).then_some(day)
 }
 
 /// The keys of `days`, creating those that do not exist yet (concurrent consumers agree:
-/// the first insert wins, the others read it).
+/// the first insert wins, the others read it). A day before `first_countable_day(today)`
+/// gets no new key: its key may just have been forgotten, and must stay so (a batch that
+/// found its day countable a moment before midnight counts no visitor then).
 pub async fn salts(
     conn: &mut PgConnection,
     days: &[NaiveDate],
+    today: NaiveDate,
 ) -> Result<HashMap<NaiveDate, Salt>, sqlx::Error> {
     if days.is_empty() {
         return Ok(HashMap::new());
@@ -66,11 +76,13 @@ pub async fn salts(
         })
         .collect();
     sqlx::query(
-        "INSERT INTO visitor_salts (day, salt) SELECT * FROM UNNEST($1::date[], $2::bytea[])
+        "INSERT INTO visitor_salts (day, salt)
+         SELECT * FROM UNNEST($1::date[], $2::bytea[]) AS k(day, salt) WHERE day >= $3
          ON CONFLICT (day) DO NOTHING",
     )
     .bind(days)
     .bind(&fresh)
+    .bind(first_countable_day(today))
     .execute(&mut *conn)
     .await?;
     let rows: Vec<(NaiveDate, Vec<u8>)> =
@@ -129,5 +141,9 @@ mod tests {
         assert_eq!(day("2026-11-29T23:59:59Z"), None);
         // A click stamped in the future (clock skew) is not counted either.
         assert_eq!(day("2026-12-02T00:00:01Z"), None);
+        assert_eq!(
+            first_countable_day(now.date_naive()),
+            "2026-11-30".parse::<NaiveDate>().unwrap()
+        );
     }
 }
