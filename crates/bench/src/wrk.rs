@@ -19,6 +19,21 @@ request = function()
 end
 "#;
 
+/// The same, each request also carrying the headers of `$WRK_HEADERS` (`Name: value` lines).
+const SCRIPT_WITH_HEADERS: &str = r#"
+local codes = {}
+for line in io.lines(os.getenv("WRK_CODES")) do codes[#codes + 1] = line end
+local headers = {}
+for line in io.lines(os.getenv("WRK_HEADERS")) do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  if name then headers[name] = value end
+end
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/" .. codes[math.random(#codes)], headers)
+end
+"#;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WrkError {
     #[error("refusing to load {0}: only loopback targets are allowed")]
@@ -35,6 +50,8 @@ pub enum WrkError {
 pub struct Wrk {
     script: PathBuf,
     codes: PathBuf,
+    /// `Name: value` lines sent with every request, or None.
+    headers: Option<PathBuf>,
     /// `taskset -c` CPU list for wrk, or None.
     pub cpus: Option<String>,
 }
@@ -49,6 +66,30 @@ impl Wrk {
         Ok(Self {
             script,
             codes: list,
+            headers: None,
+            cpus: None,
+        })
+    }
+
+    /// Like [`Wrk::new`], every request also carrying `headers`; the files are named after
+    /// `name`, so several set-ups can share `dir`. `codes` may carry a query string.
+    pub fn with_headers(
+        dir: &Path,
+        name: &str,
+        codes: &[String],
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
+        let script = dir.join(format!("wrk-{name}.lua"));
+        let list = dir.join(format!("wrk-{name}-codes.txt"));
+        let header_file = dir.join(format!("wrk-{name}-headers.txt"));
+        std::fs::write(&script, SCRIPT_WITH_HEADERS)?;
+        std::fs::write(&list, codes.join("\n") + "\n")?;
+        let lines: String = headers.iter().map(|(n, v)| format!("{n}: {v}\n")).collect();
+        std::fs::write(&header_file, lines)?;
+        Ok(Self {
+            script,
+            codes: list,
+            headers: Some(header_file),
             cpus: None,
         })
     }
@@ -87,6 +128,9 @@ impl Wrk {
             }
             None => tokio::process::Command::new("wrk"),
         };
+        if let Some(headers) = &self.headers {
+            cmd.env("WRK_HEADERS", headers);
+        }
         let out = cmd
             .args(["-t1", "--latency", "--timeout", "10s"])
             .arg(format!("-c{connections}"))
@@ -224,6 +268,62 @@ Transfer/sec:     15.00MB
         assert!((r.p99_ms - 1.2).abs() < 1e-9);
         assert!((r.max_ms - 5.0).abs() < 1e-9);
         assert_eq!(r.errors, 7);
+    }
+
+    /// The headers script sends every header and the codes' query strings as given.
+    #[tokio::test]
+    #[ignore = "needs Debian's wrk on PATH (./scripts/bench installs it)"]
+    async fn sends_the_given_headers_and_query() {
+        use axum::http::{HeaderMap, StatusCode, Uri};
+        use std::sync::{Arc, Mutex};
+
+        type Seen = Arc<Mutex<std::collections::HashSet<String>>>;
+        let seen: Seen = Arc::default();
+        let app = axum::Router::new().fallback({
+            let seen = seen.clone();
+            move |uri: Uri, headers: HeaderMap| async move {
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_string()
+                };
+                let line = format!("{uri} {} {}", h("user-agent"), h("x-forwarded-for"));
+                seen.lock().unwrap().insert(line);
+                StatusCode::FOUND
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let dir = std::env::temp_dir().join(format!("wrk-headers-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let codes = vec!["a?q=1&x=2".to_string(), "b?q=1&x=2".to_string()];
+        let wrk = Wrk::with_headers(
+            &dir,
+            "t",
+            &codes,
+            &[
+                ("User-Agent", "Bench/1 (x; y)"),
+                ("X-Forwarded-For", "8.8.8.8"),
+            ],
+        )
+        .unwrap();
+        let report = wrk
+            .run(addr, 2, Duration::ZERO, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(report.requests > 0 && report.errors == 0, "{report:?}");
+        let seen = seen.lock().unwrap();
+        let want: std::collections::HashSet<String> = [
+            "/a?q=1&x=2 Bench/1 (x; y) 8.8.8.8".to_string(),
+            "/b?q=1&x=2 Bench/1 (x; y) 8.8.8.8".to_string(),
+        ]
+        .into();
+        assert_eq!(*seen, want);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

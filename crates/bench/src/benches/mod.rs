@@ -3,6 +3,7 @@
 pub mod consumer;
 pub mod operator;
 pub mod redirect;
+pub mod redirect_rules;
 pub mod rpc;
 
 use std::path::PathBuf;

@@ -1,8 +1,11 @@
 //! Redirect throughput and latency: url-api (release, events published to a tansu broker
 //! process, cache warm) against the bare axum baseline, same load generator, same
-//! connections, same run. Then link creation on the same url-api.
+//! connections, same run. Two cases against the same baseline: plain links, and links
+//! with redirect rules and query forwarding on the path (see [`super::redirect_rules`]).
+//! Then link creation on the same url-api.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +14,8 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use super::BenchEnv;
-use crate::loadgen::{self, LoadReport, LoadSpec};
+use super::{redirect_rules, BenchEnv};
+use crate::loadgen::{self, LoadReport, LoadSpec, RequestFactory};
 use crate::procs::{cpu_time, free_port, metric_sum, metric_sum_matching, ServiceSpec};
 use crate::results::Row;
 use crate::stack::{UrlApi, API_KEY};
@@ -29,6 +32,15 @@ pub struct RedirectOpts {
     pub rounds: usize,
     /// A name for a non-default layout (`pinned`): it tags the rows and names the JSON.
     pub layout: Option<String>,
+    /// GeoIP country database for url-api; without it the rules case is not run (its
+    /// country rules could not be evaluated).
+    pub geoip_db: Option<PathBuf>,
+}
+
+/// What one case's load generators send.
+struct Load {
+    wrk: Wrk,
+    request: RequestFactory,
 }
 
 /// The round with the median throughput (its latencies come with it).
@@ -49,9 +61,8 @@ fn median(values: &[f64]) -> f64 {
 /// round's measured rate).
 async fn measured_round(
     generator: Generator,
-    wrk: &Wrk,
+    load: &Load,
     target: SocketAddr,
-    codes: &Arc<Vec<String>>,
     opts: &RedirectOpts,
     env: &BenchEnv,
     pids: &[u32],
@@ -64,10 +75,17 @@ async fn measured_round(
     let before = cpu();
     let report = match generator {
         Generator::BuiltIn => {
-            loadgen::run(redirect_spec(target, codes.clone(), opts.connections, env)).await?
+            loadgen::run(redirect_spec(
+                target,
+                load.request.clone(),
+                opts.connections,
+                env,
+            ))
+            .await?
         }
         Generator::Wrk => {
-            wrk.run(target, opts.connections, env.warmup, env.duration)
+            load.wrk
+                .run(target, opts.connections, env.warmup, env.duration)
                 .await?
         }
     };
@@ -103,9 +121,15 @@ impl Generator {
     }
 }
 
-/// Every round of one load generator: both sides, their ratios and CPU costs.
+/// Every round of one load generator in one case: both sides, their ratios and CPU costs.
 struct Side {
     generator: Generator,
+    /// The case's label in metric names ("" for plain links).
+    case: &'static str,
+    /// Target for the median pair ratio.
+    min_ratio: f64,
+    /// Target for server CPU per request against the baseline's, if any.
+    max_cpu_ratio: Option<f64>,
     base: Vec<LoadReport>,
     svc: Vec<LoadReport>,
     ratios: Vec<f64>,
@@ -118,6 +142,9 @@ impl Side {
     fn new(generator: Generator) -> Self {
         Self {
             generator,
+            case: "",
+            min_ratio: 0.9,
+            max_cpu_ratio: Some(1.15),
             base: Vec::new(),
             svc: Vec::new(),
             ratios: Vec::new(),
@@ -135,10 +162,11 @@ impl Side {
         let ratio = if b.rps > 0.0 { s.rps / b.rps } else { 0.0 };
         let (b_cpu, a_cpu, k_cpu) = (b_cpu[0], s_cpu[0], s_cpu[1]);
         eprintln!(
-            "redirect round {round} ({}): url-api {:.0} req/s p99 {:.2} ms {:.1} µs CPU/req \
+            "redirect round {round} ({}{}): url-api {:.0} req/s p99 {:.2} ms {:.1} µs CPU/req \
              ({a_cpu:.1} url-api + {k_cpu:.1} broker), baseline {:.0} req/s p99 {:.2} ms \
              {b_cpu:.1} µs CPU/req, ratio {ratio:.2}",
             self.generator.name(),
+            self.case,
             s.rps,
             s.p99_ms,
             a_cpu + k_cpu,
@@ -162,7 +190,7 @@ impl Side {
     }
 
     fn rows(&self, bench: &str, conns: usize) -> Vec<Row> {
-        let g = self.generator.name();
+        let g = format!("{}{}", self.generator.name(), self.case);
         let svc = median_round(&self.svc);
         let base = median_round(&self.base);
         vec![
@@ -172,20 +200,26 @@ impl Side {
                 median(&self.ratios),
                 "x",
             )
-            .at_least(0.9),
+            .at_least(self.min_ratio),
             Row::new(bench, &format!("rps (median round), {g}"), svc.rps, "req/s")
                 .vs(base.rps, None),
             Row::new(bench, &format!("p50, {g}"), svc.p50_ms, "ms"),
             Row::new(bench, &format!("p99, {g}"), svc.p99_ms, "ms").below(5.0),
             Row::new(bench, &format!("p99 (baseline), {g}"), base.p99_ms, "ms"),
             Row::new(bench, &format!("max, {g}"), svc.max_ms, "ms"),
-            Row::new(
-                bench,
-                &format!("server CPU per request (url-api + broker), {g}"),
-                median(&self.svc_cpu()),
-                "µs",
-            )
-            .vs_at_most(median(&self.base_cpu), 1.15),
+            {
+                let row = Row::new(
+                    bench,
+                    &format!("server CPU per request (url-api + broker), {g}"),
+                    median(&self.svc_cpu()),
+                    "µs",
+                );
+                let base = median(&self.base_cpu);
+                match self.max_cpu_ratio {
+                    Some(max) => row.vs_at_most(base, max),
+                    None => row.vs(base, None),
+                }
+            },
             Row::new(
                 bench,
                 &format!("url-api CPU per request, {g}"),
@@ -205,6 +239,7 @@ impl Side {
     fn details(&self) -> serde_json::Value {
         json!({
             "generator": self.generator.name(),
+            "case": if self.case.is_empty() { "plain" } else { self.case.trim_start_matches(", ") },
             "ratio_median_of_pairs": median(&self.ratios),
             "round_ratios": self.ratios,
             "cpu_us_per_request": {
@@ -227,7 +262,7 @@ fn long_url(i: usize) -> String {
 
 fn redirect_spec(
     target: SocketAddr,
-    codes: Arc<Vec<String>>,
+    request: RequestFactory,
     connections: usize,
     env: &BenchEnv,
 ) -> LoadSpec {
@@ -236,7 +271,7 @@ fn redirect_spec(
         connections,
         warmup: env.warmup,
         duration: env.duration,
-        request: Arc::new(move |n| loadgen::get(&format!("/{}", codes[n as usize % codes.len()]))),
+        request,
         expect: StatusCode::FOUND,
     }
 }
@@ -256,7 +291,13 @@ pub async fn run(
         "http://127.0.0.1:9",
     )
     // Long enough that no entry expires during the run: the bench measures the warm path.
-    .env("CACHE_TTL_SECS", "600");
+    .env("CACHE_TTL_SECS", "600")
+    // The rules case's requests come through a loopback "proxy" with a public client
+    // address; plain requests carry no X-Forwarded-For.
+    .env("TRUSTED_PROXIES", "127.0.0.1/32");
+    if let Some(db) = &opts.geoip_db {
+        spec = spec.env("GEOIP_DB_PATH", db.display().to_string());
+    }
     spec.cpus = opts.server_cpus.clone();
     let api = UrlApi::start(spec).await?;
 
@@ -282,12 +323,35 @@ pub async fn run(
     }
     let codes = Arc::new(codes);
 
-    // The baseline serves the same codes and URLs, as its own process like url-api.
+    // The rules case: its links, each requested once (warming the cache) and checked to
+    // have gone through rules and forwarding before anything is measured.
+    let ruled = match &opts.geoip_db {
+        Some(_) => {
+            let links = redirect_rules::create(&api, opts.links).await?;
+            let matched = redirect_rules::verify(&api, &links).await?;
+            eprintln!(
+                "rules case: {} links with 3 rules each, {matched} sent to a matching rule's \
+                 target, every Location carrying ?{}",
+                links.len(),
+                redirect_rules::QUERY
+            );
+            Some((links, matched))
+        }
+        None => {
+            eprintln!("rules case NOT run: no GeoIP database (SHORTENER_TEST_GEOIP_DB)");
+            None
+        }
+    };
+
+    // The baseline serves the same codes and URLs, as its own process like url-api (the
+    // ruled links with their own target: the baseline has no rules and ignores the query).
     let links_file = env.log_dir.join("baseline-links.tsv");
+    let ruled_lines = ruled.iter().flat_map(|(links, _)| links.iter());
     let lines: String = codes
         .iter()
         .enumerate()
         .map(|(i, c)| format!("{c}\t{}\n", long_url(i)))
+        .chain(ruled_lines.map(|l| format!("{}\t{}\n", l.code, l.long_url)))
         .collect();
     std::fs::write(&links_file, lines)?;
     let port = free_port();
@@ -317,23 +381,41 @@ pub async fn run(
         pid(broker.pid(), "tansu")?,
     ];
     let base_pids = [pid(baseline.pid(), "baseline")?];
-    let wrk = Wrk::new(&env.log_dir, &codes)?;
-    let mut sides = [Side::new(Generator::BuiltIn), Side::new(Generator::Wrk)];
+    let plain = Load {
+        wrk: Wrk::new(&env.log_dir, &codes)?,
+        request: {
+            let codes = codes.clone();
+            Arc::new(move |n| loadgen::get(&format!("/{}", codes[n as usize % codes.len()])))
+        },
+    };
+    let mut cases = vec![(
+        plain,
+        [Side::new(Generator::BuiltIn), Side::new(Generator::Wrk)],
+    )];
+    if let Some((links, _)) = &ruled {
+        let paths = redirect_rules::paths(links);
+        let load = Load {
+            wrk: Wrk::with_headers(&env.log_dir, "rules", &paths, &redirect_rules::HEADERS)?,
+            request: redirect_rules::requests(Arc::new(paths)),
+        };
+        // Issue 15's target: rules and forwarding on the path keep ≥ 0.8 of the baseline.
+        let side = |generator| Side {
+            case: ", rules+forwarding",
+            min_ratio: 0.8,
+            max_cpu_ratio: None,
+            ..Side::new(generator)
+        };
+        cases.push((load, [side(Generator::BuiltIn), side(Generator::Wrk)]));
+    }
     for round in 0..opts.rounds {
-        for side in &mut sides {
-            let b = measured_round(
-                side.generator,
-                &wrk,
-                baseline_addr,
-                &codes,
-                opts,
-                env,
-                &base_pids,
-            )
-            .await?;
-            let s = measured_round(side.generator, &wrk, api.addr, &codes, opts, env, &svc_pids)
-                .await?;
-            side.push(round, b, s);
+        for (load, sides) in &mut cases {
+            for side in sides.iter_mut() {
+                let b = measured_round(side.generator, load, baseline_addr, opts, env, &base_pids)
+                    .await?;
+                let s =
+                    measured_round(side.generator, load, api.addr, opts, env, &svc_pids).await?;
+                side.push(round, b, s);
+            }
         }
     }
     baseline.terminate(Duration::from_secs(5)).await;
@@ -366,8 +448,21 @@ pub async fn run(
         None => "redirect".to_string(),
     };
     let mut rows = Vec::new();
-    for side in &sides {
-        rows.extend(side.rows(&bench, opts.connections));
+    for (_, sides) in &cases {
+        for side in sides {
+            rows.extend(side.rows(&bench, opts.connections));
+        }
+    }
+    if ruled.is_none() {
+        rows.push(
+            Row::new(
+                &bench,
+                "rules+forwarding case run (needs SHORTENER_TEST_GEOIP_DB)",
+                0.0,
+                "",
+            )
+            .equals(1.0),
+        );
     }
     rows.push(
         Row::new(&bench, "events published / redirects", published, "events")
@@ -406,7 +501,15 @@ pub async fn run(
             "server_cpus": opts.server_cpus,
             "layout": opts.layout,
             "links": opts.links,
-            "load_generators": sides.iter().map(Side::details).collect::<Vec<_>>(),
+            "rules_case": ruled.as_ref().map(|(links, matched)| json!({
+                "links": links.len(),
+                "rules_per_link": 3,
+                "rules": "device ios, language de, country (US/CA for every 4th link: matches; else DE/AT/CH)",
+                "links_sent_to_a_rule_target": matched,
+                "query": redirect_rules::QUERY,
+                "request_headers": redirect_rules::HEADERS.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>(),
+            })),
+            "load_generators": cases.iter().flat_map(|(_, sides)| sides.iter().map(Side::details)).collect::<Vec<_>>(),
             "events": { "redirects": redirects, "published": published, "dropped": dropped, "delivery_failed": failed },
             "link_create": create,
         }),

@@ -56,7 +56,8 @@ struct Common {
     /// the servers' CPU cost from scheduling noise; results go to `redirect-pinned.json`.
     #[arg(long, global = true)]
     pinned: bool,
-    /// GeoIP database for consumer enrichment.
+    /// GeoIP database for consumer enrichment and url-api's country rules (the redirect
+    /// benchmark's rules case runs only with it).
     #[arg(long, global = true, env = "SHORTENER_TEST_GEOIP_DB")]
     geoip_db: Option<PathBuf>,
     /// Clicks in the analytics dataset.
@@ -144,6 +145,7 @@ async fn run(cmd: Cmd, c: Common) -> anyhow::Result<()> {
             server_cpus: c.server_cpus.clone(),
             rounds: c.rounds,
             layout: None,
+            geoip_db: c.geoip_db.clone(),
         };
         if c.pinned {
             pin_self("1")?;
