@@ -61,6 +61,11 @@ pub fn router(registry: Arc<Registry>, readiness: Readiness) -> Router {
 /// `{"status":"ok"}`: the process serves. Says nothing about dependencies. A constant,
 /// encoded once: probes and load balancers call it often.
 pub async fn healthz() -> Response {
+    healthz_response()
+}
+
+/// The answer of [`healthz`], for servers that route `/healthz` themselves.
+pub fn healthz_response() -> Response {
     let mut resp = Response::new(Body::from(Bytes::from_static(br#"{"status":"ok"}"#)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

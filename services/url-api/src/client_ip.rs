@@ -59,21 +59,24 @@ impl ClientIpResolver {
 
     /// [`Self::from_request`] from the parts of a request that may be shared across tasks.
     pub fn from_parts(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
-        let peer = extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        self.resolve(peer, headers)
+        self.resolve(peer_of(extensions), headers)
     }
 
     /// True when the request came straight from a trusted proxy (whose headers, such as
     /// the trace context, are believed).
     pub fn peer_is_trusted<B>(&self, req: &axum::http::Request<B>) -> bool {
-        peer(req).is_some_and(|ip| self.is_trusted(ip.to_canonical()))
+        self.is_trusted_peer(peer_of(req.extensions()))
+    }
+
+    /// [`Self::peer_is_trusted`] for a known peer address.
+    pub fn is_trusted_peer(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|ip| self.is_trusted(ip.to_canonical()))
     }
 }
 
-fn peer<B>(req: &axum::http::Request<B>) -> Option<IpAddr> {
-    req.extensions()
+/// The socket peer of a request routed by axum (its `ConnectInfo`).
+pub fn peer_of(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
 }

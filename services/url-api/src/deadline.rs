@@ -60,11 +60,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        DeadlineFuture {
-            inner: self.inner.call(req),
-            sleep: None,
-            timeout: self.timeout,
-        }
+        DeadlineFuture::new(self.inner.call(req), self.timeout)
     }
 }
 
@@ -75,6 +71,17 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         timeout: Duration,
+    }
+}
+
+impl<F> DeadlineFuture<F> {
+    /// `inner`, answered 408 if it is not ready `timeout` after it first has to wait.
+    pub fn new(inner: F, timeout: Duration) -> Self {
+        Self {
+            inner,
+            sleep: None,
+            timeout,
+        }
     }
 }
 

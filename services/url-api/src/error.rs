@@ -4,7 +4,7 @@
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use std::sync::OnceLock;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -172,8 +172,12 @@ impl IntoResponse for ApiError {
             Self::CodeExhausted | Self::DatabaseUnavailable | Self::StatsUnavailable => Some(1),
             _ => None,
         };
-        let json = HeaderValue::from_static("application/json");
-        let mut resp = (status, [(header::CONTENT_TYPE, json)], self.body()).into_response();
+        let mut resp = Response::new(Body::from(self.body()));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

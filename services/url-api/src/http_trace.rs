@@ -16,7 +16,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
-use axum::http::{Request, Response};
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode};
 use opentelemetry::trace::TraceContextExt;
 use pin_project_lite::pin_project;
 use shortener_common::telemetry::propagation;
@@ -72,12 +72,34 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let span = make_span(&req, &self.trusted);
-        let inner = match &span {
-            Some((span, _)) => span.in_scope(|| self.inner.call(req)),
-            None => self.inner.call(req),
-        };
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        let span = make_span(req.method(), route, req.uri().path(), req.headers(), || {
+            self.trusted.peer_is_trusted(&req)
+        });
+        let inner = in_span(&span, || self.inner.call(req));
         ServerSpanFuture { inner, span }
+    }
+}
+
+/// The span of a request and when it started; None when the span is filtered out.
+pub type RequestSpan = Option<(Span, Instant)>;
+
+/// Runs `f` inside `span` when there is one.
+pub fn in_span<T>(span: &RequestSpan, f: impl FnOnce() -> T) -> T {
+    match span {
+        Some((span, _)) => span.in_scope(f),
+        None => f(),
+    }
+}
+
+/// Records the answer of a request on its span (see [`record_status`]).
+pub fn finish(span: &RequestSpan, status: StatusCode) {
+    if let Some((span, start)) = span {
+        let _entered = span.enter();
+        record_status(status, *start, span);
     }
 }
 
@@ -110,22 +132,31 @@ where
     }
 }
 
-/// The server span of a request, parented to the context in its `traceparent` when the peer
-/// is a trusted proxy; None when filtered out, which then costs nothing more: no name, no
-/// header parsing, no clock.
-fn make_span<B>(req: &Request<B>, trusted: &ClientIpResolver) -> Option<(Span, Instant)> {
-    let method = req.method().as_str();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str);
+impl<F> ServerSpanFuture<F> {
+    /// `inner`, polled inside `span`, whose status is recorded when it completes.
+    pub fn new(inner: F, span: RequestSpan) -> Self {
+        Self { inner, span }
+    }
+}
+
+/// The server span of a request (`route`: its route template, None when no route matched),
+/// parented to the context in its `traceparent` when `peer_is_trusted()`; None when
+/// filtered out, which then costs nothing more: no name, no header parsing, no clock.
+pub fn make_span(
+    method: &Method,
+    route: Option<&str>,
+    path: &str,
+    headers: &HeaderMap,
+    peer_is_trusted: impl FnOnce() -> bool,
+) -> RequestSpan {
+    let method = method.as_str();
     let span = tracing::info_span!(
         "HTTP request",
         otel.name = Empty,
         otel.kind = "server",
         http.request.method = method,
         http.route = route,
-        url.path = req.uri().path(),
+        url.path = path,
         http.response.status_code = Empty,
         otel.status_code = Empty,
     );
@@ -138,8 +169,8 @@ fn make_span<B>(req: &Request<B>, trusted: &ClientIpResolver) -> Option<(Span, I
         None => method.to_owned(),
     };
     span.record("otel.name", name.as_str());
-    if trusted.peer_is_trusted(req) {
-        let parent = propagation::extract_http(req.headers());
+    if peer_is_trusted() {
+        let parent = propagation::extract_http(headers);
         if parent.span().span_context().is_valid() {
             // Fails only when the span is disabled (filtered out): nothing to continue then.
             let _ = span.set_parent(parent);
@@ -149,7 +180,7 @@ fn make_span<B>(req: &Request<B>, trusted: &ClientIpResolver) -> Option<(Span, I
 }
 
 /// Records the status code; a 5xx marks the span as an error and is logged.
-fn record_status(status: axum::http::StatusCode, start: Instant, span: &Span) {
+fn record_status(status: StatusCode, start: Instant, span: &Span) {
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");

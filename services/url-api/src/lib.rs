@@ -21,6 +21,7 @@ pub mod deadline;
 pub mod error;
 pub mod extras;
 pub mod forward;
+pub mod front;
 pub mod http_trace;
 pub mod invalidation;
 pub mod metadata;
@@ -343,7 +344,14 @@ pub async fn serve(
     let _ = tokio::time::timeout(invalidation::FIRST_LISTEN_WAIT, first_listen).await;
     let publisher = state.clicks.clone();
     let limits = state.connection_limits;
-    let result = server::serve(listener, router(state), limits, shutdown).await;
+    let app = router(state.clone());
+    let result = server::serve(
+        listener,
+        |peer| front::Front::new(state.clone(), app.clone(), peer),
+        limits,
+        shutdown,
+    )
+    .await;
     for janitor in janitors {
         janitor.abort();
     }

@@ -33,6 +33,9 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// The route label of requests no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
 /// The route template of a request as a `&'static str`: each distinct template is copied
 /// once per process (there are as many as the router has routes), so a request's labels
 /// hold no reference count that every worker would bump on the same cache line.
@@ -42,7 +45,7 @@ pub fn route_label(req_route: Option<&MatchedPath>) -> &'static str {
         static SEEN: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
     }
     let Some(route) = req_route.map(MatchedPath::as_str) else {
-        return "unmatched";
+        return UNMATCHED;
     };
     SEEN.with_borrow_mut(|seen| {
         if let Some(known) = seen.iter().find(|s| **s == route) {
@@ -191,6 +194,23 @@ impl Metrics {
         Self(Arc::new(m))
     }
 
+    /// Records one answered request started at `start`.
+    pub fn observe_request(
+        &self,
+        method: &'static str,
+        route: &'static str,
+        status: http::StatusCode,
+        start: Instant,
+    ) {
+        let labels = RequestLabels {
+            method,
+            route,
+            status: status.as_u16(),
+        };
+        self.http_requests
+            .observe(&labels, start.elapsed().as_secs_f64());
+    }
+
     pub fn drop_clicks(&self, reason: DropReason, clicks: u64) {
         self.clicks_dropped
             .get_or_create(&DropLabels { reason })
@@ -198,7 +218,8 @@ impl Metrics {
     }
 }
 
-fn method_label(method: &axum::http::Method) -> &'static str {
+/// The method as a label: the common ones by name, anything else `OTHER`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
     match *method {
         Method::GET => "GET",
@@ -257,9 +278,17 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let route = route_label(req.extensions().get::<MatchedPath>());
         let method = method_label(req.method());
-        TrackFuture {
-            inner: self.inner.call(req),
-            metrics: self.metrics.clone(),
+        TrackFuture::new(self.inner.call(req), self.metrics.clone(), method, route)
+    }
+}
+
+impl<F> TrackFuture<F> {
+    /// `inner`, recorded under `method` and `route` when it completes; its latency counts
+    /// from now.
+    pub fn new(inner: F, metrics: Metrics, method: &'static str, route: &'static str) -> Self {
+        Self {
+            inner,
+            metrics,
             labels: Some((method, route)),
             start: Instant::now(),
         }
@@ -286,14 +315,8 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         if let (Ok(resp), Some((method, route))) = (&result, this.labels.take()) {
-            let labels = RequestLabels {
-                method,
-                route,
-                status: resp.status().as_u16(),
-            };
             this.metrics
-                .http_requests
-                .observe(&labels, this.start.elapsed().as_secs_f64());
+                .observe_request(method, route, resp.status(), *this.start);
         }
         Poll::Ready(result)
     }

@@ -15,7 +15,6 @@
 //! (hyper-util's `auto`, which has no timeout of its own) a silent connection is covered
 //! by the header timeout from its first byte on.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,15 +23,12 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::Request;
-use axum::routing::future::RouteFuture;
-use axum::Router;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
-use tower::Service;
 
 /// Largest request head hyper buffers; a longer head is answered 431. Bounds the memory
 /// of each connection's read buffer.
@@ -62,14 +58,21 @@ fn http1(limits: &ConnectionLimits) -> hyper::server::conn::http1::Builder {
     builder
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets each
-/// open connection finish the request it is serving, and returns once all are closed.
-pub async fn serve(
+/// Serves `listener` until `shutdown` resolves, each connection with the service
+/// `connection(peer)` makes for it; then stops accepting, lets each open connection finish
+/// the request it is serving, and returns once all are closed.
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    connection: impl Fn(SocketAddr) -> S,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let http1 = Arc::new(http1(&limits));
     let max = limits
         .max_connections
@@ -97,11 +100,7 @@ pub async fn serve(
         };
         // A response leaves in one write; nothing is gained by holding its last segment.
         let _ = stream.set_nodelay(true);
-        let service = Connection {
-            app: RefCell::new(app.clone()),
-            peer: ConnectInfo(peer),
-        };
-        let conn = http1.serve_connection(TokioIo::new(stream), service);
+        let conn = http1.serve_connection(TokioIo::new(stream), connection(peer));
         let (id, stop) = open.add();
         let open = open.clone();
         tokio::spawn(async move {
@@ -167,26 +166,4 @@ fn is_connection_error(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionRefused | ConnectionAborted | ConnectionReset
     )
-}
-
-/// The router as hyper calls it for one connection: each request carries the peer's
-/// address (`ConnectInfo`) for the client IP, as axum's `into_make_service_with_connect_info`
-/// gives it.
-struct Connection {
-    /// This connection's own handle: hyper calls through `&self` and a router call needs
-    /// `&mut`, but cloning it per request would bump a count shared by every connection.
-    app: RefCell<Router>,
-    peer: ConnectInfo<SocketAddr>,
-}
-
-impl hyper::service::Service<Request<Incoming>> for Connection {
-    type Response = axum::response::Response;
-    type Error = Infallible;
-    type Future = RouteFuture<Infallible>;
-
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(self.peer);
-        // A router is always ready; the future it returns does not borrow it.
-        self.app.borrow_mut().call(req)
-    }
 }

@@ -1,18 +1,22 @@
 //! `GET /{code}`: the hot path.
 
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, Extensions, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use shortener_common::event::Click;
 
 use crate::cache::CachedLink;
 use crate::clicks::header_text;
+use crate::client_ip::peer_of;
 use crate::error::{ApiError, ErrorBody};
 use crate::extras::{LinkExtras, VisitLimit};
 use crate::forward::forwarded;
@@ -54,7 +58,42 @@ pub async fn redirect(
         }
     };
     let (parts, _) = req.into_parts();
-    let answer = follow(&state, code, &parts, false).await;
+    let peer = peer_of(&parts.extensions);
+    counted(&state, follow(&state, &code, &parts, peer, false).await)
+}
+
+/// A visit answered by [`visit`]: at once, or after a database lookup.
+pub(crate) enum Visit {
+    Now(Response),
+    Later(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+/// `GET /{code}` where the server routes it itself ([`crate::front`]): `parts` is a GET
+/// whose path is `/` and a plausible code, `peer` the socket peer. A link in the cache is
+/// answered before this returns, with no allocation of its own (but the click's); a miss
+/// goes to the database in the returned future.
+pub(crate) fn visit(state: &AppState, parts: Parts, peer: Option<IpAddr>) -> Visit {
+    let code = code_of(&parts);
+    if let Some(hit) = state.cache.get(code) {
+        state.metrics.cache_hits.inc();
+        return Visit::Now(
+            counted(state, answer(state, code, hit, &parts, peer, false)).into_response(),
+        );
+    }
+    let state = state.clone();
+    Visit::Later(Box::pin(async move {
+        let code = code_of(&parts);
+        counted(&state, follow(&state, code, &parts, peer, false).await).into_response()
+    }))
+}
+
+/// The code of a request routed by [`visit`].
+fn code_of(parts: &Parts) -> &str {
+    &parts.uri.path()[1..]
+}
+
+/// `answer`, with a visit that found no live link counted as an orphan.
+fn counted(state: &AppState, answer: Result<Response, ApiError>) -> Result<Response, ApiError> {
     match &answer {
         Err(ApiError::NotFound) => state.orphans.count(OrphanKind::UnknownCode),
         Err(ApiError::Gone) => state.orphans.count(OrphanKind::Gone),
@@ -93,7 +132,8 @@ pub async fn unlock(
         return Err(ApiError::NotFound);
     }
     let (parts, body) = req.into_parts();
-    let hash = match lookup(&state, &code, &parts.extensions, &parts.headers).await? {
+    let peer = peer_of(&parts.extensions);
+    let hash = match lookup(&state, &code, peer, &parts.headers).await? {
         CachedLink::Missing => return Err(ApiError::NotFound),
         CachedLink::Found { deleted: true, .. } => return Err(ApiError::Gone),
         CachedLink::Found { extras, .. } => extras.and_then(|e| e.password_hash.clone()),
@@ -105,9 +145,7 @@ pub async fn unlock(
         return Err(ApiError::CrossSiteForm);
     }
     let query = parts.uri.query();
-    let ip = state
-        .client_ips
-        .from_parts(&parts.extensions, &parts.headers);
+    let ip = state.client_ips.resolve(peer, &parts.headers);
     if let Err(wait) = state.password_attempts.check(&code, ip) {
         let mut page =
             password::form_page(&code, query, Prompt::TooMany, StatusCode::TOO_MANY_REQUESTS);
@@ -135,31 +173,44 @@ pub async fn unlock(
             StatusCode::UNAUTHORIZED,
         ));
     }
-    follow(&state, code, &parts, true).await
+    follow(&state, &code, &parts, peer, true).await
 }
 
 /// Largest password form body read.
 const FORM_LIMIT_BYTES: usize = 4096;
 
-/// Answers a visit of `code`: the target (after rules and query forwarding), the password
-/// form of a protected link unless `unlocked`, or 404/410.
+/// Answers a visit of `code` from `peer` (see [`answer`]).
 async fn follow(
     state: &AppState,
-    code: String,
+    code: &str,
     req: &Parts,
+    peer: Option<IpAddr>,
     unlocked: bool,
 ) -> Result<Response, ApiError> {
-    let (location, expires_at, deleted, forward_query, extras) =
-        match lookup(state, &code, &req.extensions, &req.headers).await? {
-            CachedLink::Missing => return Err(ApiError::NotFound),
-            CachedLink::Found {
-                location,
-                expires_at,
-                deleted,
-                forward_query,
-                extras,
-            } => (location, expires_at, deleted, forward_query, extras),
-        };
+    let link = lookup(state, code, peer, &req.headers).await?;
+    answer(state, code, link, req, peer, unlocked)
+}
+
+/// Answers a visit of `code` whose link is `link`: the target (after rules and query
+/// forwarding), the password form of a protected link unless `unlocked`, or 404/410.
+fn answer(
+    state: &AppState,
+    code: &str,
+    link: CachedLink,
+    req: &Parts,
+    peer: Option<IpAddr>,
+    unlocked: bool,
+) -> Result<Response, ApiError> {
+    let (location, expires_at, deleted, forward_query, extras) = match link {
+        CachedLink::Missing => return Err(ApiError::NotFound),
+        CachedLink::Found {
+            location,
+            expires_at,
+            deleted,
+            forward_query,
+            extras,
+        } => (location, expires_at, deleted, forward_query, extras),
+    };
     if deleted {
         return Err(ApiError::Gone);
     }
@@ -184,7 +235,7 @@ async fn follow(
     }
     if locked {
         return Ok(password::form_page(
-            &code,
+            code,
             req.uri.query(),
             Prompt::Ask,
             StatusCode::OK,
@@ -194,7 +245,7 @@ async fn follow(
     let (location, matched_rule) = match extras.map(|e| &*e.rules).filter(|r| !r.is_empty()) {
         None => (location, None),
         Some(rules) => {
-            let ip = state.client_ips.from_parts(&req.extensions, &req.headers);
+            let ip = state.client_ips.resolve(peer, &req.headers);
             client_ip = Some(ip);
             let visitor = Visitor {
                 headers: &req.headers,
@@ -219,8 +270,7 @@ async fn follow(
         if let Some(clicks) = &state.clicks {
             let mut click = Click::now(
                 code,
-                client_ip
-                    .unwrap_or_else(|| state.client_ips.from_parts(&req.extensions, &req.headers)),
+                client_ip.unwrap_or_else(|| state.client_ips.resolve(peer, &req.headers)),
                 header_text(&req.headers, header::USER_AGENT),
                 header_text(&req.headers, header::REFERER),
             );
@@ -232,18 +282,16 @@ async fn follow(
 }
 
 fn found(location: HeaderValue) -> Response {
-    (
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, location),
-            // Browsers must come back each time, so every click is seen (and counted).
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, max-age=0"),
-            ),
-        ],
-    )
-        .into_response()
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    let headers = resp.headers_mut();
+    headers.insert(header::LOCATION, location);
+    // Browsers must come back each time, so every click is seen (and counted).
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=0"),
+    );
+    resp
 }
 
 /// The extras of a stored link, None for a plain one.
@@ -287,7 +335,7 @@ async fn link_extras(state: &AppState, row: &LinkRow) -> Result<Option<Arc<LinkE
 async fn lookup(
     state: &AppState,
     code: &str,
-    extensions: &Extensions,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Result<CachedLink, ApiError> {
     if let Some(hit) = state.cache.get(code) {
@@ -296,7 +344,7 @@ async fn lookup(
     }
     if let Err(retry_after_secs) = state
         .miss_limit
-        .check(state.client_ips.from_parts(extensions, headers))
+        .check(state.client_ips.resolve(peer, headers))
     {
         state.metrics.misses_limited.inc();
         return Err(ApiError::RateLimited { retry_after_secs });
