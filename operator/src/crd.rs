@@ -72,6 +72,25 @@ pub struct ShortenerStackSpec {
     /// NetworkPolicies admitting only the traffic the stack needs (off by default).
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+    /// Prometheus Operator PodMonitors for the three services (off by default).
+    #[serde(default)]
+    pub pod_monitor: PodMonitorSpec,
+}
+
+/// PodMonitors (`monitoring.coreos.com/v1`) of the components.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMonitorSpec {
+    /// Create one PodMonitor per component, scraping `/metrics` on its `admin` port. Needs
+    /// the Prometheus Operator's CRDs; without them the stack gets a Warning Event
+    /// `PodMonitorUnavailable` and everything else is reconciled. Turning it off leaves
+    /// existing PodMonitors (`kubectl delete podmonitor`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval (e.g. `30s`); unset: Prometheus's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub interval: Option<String>,
 }
 
 /// NetworkPolicies of the components.

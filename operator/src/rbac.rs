@@ -57,6 +57,12 @@ pub fn required_cluster_rules() -> Vec<PolicyRule> {
             &["networkpolicies"],
             &["get", "create", "patch"],
         ),
+        // Optional PodMonitors (Prometheus Operator), applied when the spec enables them.
+        rule(
+            "monitoring.coreos.com",
+            &["podmonitors"],
+            &["get", "create", "patch"],
+        ),
         // A budget per component; deleted when the spec turns budgets off.
         rule(
             "policy",

@@ -52,6 +52,7 @@ use crate::resources::migration_job::{
 };
 use crate::resources::network_policy::network_policy_for;
 use crate::resources::pdb::pdb_for;
+use crate::resources::pod_monitor::{pod_monitor_for, PodMonitor};
 use crate::resources::service::service_for;
 use crate::resources::Component;
 use crate::status::{self, DeploymentObservation, MigrationObservation, TopicObservation};
@@ -527,6 +528,33 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
                 Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
                 Applied::Updated | Applied::Unchanged => {}
             }
+        }
+    }
+    // Only when enabled; a cluster without the Prometheus Operator's CRDs answers 404.
+    let monitors: Api<PodMonitor> = Api::namespaced(client.clone(), &ns);
+    for component in Component::ALL {
+        let Some(monitor) = pod_monitor_for(stack, component) else {
+            continue;
+        };
+        match apply_child(&monitors, monitor).await {
+            Ok((live, Applied::Created)) => created.push(format!("PodMonitor {}", live.name_any())),
+            Ok((live, Applied::Reverted(fields))) => reverted.push(drift_note(&live, &fields)),
+            Ok(_) => {}
+            Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {
+                warn!(
+                    "podMonitor.enabled but the cluster has no monitoring.coreos.com/v1 PodMonitor"
+                );
+                ctx.event(
+                    stack,
+                    EventType::Warning,
+                    "PodMonitorUnavailable",
+                    "ApplyConfig",
+                    "podMonitor.enabled, but the cluster serves no monitoring.coreos.com/v1 PodMonitor: install the Prometheus Operator's CRDs or turn podMonitor off".into(),
+                )
+                .await;
+                break;
+            }
+            Err(e) => return Err(e),
         }
     }
     if !created.is_empty() {

@@ -494,6 +494,42 @@ mod mode_switch {
         assert_eq!(reachable(&h).0, "True");
     }
 
+    /// Hand edits of the ScaledObject and TriggerAuthentication are applied back in the
+    /// next pass; a settled KEDA stack writes nothing.
+    #[tokio::test]
+    async fn hand_edits_of_keda_objects_are_reverted() {
+        let mut stack = stack_json(false);
+        stack["spec"]["consumer"] = json!({"maxReplicas": 4, "autoscaling": {"mode": "keda"}});
+        stack["spec"]["kafka"]["sasl"] =
+            json!({"mechanism": "SCRAM-SHA-512", "secretRef": {"name": "kafka-user"}});
+        let h = Harness::new(stack);
+        h.api.put(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "kafka-user", "namespace": NS,
+                         "labels": {"shortener.example.io/kafka-credentials": "true"}},
+            "data": {"username": "dXNlcg==", "password": "cGFzcw=="}
+        }));
+        h.settle().await;
+        pass(&h).await;
+        let so = h.get(SO).unwrap();
+        let auth = h.get(AUTH).unwrap();
+        let log = pass(&h).await;
+        assert_eq!(writes(&log), Vec::<String>::new(), "settled");
+
+        h.hand_edit(SO, |o| o["spec"]["maxReplicaCount"] = 40.into());
+        h.hand_edit(AUTH, |o| {
+            o["spec"]["secretTargetRef"][0]["name"] = "someone-elses".into()
+        });
+        let log = pass(&h).await;
+        let w = writes(&log);
+        assert!(w.contains(&format!("PATCH {SO}")), "{w:?}");
+        assert!(w.contains(&format!("PATCH {AUTH}")), "{w:?}");
+        assert_eq!(h.get(SO).unwrap()["spec"], so["spec"]);
+        assert_eq!(h.get(AUTH).unwrap()["spec"], auth["spec"]);
+        let log = pass(&h).await;
+        assert_eq!(writes(&log), Vec::<String>::new(), "converged");
+    }
+
     /// A pass of a freshly started operator with the builtin autoscaler wired in.
     async fn pass(h: &Harness) -> Vec<Recorded> {
         let mark = h.api.mark();
@@ -654,6 +690,81 @@ async fn network_policies_are_opt_in() {
             .into_iter()
             .collect::<Vec<_>>()
     );
+}
+
+/// A hand-edited NetworkPolicy is applied back in the next pass.
+#[tokio::test]
+async fn hand_edits_of_network_policies_are_reverted() {
+    let path = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/demo-analytics-rpc";
+    let mut stack = stack_json(false);
+    stack["spec"]["networkPolicy"] = json!({"enabled": true});
+    let h = Harness::new(stack);
+    h.settle().await;
+    let spec = h.get(path).unwrap()["spec"].clone();
+    // Opened to every pod of the cluster by hand.
+    h.hand_edit(path, |p| {
+        p["spec"]["ingress"][1]["from"] = json!([{"podSelector": {}}])
+    });
+    let (_, log) = h.pass().await;
+    assert!(writes(&log).contains(&format!("PATCH {path}")));
+    assert_eq!(h.get(path).unwrap()["spec"], spec);
+    let (_, log) = h.pass().await;
+    assert_eq!(writes(&log), Vec::<String>::new());
+}
+
+/// PodMonitors: none by default; one per component when enabled, applied back when
+/// edited by hand; a cluster without the Prometheus Operator's CRDs gets a Warning Event
+/// and the rest of the stack is reconciled.
+#[tokio::test]
+async fn pod_monitors_are_opt_in_and_kept_as_specified() {
+    const MONITORS: &str = "/apis/monitoring.coreos.com/v1/namespaces/shop/podmonitors";
+    let h = Harness::new(stack_json(false));
+    h.settle().await;
+    assert!(h.api.paths(MONITORS).is_empty());
+
+    h.edit_stack(|s| s["spec"]["podMonitor"] = json!({"enabled": true, "interval": "30s"}));
+    h.pass().await;
+    let mut paths = h.api.paths(MONITORS);
+    paths.sort();
+    let mut expected: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| format!("{MONITORS}/{c}"))
+        .collect();
+    expected.sort();
+    assert_eq!(paths, expected);
+    let url_api = format!("{MONITORS}/demo-url-api");
+    let monitor = h.get(&url_api).unwrap();
+    assert_eq!(
+        monitor["spec"]["podMetricsEndpoints"],
+        json!([{"port": "admin", "path": "/metrics", "interval": "30s"}])
+    );
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "url-api"
+    );
+
+    h.hand_edit(&url_api, |m| {
+        m["spec"]["podMetricsEndpoints"][0]["port"] = "http".into()
+    });
+    let (_, log) = h.pass().await;
+    assert!(writes(&log).contains(&format!("PATCH {url_api}")));
+    assert_eq!(h.get(&url_api).unwrap()["spec"], monitor["spec"]);
+
+    // No such API on the cluster.
+    h.api.fail(Fault {
+        method: None,
+        path_contains: "/podmonitors".into(),
+        status: 404,
+        times: None,
+    });
+    let (_, log) = h.pass().await;
+    let warning = log
+        .iter()
+        .find(|r| r.method == "POST" && r.body["reason"] == "PodMonitorUnavailable")
+        .expect("a PodMonitorUnavailable event");
+    assert_eq!(warning.body["type"], "Warning");
+    let stack = h.get(STACK_PATH).unwrap();
+    assert_eq!(condition(&stack, "Ready")["status"], "True");
 }
 
 /// Topic management on the brokers: configs, replication factor, ownership, admin client.

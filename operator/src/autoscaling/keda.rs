@@ -188,7 +188,14 @@ async fn apply_one(api: &Api<DynamicObject>, object: DynamicObject) -> Result<bo
     let object = with_desired_hash(object);
     let name = object.name_any();
     if let Some(live) = api.get_opt(&name).await? {
-        if desired_hash_of(&live) == desired_hash_of(&object) {
+        // Unchanged and not edited by hand (`drift`): nothing to write.
+        if desired_hash_of(&live) == desired_hash_of(&object)
+            && crate::drift::drifted(
+                &serde_json::to_value(&object).expect("objects serialize"),
+                &serde_json::to_value(&live).expect("objects serialize"),
+            )
+            .is_empty()
+        {
             return Ok(false);
         }
     }

@@ -12,6 +12,7 @@ pub mod migration_job;
 pub mod network_policy;
 pub mod pdb;
 pub mod pod;
+pub mod pod_monitor;
 pub mod service;
 
 pub use component::Component;
