@@ -58,6 +58,11 @@ pub struct ServerArgs {
     /// PEM private key of RPC_TLS_CERT (`tls.key`).
     #[arg(long, env = "RPC_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// How often RPC_TLS_CERT and RPC_TLS_KEY are re-read, in milliseconds; a changed pair
+    /// serves new connections without a restart.
+    #[arg(long, env = "RPC_TLS_RELOAD_INTERVAL_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub tls_reload_interval_ms: u64,
 }
 
 impl ServerArgs {
@@ -74,6 +79,7 @@ impl ServerArgs {
             max_concurrent_requests: 64,
             tls_cert: None,
             tls_key: None,
+            tls_reload_interval_ms: 60_000,
         }
     }
 
@@ -83,6 +89,10 @@ impl ServerArgs {
 
     pub fn health_check_interval(&self) -> Duration {
         Duration::from_millis(self.health_check_interval_ms.max(100))
+    }
+
+    pub fn tls_reload_interval(&self) -> Duration {
+        Duration::from_millis(self.tls_reload_interval_ms.max(100))
     }
 
     pub fn request_timeout(&self) -> Duration {

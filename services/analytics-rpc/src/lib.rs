@@ -54,10 +54,8 @@ pub enum Error {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error(transparent)]
-    TlsFiles(#[from] tls::ReadError),
     #[error("invalid RPC_TLS_CERT or RPC_TLS_KEY: {0}")]
-    Tls(#[source] tonic::transport::Error),
+    Tls(#[from] tls::TlsError),
     #[error("admin server failed: {0}")]
     Admin(std::io::Error),
 }
@@ -66,8 +64,9 @@ pub enum Error {
 pub struct AnalyticsServer {
     args: ServerArgs,
     pool: PgPool,
-    /// The gRPC server's settings, TLS included: a bad certificate fails [`Self::bind`].
-    server: tonic::transport::Server,
+    /// The certificate of the gRPC port when it serves TLS (loaded by [`Self::bind`], so a
+    /// bad one fails there), and the acceptor handing it out.
+    tls: Option<(Arc<tls::ReloadingCert>, tokio_rustls::TlsAcceptor)>,
     grpc: TcpListener,
     admin: TcpListener,
 }
@@ -83,22 +82,24 @@ impl AnalyticsServer {
     /// reports NOT_SERVING) while Postgres is still down.
     pub async fn bind(args: ServerArgs) -> Result<Self, Error> {
         let pool = args.database.lazy_pool()?;
-        let mut server = tonic::transport::Server::builder().timeout(args.request_timeout());
-        match (&args.tls_cert, &args.tls_key) {
+        let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => {
-                server = server
-                    .tls_config(tls::server_config(cert, key)?)
-                    .map_err(Error::Tls)?;
+                let cert = Arc::new(tls::ReloadingCert::load(cert, key)?);
+                let acceptor = tls::acceptor(cert.clone())?;
+                Some((cert, acceptor))
             }
-            _ => tracing::warn!(
-                "RPC_TLS_CERT/RPC_TLS_KEY are not set: gRPC is served in plaintext \
-                 (enable TLS in production)"
-            ),
-        }
+            _ => {
+                tracing::warn!(
+                    "RPC_TLS_CERT/RPC_TLS_KEY are not set: gRPC is served in plaintext \
+                     (enable TLS in production)"
+                );
+                None
+            }
+        };
         Ok(Self {
             grpc: bind(args.grpc_addr).await?,
             admin: bind(args.admin_addr).await?,
-            server,
+            tls,
             args,
             pool,
         })
@@ -124,11 +125,10 @@ impl AnalyticsServer {
         let Self {
             args,
             pool,
-            server,
+            tls,
             grpc,
             admin,
         } = self;
-        let tls = args.tls_cert.is_some();
         let mut registry = Registry::default();
         let metrics = RpcMetrics::register(&mut registry);
         let cancel = CancellationToken::new();
@@ -182,9 +182,17 @@ impl AnalyticsServer {
                 .await
         });
 
-        tracing::info!(grpc = %grpc.local_addr().map_err(Error::Admin)?, tls, "analytics-rpc serving");
+        tracing::info!(grpc = %grpc.local_addr().map_err(Error::Admin)?, tls = tls.is_some(),
+            "analytics-rpc serving");
         let grpc_stop = cancel.clone();
-        let served = server
+        let grpc_stopped = async move {
+            tokio::select! {
+                _ = shutdown => tracing::info!("shutdown requested: draining requests"),
+                _ = grpc_stop.cancelled() => {}
+            }
+        };
+        let router = tonic::transport::Server::builder()
+            .timeout(args.request_timeout())
             // Requests beyond the limit wait (bounded by the callers' deadlines) instead of
             // each taking a database connection and a task.
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
@@ -192,19 +200,29 @@ impl AnalyticsServer {
             ))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(api)
-            // Without TCP_NODELAY a response's last small frame waits for the client's
-            // delayed ACK (~40 ms on Linux) under Nagle's algorithm.
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                async move {
-                    tokio::select! {
-                        _ = shutdown => tracing::info!("shutdown requested: draining requests"),
-                        _ = grpc_stop.cancelled() => {}
-                    }
-                },
-            )
-            .await;
+            .add_service(api);
+        let served = match tls {
+            Some((cert, acceptor)) => {
+                tokio::spawn(tls::reload_loop(
+                    cert,
+                    args.tls_reload_interval(),
+                    cancel.clone(),
+                ));
+                router
+                    .serve_with_incoming_shutdown(tls::incoming(grpc, acceptor), grpc_stopped)
+                    .await
+            }
+            None => {
+                // Without TCP_NODELAY a response's last small frame waits for the client's
+                // delayed ACK (~40 ms on Linux) under Nagle's algorithm.
+                router
+                    .serve_with_incoming_shutdown(
+                        TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                        grpc_stopped,
+                    )
+                    .await
+            }
+        };
         cancel.cancel();
         let _ = health_task.await;
         let admin_result = admin_task.await;
