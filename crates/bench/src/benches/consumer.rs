@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use consumer::store::{insert_clicks, ClickRow};
 use consumer::{ConsumerApp, ConsumerArgs};
 use serde_json::json;
 use shortener_common::event::Click;
@@ -75,7 +76,28 @@ pub async fn run(env: &BenchEnv, opts: &ConsumerOpts) -> anyhow::Result<Vec<Row>
         "consumer hot link: {:.0} ev/s (ceiling {:.0}, ratio {:.2})",
         hot.consumer_events_per_s, hot.ceiling_events_per_s, hot.ratio
     );
+    let codes_events = events.clone();
+    let mut store_points = Vec::new();
+    for (case, evs) in [("1000 links", &codes_events), ("hot link", &hot_events)] {
+        let p = store_only(case, evs, DEFAULT_BATCH, DEFAULT_CONCURRENCY).await?;
+        eprintln!(
+            "store only, {case}: {:.0} ev/s (ceiling {:.0}, ratio {:.2})",
+            p.store_events_per_s, p.ceiling_events_per_s, p.ratio
+        );
+        store_points.push(p);
+    }
     let mut rows = Vec::new();
+    for p in &store_points {
+        rows.push(
+            Row::new(
+                "consumer",
+                &format!("store only (rollups, no Kafka), {}", p.case),
+                p.store_events_per_s,
+                "ev/s",
+            )
+            .vs(p.ceiling_events_per_s, None),
+        );
+    }
     for p in &points {
         let default = (p.batch_size, p.concurrency) == (DEFAULT_BATCH, DEFAULT_CONCURRENCY);
         rows.push(
@@ -119,6 +141,7 @@ pub async fn run(env: &BenchEnv, opts: &ConsumerOpts) -> anyhow::Result<Vec<Row>
             "geoip": opts.geoip_db.as_ref().map(|p| p.display().to_string()),
             "points": points,
             "hot_link": hot,
+            "store_only": store_points,
             "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         }),
     )?;
@@ -202,5 +225,78 @@ async fn one(
         group_join_s: first.duration_since(start).as_secs_f64(),
         ceiling_events_per_s: ceiling,
         ratio: consumer_eps / ceiling,
+    })
+}
+
+/// The storing transaction alone (no Kafka, enrichment done beforehand), against the plain
+/// INSERT ceiling with the same rows, batch size and writers: what the rollups cost.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StorePoint {
+    pub case: String,
+    pub batch_size: usize,
+    pub concurrency: usize,
+    pub events: usize,
+    pub store_events_per_s: f64,
+    pub ceiling_events_per_s: f64,
+    pub ratio: f64,
+}
+
+pub async fn store_only(
+    case: &str,
+    events: &Arc<Vec<Click>>,
+    batch: usize,
+    conc: usize,
+) -> anyhow::Result<StorePoint> {
+    let db = fresh_database().await;
+    let (stored, took) = clicks::insert_ceiling(&db.pool, events.clone(), batch, conc).await?;
+    anyhow::ensure!(stored as usize == events.len(), "ceiling stored {stored}");
+    let ceiling = stored as f64 / took.as_secs_f64();
+    db.pool.close().await;
+
+    let enricher = consumer::enrich::Enricher::new(None)?;
+    let rows: Arc<Vec<ClickRow>> = Arc::new(
+        events
+            .iter()
+            .map(|c| ClickRow {
+                enrichment: enricher.enrich(c),
+                click: c.clone(),
+            })
+            .collect(),
+    );
+    let db = fresh_database().await;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..conc)
+        .map(|_| {
+            let (pool, rows, next) = (db.pool.clone(), rows.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut stored = 0;
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) * batch;
+                    if i >= rows.len() {
+                        return Ok::<u64, sqlx::Error>(stored);
+                    }
+                    let end = (i + batch).min(rows.len());
+                    stored += insert_clicks(&pool, &rows[i..end]).await?;
+                }
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for w in workers {
+        stored += w.await??;
+    }
+    let took = start.elapsed();
+    anyhow::ensure!(stored as usize == events.len(), "store stored {stored}");
+    db.pool.close().await;
+    let store = stored as f64 / took.as_secs_f64();
+    Ok(StorePoint {
+        case: case.into(),
+        batch_size: batch,
+        concurrency: conc,
+        events: events.len(),
+        store_events_per_s: store,
+        ceiling_events_per_s: ceiling,
+        ratio: store / ceiling,
     })
 }

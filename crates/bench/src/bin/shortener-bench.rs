@@ -72,6 +72,9 @@ enum Cmd {
     Redirect,
     Consumer,
     Rpc,
+    /// The consumer's storing transaction (rollups included) against plain INSERTs, 1000
+    /// links and one hot link: the part of `consumer` that does not need Kafka.
+    Store,
     Operator,
     /// The bare axum redirect baseline, as a process of its own.
     #[command(hide = true)]
@@ -168,6 +171,34 @@ async fn run(cmd: Cmd, c: Common) -> anyhow::Result<()> {
         match benches::consumer::run(&env, &opts).await {
             Ok(r) => rows.extend(r),
             Err(e) => failures.push(format!("consumer: {e:#}")),
+        }
+    }
+    if matches!(cmd, Cmd::Store) {
+        let codes: Vec<String> = (0..1000).map(|i| format!("c{i:04}")).collect();
+        let uniform = std::sync::Arc::new(shortener_bench::clicks::synthetic(c.events, &codes, 42));
+        let hot = std::sync::Arc::new(shortener_bench::clicks::synthetic(
+            c.events,
+            &["hot".to_string()],
+            43,
+        ));
+        for (case, events, conc) in [
+            ("1000 links", &uniform, 1),
+            ("1000 links", &uniform, 4),
+            ("hot link", &hot, 1),
+            ("hot link", &hot, 4),
+        ] {
+            match benches::consumer::store_only(case, events, 2000, conc).await {
+                Ok(p) => rows.push(
+                    Row::new(
+                        "store",
+                        &format!("ev/s {case} batch=2000 conc={conc}"),
+                        p.store_events_per_s,
+                        "ev/s",
+                    )
+                    .vs(p.ceiling_events_per_s, None),
+                ),
+                Err(e) => failures.push(format!("store: {e:#}")),
+            }
         }
     }
     if all || matches!(cmd, Cmd::Rpc) {
