@@ -32,6 +32,12 @@ async fn seeded_links_hold_their_clicks_and_scaled_rollups() {
         .await
         .unwrap();
     assert_eq!(clicks::count_clicks(&db.pool).await.unwrap(), 5_500);
+    // Each click sits in its month's partition, as in a running stack.
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM clicks_default")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 0);
     let (countries, profiles, sources, bots, days): (i64, i64, i64, i64, f64) = sqlx::query_as(
         "SELECT count(DISTINCT country_code), count(DISTINCT (device_type, browser, os)),
                 count(DISTINCT traffic_source), count(*) FILTER (WHERE is_bot),
