@@ -307,6 +307,33 @@ pub struct UrlApiSpec {
     /// CIDRs of reverse proxies whose `X-Forwarded-For` is trusted; empty trusts none.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Redirects per client that may miss the cache and query the database; beyond it a
+    /// miss answers 429 without a query (cache hits are not counted).
+    #[serde(default)]
+    pub redirect_miss_limit: RedirectMissLimitSpec,
+}
+
+/// url-api's limit on cache-missing redirects per client (IPv4 address or IPv6 /64).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedirectMissLimitSpec {
+    /// Sustained misses per second (env `REDIRECT_MISS_PER_SECOND`); 0 turns the limit off.
+    #[serde(default = "default_redirect_miss_per_second")]
+    #[schemars(range(min = 0, max = 4294967295_i64))]
+    pub per_second: i64,
+    /// Misses allowed in a burst (env `REDIRECT_MISS_BURST`).
+    #[serde(default = "default_redirect_miss_burst")]
+    #[schemars(range(min = 0, max = 4294967295_i64))]
+    pub burst: i64,
+}
+
+impl Default for RedirectMissLimitSpec {
+    fn default() -> Self {
+        Self {
+            per_second: default_redirect_miss_per_second(),
+            burst: default_redirect_miss_burst(),
+        }
+    }
 }
 
 impl Default for UrlApiSpec {
@@ -321,6 +348,7 @@ impl Default for UrlApiSpec {
             base_url: None,
             allow_private_targets: false,
             trusted_proxies: Vec::new(),
+            redirect_miss_limit: RedirectMissLimitSpec::default(),
         }
     }
 }
@@ -421,6 +449,17 @@ pub struct AnalyticsRpcSpec {
     /// development); production should set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RpcTlsSpec>,
+    /// Shared bearer token every call to analytics-rpc must carry: analytics-rpc reads it
+    /// as `RPC_AUTH_TOKEN`, url-api sends it as `ANALYTICS_RPC_TOKEN`, both from this
+    /// Secret key (never a ConfigMap). Unset, analytics-rpc accepts any caller that can
+    /// reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token_secret_ref: Option<SecretKeyRef>,
+    /// Most gRPC requests analytics-rpc handles at once; more wait their turn (env
+    /// `MAX_CONCURRENT_REQUESTS`).
+    #[serde(default = "default_max_concurrent_requests")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_concurrent_requests: i32,
 }
 
 /// TLS of analytics-rpc's gRPC port from a `kubernetes.io/tls` Secret holding `tls.crt`,
@@ -446,6 +485,8 @@ impl Default for AnalyticsRpcSpec {
             rpc_timeout_ms: default_rpc_timeout_ms(),
             breaker: BreakerSpec::default(),
             tls: None,
+            auth_token_secret_ref: None,
+            max_concurrent_requests: default_max_concurrent_requests(),
         }
     }
 }
@@ -526,6 +567,12 @@ pub struct ConsumerSpec {
     /// false keeps them whole.
     #[serde(default = "default_anonymize_ips")]
     pub anonymize_ips: bool,
+    /// Most bytes of fetched messages a consumer pod holds (env `MAX_IN_FLIGHT_BYTES`):
+    /// what a database outage with a deep backlog can cost in memory, about twice over.
+    /// Size `resources.limits.memory` with it.
+    #[serde(default = "default_max_in_flight_bytes")]
+    #[schemars(range(min = 1048576, max = 4294967295_i64))]
+    pub max_in_flight_bytes: i64,
     /// How the number of consumer pods follows the consumer-group lag.
     #[serde(default)]
     pub autoscaling: AutoscalingSpec,
@@ -544,6 +591,7 @@ impl Default for ConsumerSpec {
             group_id: default_group_id(),
             click_retention_days: default_click_retention_days(),
             anonymize_ips: default_anonymize_ips(),
+            max_in_flight_bytes: default_max_in_flight_bytes(),
             autoscaling: AutoscalingSpec::default(),
         }
     }
@@ -774,6 +822,11 @@ pub struct GeoIpSpec {
     #[serde(default = "default_geoip_file")]
     #[schemars(length(min = 1))]
     pub path: String,
+    /// Give url-api the database too, for redirect rules by country (env `GEOIP_DB_PATH`
+    /// of url-api; without it such rules never match). A PersistentVolumeClaim must then
+    /// allow several nodes (ReadOnlyMany or ReadWriteMany).
+    #[serde(default)]
+    pub url_api: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1003,6 +1056,19 @@ fn default_pg_port() -> i32 {
 }
 fn default_db_name() -> String {
     "shortener".into()
+}
+fn default_redirect_miss_per_second() -> i64 {
+    50
+}
+fn default_redirect_miss_burst() -> i64 {
+    200
+}
+fn default_max_concurrent_requests() -> i32 {
+    64
+}
+/// 32 MiB, the consumer's own default.
+fn default_max_in_flight_bytes() -> i64 {
+    32 << 20
 }
 fn default_geoip_file() -> String {
     "GeoLite2-Country.mmdb".into()

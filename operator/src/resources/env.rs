@@ -48,6 +48,17 @@ pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<Str
                 api.allow_private_targets.to_string(),
             );
             set("TRUSTED_PROXIES", api.trusted_proxies.join(","));
+            set(
+                "REDIRECT_MISS_PER_SECOND",
+                api.redirect_miss_limit.per_second.to_string(),
+            );
+            set(
+                "REDIRECT_MISS_BURST",
+                api.redirect_miss_limit.burst.to_string(),
+            );
+            if let Some(geoip) = spec.geoip.as_ref().filter(|g| g.url_api) {
+                set("GEOIP_DB_PATH", format!("{GEOIP_DIR}/{}", geoip.path));
+            }
             set("ANALYTICS_RPC_URL", analytics_rpc_url(stack));
             let rpc = &spec.analytics_rpc;
             if rpc.tls.is_some() {
@@ -67,6 +78,10 @@ pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<Str
         Component::AnalyticsRpc => {
             set("GRPC_ADDR", format!("0.0.0.0:{}", spec.analytics_rpc.port));
             set("ADMIN_ADDR", format!("0.0.0.0:{}", component.admin_port()));
+            set(
+                "MAX_CONCURRENT_REQUESTS",
+                spec.analytics_rpc.max_concurrent_requests.to_string(),
+            );
             if spec.analytics_rpc.tls.is_some() {
                 set("RPC_TLS_CERT", format!("{RPC_TLS_DIR}/tls.crt"));
                 set("RPC_TLS_KEY", format!("{RPC_TLS_DIR}/tls.key"));
@@ -81,6 +96,7 @@ pub fn config_data(stack: &ShortenerStack, component: Component) -> BTreeMap<Str
             set("CONCURRENCY", c.concurrency.to_string());
             set("CLICK_RETENTION_DAYS", c.click_retention_days.to_string());
             set("ANONYMIZE_IPS", c.anonymize_ips.to_string());
+            set("MAX_IN_FLIGHT_BYTES", c.max_in_flight_bytes.to_string());
             if let Some(geoip) = &spec.geoip {
                 set("GEOIP_DB_PATH", format!("{GEOIP_DIR}/{}", geoip.path));
             }
@@ -223,6 +239,18 @@ pub fn secret_env_vars(stack: &ShortenerStack, component: Component) -> Vec<EnvV
             env.push(secret_env("API_KEYS", &keys.name, &keys.key));
         }
     }
+    // One token, both ends: analytics-rpc checks it, url-api presents it.
+    if let Some(token) = &spec.analytics_rpc.auth_token_secret_ref {
+        match component {
+            Component::UrlApi => {
+                env.push(secret_env("ANALYTICS_RPC_TOKEN", &token.name, &token.key))
+            }
+            Component::AnalyticsRpc => {
+                env.push(secret_env("RPC_AUTH_TOKEN", &token.name, &token.key))
+            }
+            Component::Consumer => {}
+        }
+    }
     // url-api resolves links, analytics-rpc reads clicks, the consumer stores them: all
     // three talk to Postgres.
     env.extend(database_env(&spec.database));
@@ -325,25 +353,28 @@ fn volumes_and_mounts(stack: &ShortenerStack, component: Component) -> Vec<(Volu
             ));
         }
     }
-    if component == Component::Consumer {
-        if let Some(geoip) = &stack.spec.geoip {
-            let mut volume = Volume {
-                name: "geoip".into(),
-                ..Volume::default()
-            };
-            if let Some(cm) = &geoip.config_map {
-                volume.config_map = Some(ConfigMapVolumeSource {
-                    name: cm.clone(),
-                    ..ConfigMapVolumeSource::default()
-                });
-            } else if let Some(claim) = &geoip.persistent_volume_claim {
-                volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.clone(),
-                    read_only: Some(true),
-                });
-            }
-            out.push((volume, mount("geoip", GEOIP_DIR)));
+    let reads_geoip = |g: &crate::crd::GeoIpSpec| match component {
+        Component::Consumer => true,
+        Component::UrlApi => g.url_api,
+        Component::AnalyticsRpc => false,
+    };
+    if let Some(geoip) = stack.spec.geoip.as_ref().filter(|g| reads_geoip(g)) {
+        let mut volume = Volume {
+            name: "geoip".into(),
+            ..Volume::default()
+        };
+        if let Some(cm) = &geoip.config_map {
+            volume.config_map = Some(ConfigMapVolumeSource {
+                name: cm.clone(),
+                ..ConfigMapVolumeSource::default()
+            });
+        } else if let Some(claim) = &geoip.persistent_volume_claim {
+            volume.persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(true),
+            });
         }
+        out.push((volume, mount("geoip", GEOIP_DIR)));
     }
     out
 }
@@ -432,6 +463,7 @@ mod tests {
             config_map: Some("geo".into()),
             persistent_volume_claim: None,
             path: "country.mmdb".into(),
+            url_api: false,
         });
         s.spec.telemetry.otlp_endpoint = Some("http://otel:4317".into());
         s.spec.telemetry.sampling_ratio = 0.25;
@@ -612,6 +644,7 @@ mod tests {
             config_map: None,
             persistent_volume_claim: Some("geoip-pvc".into()),
             path: "GeoLite2-Country.mmdb".into(),
+            url_api: false,
         });
         let vols = volumes(&s, Component::Consumer);
         let claim = vols[0].persistent_volume_claim.as_ref().unwrap();
@@ -621,5 +654,101 @@ mod tests {
         assert_eq!(mounts[0].mount_path, GEOIP_DIR);
         assert_eq!(mounts[0].read_only, Some(true));
         assert!(volumes(&s, Component::UrlApi).is_empty());
+    }
+
+    #[test]
+    fn service_limits_default_to_the_services_own_defaults_and_follow_the_spec() {
+        let mut s = stack();
+        let url_api = config_data(&s, Component::UrlApi);
+        assert_eq!(url_api["REDIRECT_MISS_PER_SECOND"], "50");
+        assert_eq!(url_api["REDIRECT_MISS_BURST"], "200");
+        assert!(!url_api.contains_key("GEOIP_DB_PATH"));
+        assert_eq!(
+            config_data(&s, Component::AnalyticsRpc)["MAX_CONCURRENT_REQUESTS"],
+            "64"
+        );
+        assert_eq!(
+            config_data(&s, Component::Consumer)["MAX_IN_FLIGHT_BYTES"],
+            (32u64 << 20).to_string()
+        );
+
+        s.spec.url_api.redirect_miss_limit.per_second = 0;
+        s.spec.url_api.redirect_miss_limit.burst = 10;
+        s.spec.analytics_rpc.max_concurrent_requests = 8;
+        s.spec.consumer.max_in_flight_bytes = 8 << 20;
+        let url_api = config_data(&s, Component::UrlApi);
+        assert_eq!(url_api["REDIRECT_MISS_PER_SECOND"], "0");
+        assert_eq!(url_api["REDIRECT_MISS_BURST"], "10");
+        assert_eq!(
+            config_data(&s, Component::AnalyticsRpc)["MAX_CONCURRENT_REQUESTS"],
+            "8"
+        );
+        assert_eq!(
+            config_data(&s, Component::Consumer)["MAX_IN_FLIGHT_BYTES"],
+            "8388608"
+        );
+    }
+
+    #[test]
+    fn the_rpc_token_reaches_both_ends_from_the_secret_only() {
+        let mut s = stack();
+        for c in Component::ALL {
+            let env = secret_env_vars(&s, c);
+            assert!(!names(&env).contains(&"RPC_AUTH_TOKEN"));
+            assert!(!names(&env).contains(&"ANALYTICS_RPC_TOKEN"));
+        }
+        s.spec.analytics_rpc.auth_token_secret_ref = Some(SecretKeyRef {
+            name: "rpc-token".into(),
+            key: "token".into(),
+        });
+        let rpc = secret_env_vars(&s, Component::AnalyticsRpc);
+        let var = rpc.iter().find(|e| e.name == "RPC_AUTH_TOKEN").unwrap();
+        assert_eq!(secret_of(var), ("rpc-token", "token"));
+        let api = secret_env_vars(&s, Component::UrlApi);
+        let var = api
+            .iter()
+            .find(|e| e.name == "ANALYTICS_RPC_TOKEN")
+            .unwrap();
+        assert_eq!(secret_of(var), ("rpc-token", "token"));
+        assert!(!names(&secret_env_vars(&s, Component::Consumer)).contains(&"RPC_AUTH_TOKEN"));
+        // Never a plain value, and its rotation rolls both.
+        for c in Component::ALL {
+            assert!(config_data(&s, c)
+                .values()
+                .all(|v| !v.contains("rpc-token")));
+        }
+        assert!(referenced_secret_names(&s, Component::UrlApi).contains("rpc-token"));
+        assert!(referenced_secret_names(&s, Component::AnalyticsRpc).contains("rpc-token"));
+    }
+
+    #[test]
+    fn url_api_gets_the_geoip_database_only_when_asked() {
+        let mut s = stack();
+        s.spec.geoip = Some(GeoIpSpec {
+            config_map: Some("geoip".into()),
+            persistent_volume_claim: None,
+            path: "country.mmdb".into(),
+            url_api: false,
+        });
+        assert!(volumes(&s, Component::UrlApi).is_empty());
+        assert!(!config_data(&s, Component::UrlApi).contains_key("GEOIP_DB_PATH"));
+        s.spec.geoip.as_mut().unwrap().url_api = true;
+        assert_eq!(
+            config_data(&s, Component::UrlApi)["GEOIP_DB_PATH"],
+            format!("{GEOIP_DIR}/country.mmdb")
+        );
+        assert_eq!(
+            volume_mounts(&s, Component::UrlApi)[0].mount_path,
+            GEOIP_DIR
+        );
+        assert_eq!(
+            volumes(&s, Component::UrlApi)[0]
+                .config_map
+                .as_ref()
+                .unwrap()
+                .name,
+            "geoip"
+        );
+        assert!(volumes(&s, Component::AnalyticsRpc).is_empty());
     }
 }
