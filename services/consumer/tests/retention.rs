@@ -351,3 +351,45 @@ async fn one_replica_at_a_time() {
         Outcome::Done(_)
     ));
 }
+
+/// The running consumer does this by itself: at start it makes the coming months'
+/// partitions, forgets past visitor keys and says so in its metrics.
+#[tokio::test]
+async fn the_consumer_runs_maintenance_on_its_own() {
+    let db = fresh_database().await;
+    let today = Utc::now().date_naive();
+    sqlx::query(
+        "INSERT INTO visitor_salts (day, salt) VALUES ($1, decode(repeat('cd', 32), 'hex'))",
+    )
+    .bind(today - Duration::days(5))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let broker = common::broker();
+    let running = common::start(common::args(&broker, &db.url, "g-maintenance")).await;
+    let furthest = Month::of(today)
+        .plus(consumer::retention::MONTHS_AHEAD)
+        .partition_name();
+    common::wait_until("the maintenance task's first run", || async {
+        partitions(&db.pool).await.contains(&furthest)
+    })
+    .await;
+    common::wait_until("its metrics", || async {
+        let (_, text) = common::http_get(running.admin, "/metrics").await;
+        common::metric_sum(
+            &text,
+            r#"shortener_consumer_maintenance_runs_total{outcome="done"}"#,
+        ) == Some(1.0)
+            && common::metric_sum(&text, "shortener_consumer_visitor_keys_deleted_total")
+                == Some(1.0)
+            && common::metric_sum(&text, "shortener_consumer_click_partitions_created_total")
+                >= Some(1.0)
+    })
+    .await;
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM visitor_salts")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
+    running.shutdown().await;
+}
