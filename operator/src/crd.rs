@@ -83,8 +83,8 @@ pub struct ShortenerStackSpec {
 pub struct PodMonitorSpec {
     /// Create one PodMonitor per component, scraping `/metrics` on its `admin` port. Needs
     /// the Prometheus Operator's CRDs; without them the stack gets a Warning Event
-    /// `PodMonitorUnavailable` and everything else is reconciled. Turning it off leaves
-    /// existing PodMonitors (`kubectl delete podmonitor`).
+    /// `PodMonitorUnavailable` and everything else is reconciled. Turning it off deletes
+    /// the stack's PodMonitors.
     #[serde(default)]
     pub enabled: bool,
     /// Scrape interval (e.g. `30s`); unset: Prometheus's default.

@@ -51,17 +51,17 @@ pub fn required_cluster_rules() -> Vec<PolicyRule> {
             &["scaledobjects", "triggerauthentications"],
             &["get", "create", "patch", "delete"],
         ),
-        // Optional NetworkPolicies, applied when the spec enables them.
+        // Optional NetworkPolicies, applied when the spec enables them, deleted when it turns them off.
         rule(
             "networking.k8s.io",
             &["networkpolicies"],
-            &["get", "create", "patch"],
+            &["get", "create", "patch", "delete"],
         ),
-        // Optional PodMonitors (Prometheus Operator), applied when the spec enables them.
+        // Optional PodMonitors (Prometheus Operator), applied when enabled, deleted when turned off.
         rule(
             "monitoring.coreos.com",
             &["podmonitors"],
-            &["get", "create", "patch"],
+            &["get", "create", "patch", "delete"],
         ),
         // A budget per component; deleted when the spec turns budgets off.
         rule(
@@ -151,7 +151,7 @@ mod tests {
     }
 
     #[test]
-    fn no_wildcards_and_delete_only_on_jobs_and_keda_objects() {
+    fn no_wildcards_and_delete_only_on_jobs_optional_children_and_keda_objects() {
         for r in all_rules() {
             let resources = r.resources.unwrap();
             assert!(!resources.iter().any(|x| x == "*"));
@@ -160,8 +160,10 @@ mod tests {
                 assert!(
                     resources == ["jobs"]
                         || resources == ["poddisruptionbudgets"]
+                        || resources == ["networkpolicies"]
+                        || resources == ["podmonitors"]
                         || resources == ["scaledobjects", "triggerauthentications"],
-                    "delete only on migration Jobs and KEDA objects: {resources:?}"
+                    "delete only on migration Jobs, optional children and KEDA objects: {resources:?}"
                 );
             }
             assert!(!r.api_groups.unwrap().iter().any(|g| g == "*"));

@@ -414,6 +414,29 @@ where
     Ok((applied, Applied::Created))
 }
 
+/// Deletes the child of that name if this stack owns it (an object someone else made under
+/// the name is left alone). Returns whether it deleted one.
+async fn delete_owned_child<K>(
+    api: &Api<K>,
+    name: &str,
+    stack: &ShortenerStack,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let Some(live) = api.get_opt(name).await? else {
+        return Ok(false);
+    };
+    let owned = live
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == stack.metadata.uid.as_ref());
+    if owned {
+        api.delete(name, &DeleteParams::default()).await?;
+    }
+    Ok(owned)
+}
+
 /// `Kind name: field, field` for the drift event.
 fn drift_note<K: Resource<DynamicType = ()>>(object: &K, fields: &[String]) -> String {
     format!(
@@ -487,6 +510,9 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
             }
         }
     }
+    // Optional children turned off in the spec are deleted; the spec can only have changed
+    // since the last complete pass when the generation did, so a settled pass asks nothing.
+    let spec_changed = previous.observed_generation != stack.metadata.generation;
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
         match pdb_for(stack, component) {
@@ -501,39 +527,39 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
                     Applied::Updated | Applied::Unchanged => {}
                 }
             }
-            None => {
-                // Budgets turned off: remove the ones the stack made.
-                let name = component.object_name(stack);
-                if let Some(live) = budgets.get_opt(&name).await? {
-                    if live
-                        .owner_references()
-                        .iter()
-                        .any(|o| Some(&o.uid) == stack.metadata.uid.as_ref())
-                    {
-                        budgets.delete(&name, &DeleteParams::default()).await?;
-                    }
-                }
+            None if spec_changed => {
+                delete_owned_child(&budgets, &component.object_name(stack), stack).await?;
             }
+            None => {}
         }
     }
-    // Only when enabled (turning them off leaves them to `kubectl delete networkpolicy`).
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
-        if let Some(policy) = network_policy_for(stack, component) {
-            let (live, applied) = apply_child(&policies, policy).await?;
-            match applied {
-                Applied::Created => {
-                    created.push(format!("NetworkPolicy {}", component.object_name(stack)))
+        match network_policy_for(stack, component) {
+            Some(policy) => {
+                let (live, applied) = apply_child(&policies, policy).await?;
+                match applied {
+                    Applied::Created => {
+                        created.push(format!("NetworkPolicy {}", component.object_name(stack)))
+                    }
+                    Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
+                    Applied::Updated | Applied::Unchanged => {}
                 }
-                Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
-                Applied::Updated | Applied::Unchanged => {}
             }
+            None if spec_changed => {
+                delete_owned_child(&policies, &component.object_name(stack), stack).await?;
+            }
+            None => {}
         }
     }
-    // Only when enabled; a cluster without the Prometheus Operator's CRDs answers 404.
+    // A cluster without the Prometheus Operator's CRDs answers 404: when enabled, a Warning
+    // Event; when turned off, nothing to delete (`get_opt` reads the 404 as absent).
     let monitors: Api<PodMonitor> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
         let Some(monitor) = pod_monitor_for(stack, component) else {
+            if spec_changed {
+                delete_owned_child(&monitors, &component.object_name(stack), stack).await?;
+            }
             continue;
         };
         match apply_child(&monitors, monitor).await {

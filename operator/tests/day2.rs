@@ -673,7 +673,6 @@ async fn disruption_budgets_follow_the_spec() {
 /// NetworkPolicies appear only when enabled, one per component.
 #[tokio::test]
 async fn network_policies_are_opt_in() {
-    const NETPOL: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
     let h = Harness::new(stack_json(false));
     h.settle().await;
     assert!(h.api.paths(NETPOL).is_empty());
@@ -717,7 +716,6 @@ async fn hand_edits_of_network_policies_are_reverted() {
 /// and the rest of the stack is reconciled.
 #[tokio::test]
 async fn pod_monitors_are_opt_in_and_kept_as_specified() {
-    const MONITORS: &str = "/apis/monitoring.coreos.com/v1/namespaces/shop/podmonitors";
     let h = Harness::new(stack_json(false));
     h.settle().await;
     assert!(h.api.paths(MONITORS).is_empty());
@@ -765,6 +763,70 @@ async fn pod_monitors_are_opt_in_and_kept_as_specified() {
     assert_eq!(warning.body["type"], "Warning");
     let stack = h.get(STACK_PATH).unwrap();
     assert_eq!(condition(&stack, "Ready")["status"], "True");
+}
+
+/// Turning NetworkPolicies, PodMonitors or budgets off deletes the stack's own (an object
+/// someone else made under the same name stays); a settled pass asks nothing about the kinds
+/// that are off.
+#[tokio::test]
+async fn optional_children_turned_off_are_deleted() {
+    let mut stack = stack_json(false);
+    stack["spec"]["networkPolicy"] = json!({"enabled": true});
+    stack["spec"]["podMonitor"] = json!({"enabled": true});
+    let h = Harness::new(stack);
+    h.settle().await;
+    assert_eq!(h.api.paths(NETPOL).len(), 3);
+    assert_eq!(h.api.paths(MONITORS).len(), 3);
+    // Someone else's policy under one of the names (not owned by the stack).
+    let foreign = format!("{NETPOL}/demo-consumer");
+    h.api.delete(&foreign);
+    h.api.put_as(
+        "kubectl",
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "demo-consumer", "namespace": "shop"},
+            "spec": {"podSelector": {}}
+        }),
+    );
+
+    h.edit_stack(|s| {
+        s["spec"]["networkPolicy"] = json!({"enabled": false});
+        s["spec"]["podMonitor"] = json!({"enabled": false});
+        s["spec"]["podDisruptionBudget"] = json!({"enabled": false});
+    });
+    let (_, log) = h.pass().await;
+    let mut deletes: Vec<String> = writes(&log)
+        .into_iter()
+        .filter(|w| w.starts_with("DELETE"))
+        .collect();
+    deletes.sort();
+    let mut expected: Vec<String> = ["demo-url-api", "demo-analytics-rpc", "demo-consumer"]
+        .iter()
+        .flat_map(|c| {
+            [
+                format!("DELETE {MONITORS}/{c}"),
+                format!("DELETE {PDB}/{c}"),
+            ]
+        })
+        .chain(
+            ["demo-url-api", "demo-analytics-rpc"]
+                .iter()
+                .map(|c| format!("DELETE {NETPOL}/{c}")),
+        )
+        .collect();
+    expected.sort();
+    assert_eq!(deletes, expected);
+    assert_eq!(h.api.paths(NETPOL), vec![foreign.clone()]);
+    assert!(h.api.paths(MONITORS).is_empty());
+    assert!(h.api.paths(PDB).is_empty());
+
+    let (_, log) = h.pass().await;
+    let asked: Vec<String> = lines(&log)
+        .into_iter()
+        .filter(|l| l.contains(NETPOL) || l.contains(MONITORS) || l.contains(PDB))
+        .collect();
+    assert_eq!(asked, Vec::<String>::new());
+    assert!(h.get(&foreign).is_some());
 }
 
 /// Topic management on the brokers: configs, replication factor, ownership, admin client.

@@ -108,6 +108,13 @@ async fn first_creation_applies_config_and_the_migration_job_but_no_deployments(
         &format!("PATCH {PDB}/demo-analytics-rpc"),
         &format!("GET {PDB}/demo-consumer"),
         &format!("PATCH {PDB}/demo-consumer"),
+        // No pass has completed yet: optional kinds that are off are looked for once.
+        &format!("GET {NETPOL}/demo-url-api"),
+        &format!("GET {NETPOL}/demo-analytics-rpc"),
+        &format!("GET {NETPOL}/demo-consumer"),
+        &format!("GET {MONITORS}/demo-url-api"),
+        &format!("GET {MONITORS}/demo-analytics-rpc"),
+        &format!("GET {MONITORS}/demo-consumer"),
         &format!("POST {EVENTS}"),
         &format!("GET {SECRETS}/shortener-db"),
         &format!("GET {DEPLOY}/demo-url-api"),

@@ -25,6 +25,8 @@ pub const DEPLOY: &str = "/apis/apps/v1/namespaces/shop/deployments";
 pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
 pub const SECRETS: &str = "/api/v1/namespaces/shop/secrets";
 pub const PDB: &str = "/apis/policy/v1/namespaces/shop/poddisruptionbudgets";
+pub const NETPOL: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
+pub const MONITORS: &str = "/apis/monitoring.coreos.com/v1/namespaces/shop/podmonitors";
 pub const COMPONENTS: [&str; 3] = ["demo-url-api", "demo-analytics-rpc", "demo-consumer"];
 
 pub struct Harness {
