@@ -97,7 +97,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ))),
         metrics.clone(),
     );
-    ctx.watch_namespace = args.watch_namespace.clone();
     ctx.autoscaler = Some(Autoscaler::new(
         client.clone(),
         Arc::new(KafkaLagReader::new(Duration::from_secs(
@@ -105,7 +104,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ))),
         ctx.metrics.autoscaling.clone(),
     ));
-    let ctx = Arc::new(ctx);
 
     let outcome = if args.leader_election {
         let identity = args
@@ -145,7 +143,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// The controller, until SIGTERM (in-flight reconciles finish first).
 async fn run_controller(
     client: Client,
-    ctx: Arc<Context>,
+    mut ctx: Context,
     namespace: Option<String>,
 ) -> anyhow::Result<()> {
     let ns = namespace.as_deref();
@@ -173,7 +171,10 @@ async fn run_controller(
             }
         }
     });
-    Controller::new(stacks, watcher::Config::default().any_semantic())
+    let controller = Controller::new(stacks, watcher::Config::default().any_semantic());
+    // Reconciles start once this store holds every stack (the controller waits for it).
+    ctx.stacks = controller.store();
+    controller
         .reconcile_all_on(secret_changes)
         .owns(scoped::<Deployment>(&client, ns), owned_watch_config())
         .owns(scoped::<Service>(&client, ns), owned_watch_config())
@@ -184,7 +185,7 @@ async fn run_controller(
             owned_watch_config(),
         )
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "reconcile request failed");

@@ -27,6 +27,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -82,9 +84,9 @@ pub struct Context {
     /// Lag-based consumer autoscaling; `None` leaves the consumer's replicas to the spec
     /// bounds (the controller sets it, see `docs/autoscaling.md`).
     pub autoscaler: Option<Autoscaler>,
-    /// ShortenerStacks are looked at in this namespace only (topic ownership between
-    /// stacks); `None`: every namespace.
-    pub watch_namespace: Option<String>,
+    /// The watched ShortenerStacks as the controller's reflector holds them (topic
+    /// ownership between stacks reads them here, costing no request).
+    pub stacks: Store<ShortenerStack>,
     /// Consecutive failures per stack, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// One Kafka admin client per stack, reused across passes while the connection
@@ -107,7 +109,7 @@ impl Context {
             topics,
             metrics,
             autoscaler: None,
-            watch_namespace: None,
+            stacks: stack_store(std::iter::empty()),
             failures: Mutex::default(),
             admins: Mutex::default(),
         }
@@ -932,17 +934,23 @@ fn scale_during_gate(
     (current != Some(desired)).then_some(desired)
 }
 
-/// The other stack that manages this stack's topics, if any (`topic::ownership`).
-async fn topic_conflict(
-    stack: &ShortenerStack,
-    ctx: &Context,
-) -> Result<Option<ownership::Conflict>, Error> {
-    let api: Api<ShortenerStack> = match &ctx.watch_namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let stacks = api.list(&ListParams::default()).await?;
-    Ok(ownership::conflict(stack, &stacks.items))
+/// The other stack that manages this stack's topics, if any (`topic::ownership`), among
+/// the stacks the controller watches.
+fn topic_conflict(stack: &ShortenerStack, ctx: &Context) -> Option<ownership::Conflict> {
+    let stacks: Vec<ShortenerStack> = ctx.stacks.state().iter().map(|s| (**s).clone()).collect();
+    ownership::conflict(stack, &stacks)
+}
+
+/// A store holding `stacks`, as the controller's reflector would (for a `Context` outside
+/// the controller: tests, the bench, one-off commands).
+pub fn stack_store(stacks: impl IntoIterator<Item = ShortenerStack>) -> Store<ShortenerStack> {
+    let (reader, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for stack in stacks {
+        writer.apply_watcher_event(&watcher::Event::InitApply(stack));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    reader
 }
 
 /// Creates or grows the clicks topic and its DLQ and alters drifted configs back, unless
@@ -950,7 +958,7 @@ async fn topic_conflict(
 /// the stack is still reconciled); only a failed Kubernetes request is an error.
 async fn ensure_topics(stack: &ShortenerStack, ctx: &Context) -> Result<TopicObservation, Error> {
     let kafka = &stack.spec.kafka;
-    if let Some(conflict) = topic_conflict(stack, ctx).await? {
+    if let Some(conflict) = topic_conflict(stack, ctx) {
         return Ok(TopicObservation::Failed {
             reason: Reason::ResourceConflict,
             message: conflict.message(&kafka.bootstrap_servers),
@@ -1122,7 +1130,7 @@ async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error>
         info!(topic = %kafka.topic, "stack deleted; keeping its topics (deleteTopicOnDelete is false)");
         return Ok(Action::await_change());
     }
-    if let Some(conflict) = topic_conflict(stack, ctx).await? {
+    if let Some(conflict) = topic_conflict(stack, ctx) {
         info!(owner = %conflict.owner, "stack deleted; its topics are managed by another stack, kept");
         ctx.event(
             stack,

@@ -26,9 +26,7 @@ fn job_path(h: &Harness) -> String {
 /// Reads of a pass once the migration succeeded (its outcome is in the status, so the
 /// Job is not read again).
 fn pass_reads() -> Vec<String> {
-    let mut v = vec![format!("GET {STACKS}")];
-    v.extend(children_reads());
-    v
+    children_reads()
 }
 
 /// Reads of the children (after the topics and the migration gate).
@@ -87,8 +85,6 @@ async fn first_creation_applies_config_and_the_migration_job_but_no_deployments(
     let log = create(&h).await;
     let job = job_path(&h);
     let expected = s(&[
-        // Which stack manages the topics (`topic::ownership`).
-        &format!("GET {STACKS}"),
         &format!("POST {EVENTS}"),
         &format!("PATCH {job}"),
         &format!("POST {EVENTS}"),
@@ -141,7 +137,7 @@ async fn first_creation_applies_config_and_the_migration_job_but_no_deployments(
     assert_eq!(h.topics.partitions("clicks"), Some(4));
     assert_eq!(h.topics.partitions("clicks.dlq"), Some(4));
 
-    let job_body = &log[2].body;
+    let job_body = &log[1].body;
     assert_eq!(
         job_body["spec"]["template"]["spec"]["containers"][0]["args"],
         json!(["migrate"])
@@ -175,7 +171,6 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
 
     let (_, log) = h.pass().await;
     let expected = s(&[
-        &format!("GET {STACKS}"),
         &format!("GET {}", job_path(&h)),
         // The first success removes the Jobs of earlier attempts.
         &format!("GET {JOBS}"),
@@ -199,7 +194,7 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
         &format!("PATCH {STACK_PATH}/status"),
     ]);
     assert_eq!(lines(&log), expected);
-    let url_api = &log[13].body;
+    let url_api = &log[12].body;
     assert_eq!(url_api["kind"], "Deployment");
     assert_eq!(
         url_api["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -208,8 +203,8 @@ async fn succeeded_migration_rolls_out_deployments_then_a_settled_pass_only_read
     assert!(url_api["spec"]["template"]["metadata"]["annotations"]
         ["shortener.example.io/config-checksum"]
         .is_string());
-    assert_eq!(log[18].body["reason"], "RolloutStarted");
-    assert_eq!(log[19].body["reason"], "MigrationSucceeded");
+    assert_eq!(log[17].body["reason"], "RolloutStarted");
+    assert_eq!(log[18].body["reason"], "MigrationSucceeded");
     let stack = h.get(STACK_PATH).unwrap();
     assert_eq!(condition(&stack, "MigrationsApplied")["status"], "True");
     assert_eq!(
@@ -311,11 +306,7 @@ async fn failed_migration_degrades_and_blocks_the_rollout() {
     );
 
     let (action, log) = h.pass().await;
-    let mut expected = vec![
-        format!("GET {STACKS}"),
-        format!("GET {}", job_path(&h)),
-        format!("POST {EVENTS}"),
-    ];
+    let mut expected = vec![format!("GET {}", job_path(&h)), format!("POST {EVENTS}")];
     expected.extend(children_reads());
     expected.push(format!("POST {EVENTS}"));
     expected.push(format!("PATCH {STACK_PATH}/status"));
@@ -323,13 +314,13 @@ async fn failed_migration_degrades_and_blocks_the_rollout() {
     assert!(!log
         .iter()
         .any(|r| r.is_write() && r.path.starts_with(DEPLOY)));
-    assert_eq!(log[2].body["reason"], "MigrationFailed");
-    assert_eq!(log[2].body["type"], "Warning");
-    assert!(log[2].body["note"]
+    assert_eq!(log[1].body["reason"], "MigrationFailed");
+    assert_eq!(log[1].body["type"], "Warning");
+    assert!(log[1].body["note"]
         .as_str()
         .unwrap()
         .contains("BackoffLimitExceeded"));
-    assert_eq!(log[15].body["reason"], "Degraded");
+    assert_eq!(log[14].body["reason"], "Degraded");
     // The first retry is due in 60 s; the pending requeue (30 s) comes first.
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(30)));
 
@@ -376,15 +367,11 @@ async fn deletion_removes_topics_only_when_asked_then_the_finalizer() {
     assert_eq!(action, Action::await_change());
     assert_eq!(
         lines(&log),
-        s(&[
-            &format!("GET {STACKS}"),
-            &format!("POST {EVENTS}"),
-            &format!("PATCH {STACK_PATH}")
-        ])
+        s(&[&format!("POST {EVENTS}"), &format!("PATCH {STACK_PATH}")])
     );
-    assert_eq!(log[1].body["reason"], "TopicDeleted");
+    assert_eq!(log[0].body["reason"], "TopicDeleted");
     assert_eq!(h.topics.deleted(), ["clicks", "clicks.dlq"]);
-    let ops = log[2].body.as_array().unwrap();
+    let ops = log[1].body.as_array().unwrap();
     assert_eq!(ops[0]["op"], "test");
     assert_eq!(ops[0]["value"], FINALIZER);
     assert_eq!(ops[1]["op"], "remove");
@@ -491,7 +478,7 @@ async fn kafka_secret_without_the_opt_in_label_degrades_and_reaches_no_broker() 
         let log = create(&h).await;
 
         assert_eq!(
-            log[1].line(),
+            log[0].line(),
             format!("GET {SECRETS}/kafka-user"),
             "{stack}"
         );
@@ -574,8 +561,8 @@ async fn opted_in_kafka_secret_gives_the_admin_client_its_credentials() {
             .map(|l| l.replace(&job, "JOB"))
             .collect()
     };
-    assert_eq!(log[1].line(), format!("GET {SECRETS}/kafka-user"));
-    let without_secret: Vec<Recorded> = [&log[..1], &log[2..]].concat();
+    assert_eq!(log[0].line(), format!("GET {SECRETS}/kafka-user"));
+    let without_secret: Vec<Recorded> = log[1..].to_vec();
     assert_eq!(
         normalize(&h, &without_secret),
         normalize(&plain, &plain_log)

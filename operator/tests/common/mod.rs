@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use serde_json::{json, Value};
 use shortener_operator::crd::ShortenerStack;
-use shortener_operator::reconcile::{reconcile, Context};
+use shortener_operator::reconcile::{reconcile, stack_store, Context};
 use shortener_operator::resources::migration_job::migration_job_name;
 use shortener_operator::topic::MemoryTopicManager;
 pub use shortener_testkit::kube_api::{FakeApiServer, Fault, Recorded};
@@ -16,8 +17,6 @@ pub use shortener_testkit::kube_api::{FakeApiServer, Fault, Recorded};
 pub const NS: &str = "shop";
 pub const STACK_PATH: &str =
     "/apis/shortener.example.io/v1alpha1/namespaces/shop/shortenerstacks/demo";
-/// ShortenerStacks of every namespace (listed for topic ownership).
-pub const STACKS: &str = "/apis/shortener.example.io/v1alpha1/shortenerstacks";
 pub const CM: &str = "/api/v1/namespaces/shop/configmaps";
 pub const SVC: &str = "/api/v1/namespaces/shop/services";
 pub const JOBS: &str = "/apis/batch/v1/namespaces/shop/jobs";
@@ -45,12 +44,22 @@ impl Harness {
         Self { api, topics }
     }
 
+    /// A fresh controller context whose stack store holds the fake's ShortenerStacks.
     pub fn context(&self) -> Arc<Context> {
-        Arc::new(Context::new(
-            self.api.client(NS),
-            self.topics.clone(),
-            Default::default(),
-        ))
+        let mut ctx = Context::new(self.api.client(NS), self.topics.clone(), Default::default());
+        ctx.stacks = self.stack_store();
+        Arc::new(ctx)
+    }
+
+    /// The ShortenerStacks of every namespace, as the controller's reflector holds them.
+    pub fn stack_store(&self) -> Store<ShortenerStack> {
+        stack_store(
+            self.api
+                .paths("/apis/shortener.example.io/v1alpha1/namespaces/")
+                .iter()
+                .filter(|p| p.contains("/shortenerstacks/"))
+                .map(|p| serde_json::from_value(self.get(p).unwrap()).unwrap()),
+        )
     }
 
     pub fn stack(&self) -> Arc<ShortenerStack> {

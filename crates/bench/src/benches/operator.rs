@@ -21,7 +21,7 @@ use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 use shortener_operator::crd::ShortenerStack;
-use shortener_operator::reconcile::{reconcile, Context, FIELD_MANAGER};
+use shortener_operator::reconcile::{reconcile, stack_store, Context, FIELD_MANAGER};
 use shortener_operator::resources::configmap::config_map_for;
 use shortener_operator::resources::deployment::deployment_for;
 use shortener_operator::resources::hash::with_desired_hash;
@@ -73,12 +73,20 @@ impl Harness {
                          "database": {"urlSecretRef": {"name": "shortener-db", "key": "url"}}}
             }),
         );
-        let ctx = Arc::new(Context::new(
+        let mut ctx = Context::new(
             api.client(NS),
             Arc::new(MemoryTopicManager::default()),
             Default::default(),
-        ));
-        Self { api, ctx }
+        );
+        // What the controller's reflector holds: the stack itself.
+        let stack: ShortenerStack =
+            serde_json::from_value(api.get(STACK_PATH).expect("the stack was put"))
+                .expect("a ShortenerStack");
+        ctx.stacks = stack_store([stack]);
+        Self {
+            api,
+            ctx: Arc::new(ctx),
+        }
     }
 
     fn stack(&self) -> anyhow::Result<ShortenerStack> {
