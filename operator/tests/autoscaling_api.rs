@@ -1,5 +1,5 @@
-//! The autoscaler's Kubernetes API traffic, request by request, against a mocked API
-//! server (`tower_test::mock::pair` behind `kube::Client`) and a fixed lag source.
+//! The autoscaler's Kubernetes API traffic, request by request, against the shared fake
+//! API server (`shortener_testkit::kube_api`) and a fixed lag source.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,10 +8,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use kube::client::Body;
-use kube::Client;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
@@ -20,8 +16,10 @@ use shortener_operator::autoscaling::{
 };
 use shortener_operator::crd::ShortenerStack;
 use shortener_operator::topic::KafkaConnection;
-use tower_test::mock::{self, Handle, SendResponse};
+use shortener_testkit::kube_api::{FakeApiServer, Recorded};
 
+const STACK_PATH: &str = "/apis/shortener.example.io/v1alpha1/namespaces/shop/shortenerstacks/demo";
+const DEPLOY_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/demo-consumer";
 const SCALE_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/demo-consumer/scale";
 const STATUS_PATH: &str =
     "/apis/shortener.example.io/v1alpha1/namespaces/shop/shortenerstacks/demo/status";
@@ -94,133 +92,88 @@ fn stack(mode: &str, status: Option<(i64, i32, i32)>) -> ShortenerStack {
     serde_json::from_value(object).expect("stack parses")
 }
 
-fn setup(lag: Arc<FixedLag>) -> (Autoscaler, Handle<Request<Body>, Response<Body>>, Registry) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
-    let mut registry = Registry::default();
-    let metrics = AutoscalingMetrics::register(&mut registry);
-    (Autoscaler::new(client, lag, metrics), handle, registry)
-}
-
-/// The next request, or a panic naming what was expected.
-async fn next(
-    handle: &mut Handle<Request<Body>, Response<Body>>,
-    expected: &str,
-) -> (Request<Body>, SendResponse<Response<Body>>) {
-    tokio::time::timeout(Duration::from_secs(30), handle.next_request())
-        .await
-        .unwrap_or_else(|_| panic!("no request arrived; expected {expected}"))
-        .unwrap_or_else(|| panic!("client gone; expected {expected}"))
-}
-
-async fn body_json(request: Request<Body>) -> Value {
-    let bytes = request.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes).expect("JSON body")
-}
-
-fn query(request: &Request<Body>) -> String {
-    request.uri().query().unwrap_or_default().to_string()
-}
-
-fn respond(send: SendResponse<Response<Body>>, status: StatusCode, body: Value) {
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .body(Body::from(serde_json::to_vec(&body).unwrap()))
-            .unwrap(),
-    );
-}
-
-fn not_found(send: SendResponse<Response<Body>>) {
-    respond(
-        send,
-        StatusCode::NOT_FOUND,
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": "not found", "reason": "NotFound", "code": 404}),
-    );
-}
-
-fn scale(spec_replicas: i32, status_replicas: i32) -> Value {
-    json!({
-        "apiVersion": "autoscaling/v1",
-        "kind": "Scale",
-        "metadata": {"name": "demo-consumer", "namespace": "shop"},
-        "spec": {"replicas": spec_replicas},
-        "status": {"replicas": status_replicas, "selector": "app.kubernetes.io/name=consumer"},
-    })
-}
-
-/// Serves `GET scale` with the given counts.
-async fn serve_get_scale(
-    handle: &mut Handle<Request<Body>, Response<Body>>,
-    spec_replicas: i32,
-    status_replicas: i32,
-) {
-    let (req, send) = next(handle, "GET scale").await;
-    assert_eq!(req.method(), Method::GET);
-    assert_eq!(req.uri().path(), SCALE_PATH);
-    respond(send, StatusCode::OK, scale(spec_replicas, status_replicas));
-}
-
-/// Serves `PATCH scale` and returns its body.
-async fn serve_patch_scale(handle: &mut Handle<Request<Body>, Response<Body>>) -> Value {
-    let (req, send) = next(handle, "PATCH scale").await;
-    assert_eq!(req.method(), Method::PATCH);
-    assert_eq!(req.uri().path(), SCALE_PATH);
-    assert_eq!(
-        req.headers()["content-type"],
-        "application/merge-patch+json"
-    );
-    assert!(
-        query(&req).contains("fieldManager=shortener-operator"),
-        "{}",
-        query(&req)
-    );
-    let body = body_json(req).await;
-    let replicas = body["spec"]["replicas"].as_i64().unwrap() as i32;
-    respond(send, StatusCode::OK, scale(replicas, replicas));
-    body
-}
-
-/// Serves the status `PATCH` and returns its body.
-async fn serve_patch_status(
-    handle: &mut Handle<Request<Body>, Response<Body>>,
-    stack: &ShortenerStack,
-) -> Value {
-    let (req, send) = next(handle, "PATCH status").await;
-    assert_eq!(req.method(), Method::PATCH);
-    assert_eq!(req.uri().path(), STATUS_PATH);
-    assert_eq!(
-        req.headers()["content-type"],
-        "application/merge-patch+json"
-    );
-    let body = body_json(req).await;
-    respond(send, StatusCode::OK, serde_json::to_value(stack).unwrap());
-    body
-}
-
-/// Serves the Event `POST` and returns its body.
-async fn serve_event(handle: &mut Handle<Request<Body>, Response<Body>>) -> Value {
-    let (req, send) = next(handle, "POST event").await;
-    assert_eq!(req.method(), Method::POST);
-    assert_eq!(req.uri().path(), EVENTS_PATH);
-    let body = body_json(req).await;
-    respond(send, StatusCode::CREATED, body.clone());
-    body
-}
-
-/// Drops the autoscaler (every client clone) and asserts no request is left.
-async fn assert_no_more_requests(
+/// The fake API server holding the stack and its consumer Deployment (`spec_replicas`
+/// declared, `status_replicas` running), and an autoscaler talking to it.
+struct World {
+    api: FakeApiServer,
     autoscaler: Autoscaler,
-    mut handle: Handle<Request<Body>, Response<Body>>,
-) {
-    drop(autoscaler);
-    let rest = tokio::time::timeout(Duration::from_secs(30), handle.next_request())
-        .await
-        .expect("the mock service is released once the client is gone");
-    if let Some((req, _)) = rest {
-        panic!("unexpected request: {} {}", req.method(), req.uri());
+    registry: Registry,
+}
+
+impl World {
+    fn new(lag: Arc<FixedLag>, stack: &ShortenerStack, replicas: Option<(i32, i32)>) -> Self {
+        let api = FakeApiServer::new();
+        api.put_as("kubectl", serde_json::to_value(stack).unwrap());
+        if let Some(status) = &stack.status {
+            api.set_status(STACK_PATH, serde_json::to_value(status).unwrap());
+        }
+        if let Some((spec_replicas, status_replicas)) = replicas {
+            api.put_as(
+                "shortener-operator",
+                json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "demo-consumer", "namespace": "shop"},
+                    "spec": {"replicas": spec_replicas}
+                }),
+            );
+            api.set_status(DEPLOY_PATH, json!({"replicas": status_replicas}));
+        }
+        let mut registry = Registry::default();
+        let metrics = AutoscalingMetrics::register(&mut registry);
+        let autoscaler = Autoscaler::new(api.client("shop"), lag, metrics);
+        Self {
+            api,
+            autoscaler,
+            registry,
+        }
     }
+
+    /// The stack as stored now (what the controller would hand the next pass).
+    fn stack(&self) -> ShortenerStack {
+        serde_json::from_value(self.api.get(STACK_PATH).unwrap()).unwrap()
+    }
+
+    fn replicas(&self) -> Value {
+        self.api.get(DEPLOY_PATH).unwrap()["spec"]["replicas"].clone()
+    }
+}
+
+fn lines(log: &[Recorded]) -> Vec<String> {
+    log.iter().map(Recorded::line).collect()
+}
+
+/// The one request of the log with this method and path.
+fn request<'a>(log: &'a [Recorded], method: &str, path: &str) -> &'a Recorded {
+    let found: Vec<&Recorded> = log
+        .iter()
+        .filter(|r| r.method == method && r.path == path)
+        .collect();
+    assert_eq!(found.len(), 1, "{method} {path} in {:?}", lines(log));
+    found[0]
+}
+
+/// A merge patch of the scale subresource by this operator.
+fn assert_scale_patch(log: &[Recorded], replicas: i32) {
+    let patch = request(log, "PATCH", SCALE_PATH);
+    assert_eq!(
+        patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(patch.query["fieldManager"], "shortener-operator");
+    assert_eq!(patch.body, json!({"spec": {"replicas": replicas}}));
+}
+
+fn status_patch(log: &[Recorded]) -> &Value {
+    let patch = request(log, "PATCH", STATUS_PATH);
+    assert_eq!(
+        patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    &patch.body
+}
+
+fn s(lines: &[&str]) -> Vec<String> {
+    lines.iter().map(|l| l.to_string()).collect()
 }
 
 fn metrics_text(registry: &Registry) -> String {
@@ -236,50 +189,68 @@ fn t(seconds: i64) -> DateTime<Utc> {
 #[tokio::test]
 async fn scale_up_is_one_scale_patch_one_status_patch_and_an_event() {
     let lag = FixedLag::new(5000, 4);
-    let (autoscaler, mut handle, registry) = setup(lag.clone());
-    let s = stack("builtin", Some((0, 1, 1)));
+    let w = World::new(
+        lag.clone(),
+        &stack("builtin", Some((0, 1, 1))),
+        Some((1, 1)),
+    );
     let connection = KafkaConnection::plaintext("kafka:9092");
 
-    let (outcome, ()) = tokio::join!(autoscaler.scale_once(&s, &connection, t(0)), async {
-        serve_get_scale(&mut handle, 1, 1).await;
+    let mark = w.api.mark();
+    let outcome = w
+        .autoscaler
+        .scale_once(&w.stack(), &connection, t(0))
+        .await
+        .expect("scale pass");
+    let log = w.api.log_since(mark);
+    assert_eq!(
+        lines(&log),
+        s(&[
+            &format!("GET {SCALE_PATH}"),
+            &format!("PATCH {SCALE_PATH}"),
+            &format!("PATCH {STATUS_PATH}"),
+            &format!("POST {EVENTS_PATH}"),
+        ])
+    );
+    // 5000 messages at 1000 per pod need 4 pods; maxScaleUpStep 2 allows 3.
+    assert_scale_patch(&log, 3);
+    assert_eq!(w.replicas(), 3);
 
-        let patch = serve_patch_scale(&mut handle).await;
-        // 5000 messages at 1000 per pod need 4 pods; maxScaleUpStep 2 allows 3.
-        assert_eq!(patch, json!({"spec": {"replicas": 3}}));
+    let status = status_patch(&log);
+    assert_eq!(status["status"]["lastMeasuredLag"], 5000);
+    let consumer = &status["status"]["consumer"];
+    assert_eq!(consumer["desiredReplicas"], 3);
+    assert_eq!(consumer["currentReplicas"], 1);
+    assert_eq!(consumer["lastScaleTime"], "2027-01-15T08:00:00Z");
+    assert_eq!(
+        consumer["lastScaleReason"],
+        "lag 5000 needs 4 replicas: scaled up from 1 to 3 (limited by maxScaleUpStep)"
+    );
+    // A merge patch of exactly these fields: readyReplicas, conditions... stay as they are.
+    assert_eq!(status["status"].as_object().unwrap().len(), 2);
+    assert_eq!(consumer.as_object().unwrap().len(), 4);
+    let stored = w.api.get(STACK_PATH).unwrap();
+    assert_eq!(stored["status"]["consumer"]["readyReplicas"], 1);
+    assert_eq!(stored["status"]["consumer"]["desiredReplicas"], 3);
 
-        let status = serve_patch_status(&mut handle, &s).await;
-        assert_eq!(status["status"]["lastMeasuredLag"], 5000);
-        let consumer = &status["status"]["consumer"];
-        assert_eq!(consumer["desiredReplicas"], 3);
-        assert_eq!(consumer["currentReplicas"], 1);
-        assert_eq!(consumer["lastScaleTime"], "2027-01-15T08:00:00Z");
-        assert_eq!(
-            consumer["lastScaleReason"],
-            "lag 5000 needs 4 replicas: scaled up from 1 to 3 (limited by maxScaleUpStep)"
-        );
-        // A merge patch of exactly these fields: readyReplicas, conditions... stay as they are.
-        assert_eq!(status["status"].as_object().unwrap().len(), 2);
-        assert_eq!(consumer.as_object().unwrap().len(), 4);
+    let event = &request(&log, "POST", EVENTS_PATH).body;
+    assert_eq!(event["reason"], "ScaledUp");
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["action"], "ScaleConsumer");
+    assert_eq!(event["regarding"]["kind"], "ShortenerStack");
+    assert_eq!(event["regarding"]["name"], "demo");
+    assert_eq!(event["reportingController"], "shortener-operator");
+    assert!(event["note"]
+        .as_str()
+        .unwrap()
+        .contains("scaled up from 1 to 3"));
 
-        let event = serve_event(&mut handle).await;
-        assert_eq!(event["reason"], "ScaledUp");
-        assert_eq!(event["type"], "Normal");
-        assert_eq!(event["action"], "ScaleConsumer");
-        assert_eq!(event["regarding"]["kind"], "ShortenerStack");
-        assert_eq!(event["regarding"]["name"], "demo");
-        assert_eq!(event["reportingController"], "shortener-operator");
-        assert!(event["note"]
-            .as_str()
-            .unwrap()
-            .contains("scaled up from 1 to 3"));
-    });
-    let outcome = outcome.expect("scale pass");
     assert!(outcome.scaled);
     assert!(outcome.status_written);
     assert_eq!(outcome.decision.desired, 3);
     assert_eq!(lag.calls.load(Ordering::SeqCst), 1);
 
-    let text = metrics_text(&registry);
+    let text = metrics_text(&w.registry);
     assert!(
         text.contains(r#"shortener_operator_consumer_lag{namespace="shop",name="demo"} 5000"#),
         "{text}"
@@ -291,75 +262,98 @@ async fn scale_up_is_one_scale_patch_one_status_patch_and_an_event() {
         "{text}"
     );
     assert!(text.contains(r#"shortener_operator_consumer_scale_events_total{namespace="shop",name="demo",direction="up"} 1"#), "{text}");
-
-    assert_no_more_requests(autoscaler, handle).await;
 }
 
 #[tokio::test]
 async fn unchanged_decision_writes_nothing() {
     let lag = FixedLag::new(800, 4);
-    let (autoscaler, mut handle, registry) = setup(lag.clone());
     // The status already shows this lag and count.
-    let s = stack("builtin", Some((800, 1, 1)));
+    let w = World::new(
+        lag.clone(),
+        &stack("builtin", Some((800, 1, 1))),
+        Some((1, 1)),
+    );
     let connection = KafkaConnection::plaintext("kafka:9092");
 
-    let (outcome, ()) = tokio::join!(autoscaler.scale_once(&s, &connection, t(0)), async {
-        serve_get_scale(&mut handle, 1, 1).await;
-    });
-    let outcome = outcome.expect("scale pass");
+    let mark = w.api.mark();
+    let outcome = w
+        .autoscaler
+        .scale_once(&w.stack(), &connection, t(0))
+        .await
+        .expect("scale pass");
+    assert_eq!(
+        lines(&w.api.log_since(mark)),
+        s(&[&format!("GET {SCALE_PATH}")])
+    );
     assert!(!outcome.scaled);
     assert!(!outcome.status_written);
     assert_eq!(outcome.decision.desired, 1);
     assert_eq!(outcome.decision.reason.name(), "Steady");
-    let text = metrics_text(&registry);
+    let text = metrics_text(&w.registry);
     assert!(
         text.contains(r#"shortener_operator_consumer_lag{namespace="shop",name="demo"} 800"#),
         "{text}"
     );
     assert!(!text.contains("direction="), "{text}");
-
-    assert_no_more_requests(autoscaler, handle).await;
 }
 
 #[tokio::test]
 async fn scale_down_waits_for_the_window_then_patches_once() {
     let lag = FixedLag::new(0, 4);
-    let (autoscaler, mut handle, registry) = setup(lag);
-    let s = stack("builtin", Some((0, 3, 3)));
+    let w = World::new(lag, &stack("builtin", Some((0, 3, 3))), Some((3, 3)));
     let connection = KafkaConnection::plaintext("kafka:9092");
+    let only_read = s(&[&format!("GET {SCALE_PATH}")]);
 
     // First sight with 3 pods and no lag: the pods are held for the 300 s window.
-    let (outcome, ()) = tokio::join!(autoscaler.scale_once(&s, &connection, t(0)), async {
-        serve_get_scale(&mut handle, 3, 3).await;
-    });
-    let outcome = outcome.expect("first pass");
+    let mark = w.api.mark();
+    let outcome = w
+        .autoscaler
+        .scale_once(&w.stack(), &connection, t(0))
+        .await
+        .expect("first pass");
+    assert_eq!(lines(&w.api.log_since(mark)), only_read);
     assert!(!outcome.scaled && !outcome.status_written);
     assert_eq!(outcome.decision.reason.name(), "Stabilized");
 
-    let (outcome, ()) = tokio::join!(autoscaler.scale_once(&s, &connection, t(299)), async {
-        serve_get_scale(&mut handle, 3, 3).await;
-    });
-    assert!(!outcome.expect("second pass").scaled);
+    let mark = w.api.mark();
+    let outcome = w
+        .autoscaler
+        .scale_once(&w.stack(), &connection, t(299))
+        .await
+        .expect("second pass");
+    assert_eq!(lines(&w.api.log_since(mark)), only_read);
+    assert!(!outcome.scaled);
+    assert_eq!(w.replicas(), 3);
 
-    let (outcome, ()) = tokio::join!(autoscaler.scale_once(&s, &connection, t(300)), async {
-        serve_get_scale(&mut handle, 3, 3).await;
-        assert_eq!(
-            serve_patch_scale(&mut handle).await,
-            json!({"spec": {"replicas": 1}})
-        );
-        let status = serve_patch_status(&mut handle, &s).await;
-        assert_eq!(status["status"]["consumer"]["desiredReplicas"], 1);
-        assert_eq!(status["status"]["consumer"]["currentReplicas"], 3);
-        let event = serve_event(&mut handle).await;
-        assert_eq!(event["reason"], "ScaledDown");
-    });
-    let outcome = outcome.expect("third pass");
+    let mark = w.api.mark();
+    let outcome = w
+        .autoscaler
+        .scale_once(&w.stack(), &connection, t(300))
+        .await
+        .expect("third pass");
+    let log = w.api.log_since(mark);
+    assert_eq!(
+        lines(&log),
+        s(&[
+            &format!("GET {SCALE_PATH}"),
+            &format!("PATCH {SCALE_PATH}"),
+            &format!("PATCH {STATUS_PATH}"),
+            &format!("POST {EVENTS_PATH}"),
+        ])
+    );
+    assert_scale_patch(&log, 1);
+    assert_eq!(w.replicas(), 1);
+    let status = status_patch(&log);
+    assert_eq!(status["status"]["consumer"]["desiredReplicas"], 1);
+    assert_eq!(status["status"]["consumer"]["currentReplicas"], 3);
+    assert_eq!(
+        request(&log, "POST", EVENTS_PATH).body["reason"],
+        "ScaledDown"
+    );
     assert!(outcome.scaled);
     assert_eq!(outcome.decision.desired, 1);
-    let text = metrics_text(&registry);
+    let text = metrics_text(&w.registry);
     assert!(text.contains(r#"direction="down"} 1"#), "{text}");
-
-    assert_no_more_requests(autoscaler, handle).await;
 }
 
 async fn connect() -> Result<KafkaConnection, std::convert::Infallible> {
@@ -369,21 +363,22 @@ async fn connect() -> Result<KafkaConnection, std::convert::Infallible> {
 #[tokio::test]
 async fn builtin_reconcile_measures_once_per_interval() {
     let lag = FixedLag::new(800, 4);
-    let (autoscaler, mut handle, _registry) = setup(lag.clone());
-    let mut s = stack("builtin", Some((800, 1, 1)));
-    s.spec.consumer.autoscaling.interval_seconds = 1;
+    let mut s0 = stack("builtin", Some((800, 1, 1)));
+    s0.spec.consumer.autoscaling.interval_seconds = 1;
+    let w = World::new(lag.clone(), &s0, Some((1, 1)));
+    let stack = w.stack();
 
     // First pass after a start: KEDA objects (from keda mode) to remove? None.
-    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
-        let (req, send) = next(&mut handle, "GET ScaledObject").await;
-        assert_eq!(req.method(), Method::GET);
-        assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);
-        not_found(send);
-        let (req, send) = next(&mut handle, "GET TriggerAuthentication").await;
-        assert_eq!(req.uri().path(), TRIGGER_AUTH_PATH);
-        not_found(send);
-        serve_get_scale(&mut handle, 1, 1).await;
-    });
+    let mark = w.api.mark();
+    let requeue = w.autoscaler.reconcile(&stack, connect).await;
+    assert_eq!(
+        lines(&w.api.log_since(mark)),
+        s(&[
+            &format!("GET {SCALED_OBJECT_PATH}"),
+            &format!("GET {TRIGGER_AUTH_PATH}"),
+            &format!("GET {SCALE_PATH}"),
+        ])
+    );
     assert_eq!(requeue.expect("reconcile"), Some(Duration::from_secs(1)));
     assert_eq!(lag.calls.load(Ordering::SeqCst), 1);
 
@@ -393,140 +388,149 @@ async fn builtin_reconcile_measures_once_per_interval() {
 
     // A reconcile within the interval (e.g. caused by a status write) does nothing and
     // asks to come back when the interval is over.
-    let requeue = autoscaler.reconcile(&s, connect).await.expect("reconcile");
+    let mark = w.api.mark();
+    let requeue = w
+        .autoscaler
+        .reconcile(&stack, connect)
+        .await
+        .expect("reconcile");
     assert!(requeue.unwrap() <= Duration::from_secs(1), "{requeue:?}");
     assert_eq!(lag.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(lines(&w.api.log_since(mark)), Vec::<String>::new());
 
     // Once the interval has passed: measured again, without the KEDA check.
     tokio::time::advance(Duration::from_millis(1100)).await;
-    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
-        serve_get_scale(&mut handle, 1, 1).await;
-    });
+    let mark = w.api.mark();
+    let requeue = w.autoscaler.reconcile(&stack, connect).await;
+    assert_eq!(
+        lines(&w.api.log_since(mark)),
+        s(&[&format!("GET {SCALE_PATH}")])
+    );
     assert_eq!(requeue.expect("reconcile"), Some(Duration::from_secs(1)));
     assert_eq!(lag.calls.load(Ordering::SeqCst), 2);
-
-    assert_no_more_requests(autoscaler, handle).await;
 }
 
 #[tokio::test]
 async fn builtin_mode_does_not_compete_with_a_leftover_scaled_object() {
     let lag = FixedLag::new(50_000, 4);
-    let (autoscaler, mut handle, _registry) = setup(lag.clone());
-    let s = stack("builtin", Some((0, 1, 1)));
+    let w = World::new(
+        lag.clone(),
+        &stack("builtin", Some((0, 1, 1))),
+        Some((1, 1)),
+    );
+    // Not this stack's (no owner reference): left alone.
+    w.api.put_as(
+        "kubectl",
+        json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+               "metadata": {"name": "demo-consumer", "namespace": "shop"}, "spec": {}}),
+    );
 
-    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
-        let (req, send) = next(&mut handle, "GET ScaledObject").await;
-        assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);
-        respond(
-            send,
-            StatusCode::OK,
-            json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
-                   "metadata": {"name": "demo-consumer", "namespace": "shop"}, "spec": {}}),
-        );
-        // Not this stack's (no owner reference): left alone.
-        let (req, send) = next(&mut handle, "GET TriggerAuthentication").await;
-        assert_eq!(req.uri().path(), TRIGGER_AUTH_PATH);
-        not_found(send);
-        let event = serve_event(&mut handle).await;
-        assert_eq!(event["type"], "Warning");
-        assert_eq!(event["reason"], "KedaScaledObjectPresent");
-    });
+    let mark = w.api.mark();
+    let requeue = w.autoscaler.reconcile(&w.stack(), connect).await;
+    let log = w.api.log_since(mark);
+    assert_eq!(
+        lines(&log),
+        s(&[
+            &format!("GET {SCALED_OBJECT_PATH}"),
+            &format!("GET {TRIGGER_AUTH_PATH}"),
+            &format!("POST {EVENTS_PATH}"),
+        ])
+    );
+    let event = &log[2].body;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "KedaScaledObjectPresent");
     assert_eq!(requeue.expect("reconcile"), Some(Duration::from_secs(15)));
     // Neither measured nor scaled.
     assert_eq!(lag.calls.load(Ordering::SeqCst), 0);
-
-    assert_no_more_requests(autoscaler, handle).await;
+    assert_eq!(w.replicas(), 1);
+    assert!(w.api.get(SCALED_OBJECT_PATH).is_some());
 }
 
 #[tokio::test]
 async fn keda_mode_applies_a_scaled_object_and_never_touches_the_scale() {
     let lag = FixedLag::new(5000, 4);
-    let (autoscaler, mut handle, _registry) = setup(lag.clone());
-    let s = stack("keda", None);
+    let w = World::new(lag.clone(), &stack("keda", None), Some((1, 1)));
 
-    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
-        // Plaintext Kafka: no TriggerAuthentication, and none left from an earlier spec.
-        let (req, send) = next(&mut handle, "GET TriggerAuthentication").await;
-        assert_eq!(req.uri().path(), TRIGGER_AUTH_PATH);
-        not_found(send);
-        let (req, send) = next(&mut handle, "GET ScaledObject").await;
-        assert_eq!(req.method(), Method::GET);
-        assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);
-        not_found(send);
-
-        let (req, send) = next(&mut handle, "apply ScaledObject").await;
-        assert_eq!(req.method(), Method::PATCH);
-        assert_eq!(req.uri().path(), SCALED_OBJECT_PATH);
-        assert_eq!(
-            req.headers()["content-type"],
-            "application/apply-patch+yaml"
-        );
-        let q = query(&req);
-        assert!(q.contains("fieldManager=shortener-operator"), "{q}");
-        assert!(q.contains("force=true"), "{q}");
-        let body = body_json(req).await;
-        assert_eq!(body["apiVersion"], "keda.sh/v1alpha1");
-        assert_eq!(body["kind"], "ScaledObject");
-        assert_eq!(body["metadata"]["name"], "demo-consumer");
-        assert_eq!(body["metadata"]["ownerReferences"][0]["name"], "demo");
-        assert!(body["metadata"]["annotations"]["shortener.example.io/desired-hash"].is_string());
-        let spec = &body["spec"];
-        assert_eq!(spec["scaleTargetRef"]["name"], "demo-consumer");
-        assert_eq!(spec["minReplicaCount"], 1);
-        assert_eq!(spec["maxReplicaCount"], 4);
-        assert_eq!(spec["triggers"][0]["type"], "kafka");
-        assert_eq!(
-            spec["triggers"][0]["metadata"]["consumerGroup"],
-            "shortener-consumer"
-        );
-        assert_eq!(spec["triggers"][0]["metadata"]["topic"], "clicks");
-        assert_eq!(spec["triggers"][0]["metadata"]["lagThreshold"], "1000");
-        respond(send, StatusCode::OK, body.clone());
-    });
+    let mark = w.api.mark();
+    let requeue = w.autoscaler.reconcile(&w.stack(), connect).await;
+    let log = w.api.log_since(mark);
+    // Plaintext Kafka: no TriggerAuthentication, and none left from an earlier spec.
+    assert_eq!(
+        lines(&log),
+        s(&[
+            &format!("GET {TRIGGER_AUTH_PATH}"),
+            &format!("GET {SCALED_OBJECT_PATH}"),
+            &format!("PATCH {SCALED_OBJECT_PATH}"),
+        ])
+    );
+    let apply = request(&log, "PATCH", SCALED_OBJECT_PATH);
+    assert_eq!(
+        apply.content_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
+    assert_eq!(apply.query["fieldManager"], "shortener-operator");
+    assert_eq!(apply.query["force"], "true");
+    let body = &apply.body;
+    assert_eq!(body["apiVersion"], "keda.sh/v1alpha1");
+    assert_eq!(body["kind"], "ScaledObject");
+    assert_eq!(body["metadata"]["name"], "demo-consumer");
+    assert_eq!(body["metadata"]["ownerReferences"][0]["name"], "demo");
+    assert!(body["metadata"]["annotations"]["shortener.example.io/desired-hash"].is_string());
+    let spec = &body["spec"];
+    assert_eq!(spec["scaleTargetRef"]["name"], "demo-consumer");
+    assert_eq!(spec["minReplicaCount"], 1);
+    assert_eq!(spec["maxReplicaCount"], 4);
+    assert_eq!(spec["triggers"][0]["type"], "kafka");
+    assert_eq!(
+        spec["triggers"][0]["metadata"]["consumerGroup"],
+        "shortener-consumer"
+    );
+    assert_eq!(spec["triggers"][0]["metadata"]["topic"], "clicks");
+    assert_eq!(spec["triggers"][0]["metadata"]["lagThreshold"], "1000");
+    assert_eq!(
+        w.api.get(SCALED_OBJECT_PATH).unwrap()["spec"]["scaleTargetRef"]["name"],
+        "demo-consumer"
+    );
     assert_eq!(requeue.expect("reconcile"), None);
     // KEDA measures; the operator neither read the lag nor touched the Deployment.
     assert_eq!(lag.calls.load(Ordering::SeqCst), 0);
-
-    assert_no_more_requests(autoscaler, handle).await;
+    assert_eq!(w.replicas(), 1);
 }
 
 #[tokio::test]
 async fn keda_mode_with_sasl_applies_the_trigger_authentication_first() {
     let lag = FixedLag::new(0, 4);
-    let (autoscaler, mut handle, _registry) = setup(lag);
-    let mut s = stack("keda", None);
-    s.spec.kafka.sasl =
+    let mut s0 = stack("keda", None);
+    s0.spec.kafka.sasl =
         serde_json::from_value(json!({"secretRef": {"name": "kafka-user"}})).unwrap();
+    let w = World::new(lag, &s0, Some((1, 1)));
 
-    let (requeue, ()) = tokio::join!(autoscaler.reconcile(&s, connect), async {
-        for (path, kind) in [
-            (TRIGGER_AUTH_PATH, "TriggerAuthentication"),
-            (SCALED_OBJECT_PATH, "ScaledObject"),
-        ] {
-            let (req, send) = next(&mut handle, "GET").await;
-            assert_eq!(req.method(), Method::GET);
-            assert_eq!(req.uri().path(), path);
-            not_found(send);
-            let (req, send) = next(&mut handle, "apply").await;
-            assert_eq!(req.method(), Method::PATCH);
-            assert_eq!(req.uri().path(), path);
-            assert!(query(&req).contains("fieldManager=shortener-operator"));
-            let body = body_json(req).await;
-            assert_eq!(body["kind"], kind);
-            if kind == "TriggerAuthentication" {
-                assert_eq!(
-                    body["spec"]["secretTargetRef"][0],
-                    json!({"parameter": "username", "name": "kafka-user", "key": "username"})
-                );
-            } else {
-                let trigger = &body["spec"]["triggers"][0];
-                assert_eq!(trigger["authenticationRef"]["name"], "demo-consumer-kafka");
-                assert_eq!(trigger["metadata"]["sasl"], "scram_sha512");
-            }
-            respond(send, StatusCode::OK, body.clone());
-        }
-    });
+    let mark = w.api.mark();
+    let requeue = w.autoscaler.reconcile(&w.stack(), connect).await;
+    let log = w.api.log_since(mark);
+    assert_eq!(
+        lines(&log),
+        s(&[
+            &format!("GET {TRIGGER_AUTH_PATH}"),
+            &format!("PATCH {TRIGGER_AUTH_PATH}"),
+            &format!("GET {SCALED_OBJECT_PATH}"),
+            &format!("PATCH {SCALED_OBJECT_PATH}"),
+        ])
+    );
+    for r in log.iter().filter(|r| r.method == "PATCH") {
+        assert_eq!(r.query["fieldManager"], "shortener-operator");
+    }
+    let auth = &request(&log, "PATCH", TRIGGER_AUTH_PATH).body;
+    assert_eq!(auth["kind"], "TriggerAuthentication");
+    assert_eq!(
+        auth["spec"]["secretTargetRef"][0],
+        json!({"parameter": "username", "name": "kafka-user", "key": "username"})
+    );
+    let scaled = &request(&log, "PATCH", SCALED_OBJECT_PATH).body;
+    assert_eq!(scaled["kind"], "ScaledObject");
+    let trigger = &scaled["spec"]["triggers"][0];
+    assert_eq!(trigger["authenticationRef"]["name"], "demo-consumer-kafka");
+    assert_eq!(trigger["metadata"]["sasl"], "scram_sha512");
+    assert!(w.api.get(TRIGGER_AUTH_PATH).is_some());
     assert_eq!(requeue.expect("reconcile"), None);
-
-    assert_no_more_requests(autoscaler, handle).await;
 }
