@@ -13,7 +13,7 @@
 //! others own (e.g. KEDA's replicas) are left alone, and fields a hand edit added beside
 //! the operator's stay (the operator does not own them).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -92,6 +92,9 @@ pub struct Context {
     /// One Kafka admin client per stack, reused across passes while the connection
     /// settings (Secret material included, by fingerprint) stay the same.
     admins: Mutex<HashMap<String, CachedAdmin>>,
+    /// Stacks whose PodMonitors the cluster could not take (no CRD), so the Warning Event
+    /// goes out when that starts, not on every pass.
+    pod_monitors_unavailable: Mutex<HashSet<String>>,
 }
 
 /// An admin client and the fingerprint of the settings it was built with.
@@ -112,6 +115,7 @@ impl Context {
             stacks: stack_store(std::iter::empty()),
             failures: Mutex::default(),
             admins: Mutex::default(),
+            pod_monitors_unavailable: Mutex::default(),
         }
     }
 
@@ -135,12 +139,28 @@ impl Context {
         Ok(admin)
     }
 
-    /// Drops a deleted stack's admin client.
-    fn forget_admin(&self, stack: &ShortenerStack) {
+    /// Drops a deleted stack's admin client (and what was remembered about it).
+    fn forget_stack(&self, stack: &ShortenerStack) {
         self.admins
             .lock()
             .expect("admins lock")
             .remove(&Self::key(stack));
+        self.pod_monitors_available(stack, true);
+    }
+
+    /// Records whether the cluster took the stack's PodMonitors; true when they just
+    /// became unavailable (the moment to say so).
+    fn pod_monitors_available(&self, stack: &ShortenerStack, available: bool) -> bool {
+        let mut unavailable = self
+            .pod_monitors_unavailable
+            .lock()
+            .expect("pod monitor lock");
+        if available {
+            unavailable.remove(&Self::key(stack));
+            false
+        } else {
+            unavailable.insert(Self::key(stack))
+        }
     }
 
     fn key(stack: &ShortenerStack) -> String {
@@ -233,7 +253,7 @@ async fn reconcile_inner(stack: Arc<ShortenerStack>, ctx: &Context) -> Result<Ac
             if let Some(autoscaler) = &ctx.autoscaler {
                 autoscaler.forget(&stack);
             }
-            ctx.forget_admin(&stack);
+            ctx.forget_stack(&stack);
             return Ok(Action::await_change());
         }
         (true, Some(i)) => match cleanup(&stack, ctx).await {
@@ -557,6 +577,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     // A cluster without the Prometheus Operator's CRDs answers 404: when enabled, a Warning
     // Event; when turned off, nothing to delete (`get_opt` reads the 404 as absent).
     let monitors: Api<PodMonitor> = Api::namespaced(client.clone(), &ns);
+    let mut monitors_available = true;
     for component in Component::ALL {
         let Some(monitor) = pod_monitor_for(stack, component) else {
             if spec_changed {
@@ -569,6 +590,11 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
             Ok((live, Applied::Reverted(fields))) => reverted.push(drift_note(&live, &fields)),
             Ok(_) => {}
             Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {
+                monitors_available = false;
+                if !ctx.pod_monitors_available(stack, false) {
+                    // Said when it started; still so.
+                    break;
+                }
                 warn!(
                     "podMonitor.enabled but the cluster has no monitoring.coreos.com/v1 PodMonitor"
                 );
@@ -584,6 +610,9 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
             }
             Err(e) => return Err(e),
         }
+    }
+    if monitors_available {
+        ctx.pod_monitors_available(stack, true);
     }
     if !created.is_empty() {
         ctx.event(
@@ -1144,7 +1173,7 @@ async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error>
             ),
         )
         .await;
-        ctx.forget_admin(stack);
+        ctx.forget_stack(stack);
         return Ok(Action::await_change());
     }
     let deleted = async {
@@ -1157,7 +1186,7 @@ async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error>
     }
     .await;
     if deleted.is_ok() || cleanup_overdue(stack, Utc::now()) {
-        ctx.forget_admin(stack);
+        ctx.forget_stack(stack);
     }
     match deleted {
         Ok(()) => {
