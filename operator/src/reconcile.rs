@@ -436,6 +436,55 @@ where
     Ok((applied, Applied::Created))
 }
 
+/// What a pass created and reverted, for its `Created` and `DriftReverted` events.
+#[derive(Default)]
+struct Changes {
+    /// `Kind name` of each child created.
+    created: Vec<String>,
+    /// [`drift_note`] of each child whose hand edits were applied back.
+    reverted: Vec<String>,
+}
+
+impl Changes {
+    fn note<K: Resource<DynamicType = ()>>(&mut self, live: &K, applied: Applied) {
+        match applied {
+            Applied::Created => self.created.push(format!(
+                "{} {}",
+                K::kind(&()),
+                live.meta().name.as_deref().unwrap_or_default()
+            )),
+            Applied::Reverted(fields) => self.reverted.push(drift_note(live, &fields)),
+            Applied::Updated | Applied::Unchanged => {}
+        }
+    }
+}
+
+/// An optional child: applied when the spec asks for it, deleted (if this stack owns it)
+/// when the spec turned it off; looked for only when the spec changed.
+async fn apply_or_delete_child<K>(
+    api: &Api<K>,
+    desired: Option<K>,
+    name: &str,
+    stack: &ShortenerStack,
+    spec_changed: bool,
+    changes: &mut Changes,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    match desired {
+        Some(desired) => {
+            let (live, applied) = apply_child(api, desired).await?;
+            changes.note(&live, applied);
+        }
+        None if spec_changed => {
+            delete_owned_child(api, name, stack).await?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
 /// Deletes the child of that name if this stack owns it (an object someone else made under
 /// the name is left alone). Returns whether it deleted one.
 async fn delete_owned_child<K>(
@@ -501,8 +550,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     // the spec), so no pod of the old image starts with the new image's config.
     let gate_open = migration.step == Step::Succeeded;
 
-    let mut created = Vec::new();
-    let mut reverted = Vec::new();
+    let mut changes = Changes::default();
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
         let desired = config_map_for(stack, component);
@@ -511,25 +559,13 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
         } else {
             create_child(&config_maps, desired).await?
         };
-        match applied {
-            Applied::Created => {
-                created.push(format!("ConfigMap {}", component.config_map_name(stack)))
-            }
-            Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
-            Applied::Updated | Applied::Unchanged => {}
-        }
+        changes.note(&live, applied);
     }
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
         if let Some(service) = service_for(stack, component) {
             let (live, applied) = apply_child(&services, service).await?;
-            match applied {
-                Applied::Created => {
-                    created.push(format!("Service {}", component.object_name(stack)))
-                }
-                Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
-                Applied::Updated | Applied::Unchanged => {}
-            }
+            changes.note(&live, applied);
         }
     }
     // Optional children turned off in the spec are deleted; the spec can only have changed
@@ -537,42 +573,15 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     let spec_changed = previous.observed_generation != stack.metadata.generation;
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
-        match pdb_for(stack, component) {
-            Some(pdb) => {
-                let (live, applied) = apply_child(&budgets, pdb).await?;
-                match applied {
-                    Applied::Created => created.push(format!(
-                        "PodDisruptionBudget {}",
-                        component.object_name(stack)
-                    )),
-                    Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
-                    Applied::Updated | Applied::Unchanged => {}
-                }
-            }
-            None if spec_changed => {
-                delete_owned_child(&budgets, &component.object_name(stack), stack).await?;
-            }
-            None => {}
-        }
+        let name = component.object_name(stack);
+        let pdb = pdb_for(stack, component);
+        apply_or_delete_child(&budgets, pdb, &name, stack, spec_changed, &mut changes).await?;
     }
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     for component in Component::ALL {
-        match network_policy_for(stack, component) {
-            Some(policy) => {
-                let (live, applied) = apply_child(&policies, policy).await?;
-                match applied {
-                    Applied::Created => {
-                        created.push(format!("NetworkPolicy {}", component.object_name(stack)))
-                    }
-                    Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
-                    Applied::Updated | Applied::Unchanged => {}
-                }
-            }
-            None if spec_changed => {
-                delete_owned_child(&policies, &component.object_name(stack), stack).await?;
-            }
-            None => {}
-        }
+        let name = component.object_name(stack);
+        let policy = network_policy_for(stack, component);
+        apply_or_delete_child(&policies, policy, &name, stack, spec_changed, &mut changes).await?;
     }
     // A cluster without the Prometheus Operator's CRDs answers 404: when enabled, a Warning
     // Event; when turned off, nothing to delete (`get_opt` reads the 404 as absent).
@@ -586,9 +595,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
             continue;
         };
         match apply_child(&monitors, monitor).await {
-            Ok((live, Applied::Created)) => created.push(format!("PodMonitor {}", live.name_any())),
-            Ok((live, Applied::Reverted(fields))) => reverted.push(drift_note(&live, &fields)),
-            Ok(_) => {}
+            Ok((live, applied)) => changes.note(&live, applied),
             Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {
                 monitors_available = false;
                 if !ctx.pod_monitors_available(stack, false) {
@@ -614,13 +621,13 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     if monitors_available {
         ctx.pod_monitors_available(stack, true);
     }
-    if !created.is_empty() {
+    if !changes.created.is_empty() {
         ctx.event(
             stack,
             EventType::Normal,
             "Created",
             "ApplyConfig",
-            format!("created {}", created.join(", ")),
+            format!("created {}", changes.created.join(", ")),
         )
         .await;
     }
@@ -639,7 +646,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
             match applied {
                 Applied::Created => rolled.push(format!("created Deployment {}", live.name_any())),
                 Applied::Updated => rolled.push(format!("updated Deployment {}", live.name_any())),
-                Applied::Reverted(fields) => reverted.push(drift_note(&live, &fields)),
+                Applied::Reverted(fields) => changes.reverted.push(drift_note(&live, &fields)),
                 Applied::Unchanged => {}
             }
             Some(live)
@@ -670,8 +677,8 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
         };
         deployments.insert(component, live);
     }
-    if !reverted.is_empty() {
-        let note = reverted.join("; ");
+    if !changes.reverted.is_empty() {
+        let note = changes.reverted.join("; ");
         info!(drift = %note, "reverted changes made to owned objects");
         ctx.event(
             stack,
