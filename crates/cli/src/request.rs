@@ -367,18 +367,20 @@ pub fn account_stats(
     )))
 }
 
+/// The output file's extension, lowercased.
+fn extension(output: Option<&std::path::Path>) -> Option<String> {
+    output
+        .and_then(|p| p.extension())
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+}
+
 /// `--format`, else the output file's extension, else SVG (text, safe on a terminal).
 pub fn qr_format(args: &QrArgs) -> QrFormat {
     if let Some(f) = args.format {
         return f;
     }
-    let ext = args
-        .output
-        .as_deref()
-        .and_then(|p| p.extension())
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
+    match extension(args.output.as_deref()).as_deref() {
         Some("png") => QrFormat::Png,
         _ => QrFormat::Svg,
     }
@@ -411,13 +413,7 @@ pub fn export_format(args: &ExportArgs, json: bool) -> ExportFormat {
     if let Some(f) = args.format {
         return f;
     }
-    let ext = args
-        .output
-        .as_deref()
-        .and_then(|p| p.extension())
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
+    match extension(args.output.as_deref()).as_deref() {
         Some("json") => ExportFormat::Json,
         Some("csv") => ExportFormat::Csv,
         _ if json => ExportFormat::Json,
