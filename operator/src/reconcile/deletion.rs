@@ -9,7 +9,7 @@ use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use super::topics::{kafka_connection, topic_conflict};
-use super::Context;
+use super::{plan, Context};
 use crate::crd::ShortenerStack;
 use crate::error::Error;
 
@@ -56,7 +56,7 @@ pub(super) async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Act
         Ok::<_, Error>(())
     }
     .await;
-    if deleted.is_ok() || cleanup_overdue(stack, Utc::now()) {
+    if deleted.is_ok() || plan::cleanup_overdue(stack, Utc::now()) {
         ctx.forget_stack(stack);
     }
     match deleted {
@@ -72,7 +72,7 @@ pub(super) async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Act
             .await;
             Ok(Action::await_change())
         }
-        Err(e) if cleanup_overdue(stack, Utc::now()) => {
+        Err(e) if plan::cleanup_overdue(stack, Utc::now()) => {
             warn!(error = %e, "giving up on deleting the topics");
             ctx.event(
                 stack,
@@ -91,13 +91,4 @@ pub(super) async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Act
         }
         Err(e) => Err(e),
     }
-}
-
-/// Whether the deletion started more than `CLEANUP_DEADLINE` ago.
-fn cleanup_overdue(stack: &ShortenerStack, now: chrono::DateTime<Utc>) -> bool {
-    stack
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .is_some_and(|t| now - t.0 > chrono::Duration::from_std(CLEANUP_DEADLINE).expect("fits"))
 }

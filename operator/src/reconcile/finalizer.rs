@@ -8,11 +8,6 @@ use super::FINALIZER;
 use crate::crd::ShortenerStack;
 use crate::error::Error;
 
-/// Whether deleting the stack has anything to do beyond garbage collection.
-pub(super) fn needed(stack: &ShortenerStack) -> bool {
-    stack.spec.kafka.delete_topic_on_delete
-}
-
 /// JSON patch that adds the finalizer, testing the list it saw (Kubernetes does not
 /// deduplicate finalizers).
 pub(super) async fn add(api: &Api<ShortenerStack>, stack: &ShortenerStack) -> Result<(), Error> {

@@ -22,7 +22,8 @@
 //! others own (e.g. KEDA's replicas) are left alone, and fields a hand edit added beside
 //! the operator's stay (the operator does not own them).
 //!
-//! Modules: `context` (shared state and per-stack caches), `children` (apply or delete one
+//! Modules: `plan` (the pure decisions: lifecycle, requeue, scaling behind the gate),
+//! `context` (shared state and per-stack caches), `children` (apply or delete one
 //! child), `finalizer` and `deletion` (the stack's lifecycle), `topics`, `migrate`,
 //! `workloads` (the children and the Deployments), `autoscale` (the consumer autoscaler's
 //! turn) and `report` (status and Events).
@@ -33,6 +34,7 @@ mod context;
 mod deletion;
 mod finalizer;
 mod migrate;
+mod plan;
 mod report;
 mod topics;
 mod workloads;
@@ -40,12 +42,13 @@ mod workloads;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use plan::Lifecycle;
+
 use chrono::Utc;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use tracing::warn;
 
-use crate::conditions::{self, ConditionType};
 use crate::crd::ShortenerStack;
 use crate::error::Error;
 use crate::migration::Step;
@@ -83,46 +86,37 @@ pub async fn reconcile(stack: Arc<ShortenerStack>, ctx: Arc<Context>) -> Result<
 /// applied, the status says `ReconciliationPaused`; deletion still runs.
 pub const PAUSE_ANNOTATION: &str = "shortener.example.io/pause-reconciliation";
 
-fn paused(stack: &ShortenerStack) -> bool {
-    stack
-        .annotations()
-        .get(PAUSE_ANNOTATION)
-        .map(String::as_str)
-        == Some("true")
-}
-
 async fn reconcile_inner(stack: Arc<ShortenerStack>, ctx: &Context) -> Result<Action, Error> {
     let ns = stack.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<ShortenerStack> = Api::namespaced(ctx.client.clone(), &ns);
-    let index = stack.finalizers().iter().position(|f| f == FINALIZER);
-    let result = match (stack.metadata.deletion_timestamp.is_some(), index) {
-        (true, None) => {
+    let result = match plan::lifecycle(&stack) {
+        Lifecycle::Forget => {
             if let Some(autoscaler) = &ctx.autoscaler {
                 autoscaler.forget(&stack);
             }
             ctx.forget_stack(&stack);
             return Ok(Action::await_change());
         }
-        (true, Some(i)) => match deletion::cleanup(&stack, ctx).await {
+        Lifecycle::CleanUp { finalizer } => match deletion::cleanup(&stack, ctx).await {
             Ok(action) => {
-                finalizer::remove(&api, &stack, i).await?;
+                finalizer::remove(&api, &stack, finalizer).await?;
                 Ok(action)
             }
             Err(e) => Err(e),
         },
-        (false, None) if finalizer::needed(&stack) => {
+        Lifecycle::AddFinalizer => {
             // Added before anything is created, so nothing outlives a deletion unseen; the
             // patch brings the stack back with it.
             finalizer::add(&api, &stack).await?;
             return Ok(Action::await_change());
         }
-        (false, Some(i)) if !finalizer::needed(&stack) => {
+        Lifecycle::RemoveFinalizerAndApply { finalizer } => {
             // Nothing to clean up any more (deleteTopicOnDelete turned off).
-            finalizer::remove(&api, &stack, i).await?;
+            finalizer::remove(&api, &stack, finalizer).await?;
             apply(&stack, ctx).await
         }
-        (false, _) if paused(&stack) => report::pause(&stack, ctx).await,
-        (false, _) => apply(&stack, ctx).await,
+        Lifecycle::Pause => report::pause(&stack, ctx).await,
+        Lifecycle::Apply => apply(&stack, ctx).await,
     };
     if let Err(error) = &result {
         report::record_failure(&stack, ctx, error).await;
@@ -151,9 +145,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
     // the workloads keep their config and pod template (only their replica counts follow
     // the spec), so no pod of the old image starts with the new image's config.
     let gate_open = migration.step == Step::Succeeded;
-    // Optional children turned off in the spec are deleted; the spec can only have changed
-    // since the last complete pass when the generation did, so a settled pass asks nothing.
-    let spec_changed = previous.observed_generation != stack.metadata.generation;
+    let spec_changed = plan::spec_changed(stack, &previous);
     let mut changes = workloads::apply_children(stack, ctx, gate_open, spec_changed).await?;
     let deployments = workloads::apply_deployments(stack, ctx, gate_open, &mut changes).await?;
     report::changes(stack, ctx, &changes).await;
@@ -172,16 +164,7 @@ async fn apply(stack: &ShortenerStack, ctx: &Context) -> Result<Action, Error> {
         report::write_status(ctx, stack, &status).await?;
     }
 
-    let settled = conditions::is_true(&status.conditions, ConditionType::Ready);
-    let mut requeue = if settled {
-        SETTLED_REQUEUE
-    } else {
-        PENDING_REQUEUE
-    };
-    if let Step::Backoff { retry_at } = migration.step {
-        let wait = (retry_at - Utc::now()).to_std().unwrap_or_default();
-        requeue = requeue.min(wait.max(Duration::from_secs(1)));
-    }
+    let mut requeue = plan::requeue(&status, &migration.step, Utc::now());
     // After the status write, so the autoscaler's status fields are the newest ones.
     if let Some(next) =
         autoscale::run(stack, ctx, &topic, &migration, &deployments, lag_check).await?

@@ -18,12 +18,12 @@ use tracing::warn;
 use super::children::{
     apply_child, apply_or_delete_child, create_child, delete_owned_child, Changes,
 };
-use super::{Context, FIELD_MANAGER};
+use super::{plan, Context, FIELD_MANAGER};
 use crate::autoscaling::keda;
 use crate::crd::{AutoscalingMode, ShortenerStack};
 use crate::error::Error;
 use crate::resources::configmap::config_map_for;
-use crate::resources::deployment::{deployment_for, deployment_with_secrets, SecretVersions};
+use crate::resources::deployment::{deployment_with_secrets, SecretVersions};
 use crate::resources::env::referenced_secret_names;
 use crate::resources::network_policy::network_policy_for;
 use crate::resources::pdb::pdb_for;
@@ -174,7 +174,7 @@ pub(super) async fn apply_deployments(
         } else {
             let live = api.get_opt(&component.object_name(stack)).await?;
             if let Some(live) = &live {
-                if let Some(replicas) = scale_during_gate(stack, component, live) {
+                if let Some(replicas) = plan::scale_during_gate(stack, component, live) {
                     let patch = serde_json::json!({"spec": {"replicas": replicas}});
                     api.patch_scale(
                         &live.name_any(),
@@ -219,16 +219,4 @@ pub(super) async fn secret_versions(
         }
     }
     Ok(versions)
-}
-
-/// Replicas to set through the scale subresource while the migration gate holds the rest
-/// of the Deployment back: a replica change in the spec is not a schema change.
-pub(super) fn scale_during_gate(
-    stack: &ShortenerStack,
-    component: Component,
-    live: &Deployment,
-) -> Option<i32> {
-    let desired = deployment_for(stack, component).spec?.replicas?;
-    let current = live.spec.as_ref().and_then(|s| s.replicas);
-    (current != Some(desired)).then_some(desired)
 }
