@@ -50,9 +50,18 @@ impl CountryDb {
     /// ISO 3166-1 alpha-2 code of `ip`, or "Unknown" for private, reserved and unmatched
     /// addresses (and on a corrupt record: enrichment never fails a click).
     pub fn country(&self, ip: IpAddr) -> String {
+        match self.country_code(ip) {
+            Some(code) => code.iter().map(|&b| char::from(b)).collect(),
+            None => UNKNOWN_COUNTRY.to_string(),
+        }
+    }
+
+    /// The upper-case two-letter code of [`Self::country`], None where it says "Unknown";
+    /// allocates nothing (url-api's redirect rules look it up per request).
+    pub fn country_code(&self, ip: IpAddr) -> Option<[u8; 2]> {
         let ip = canonical(ip);
         if !is_public(ip) {
-            return UNKNOWN_COUNTRY.to_string();
+            return None;
         }
         let record: Option<Record> = match self.reader.lookup(ip) {
             Ok(r) => r,
@@ -61,15 +70,15 @@ impl CountryDb {
                 None
             }
         };
-        record
-            .and_then(|r| {
-                r.country_code
-                    .or(r.country.and_then(|c| c.iso_code))
-                    .or(r.registered_country.and_then(|c| c.iso_code))
-            })
-            .filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()))
-            .map(|c| c.to_ascii_uppercase())
-            .unwrap_or_else(|| UNKNOWN_COUNTRY.to_string())
+        let code = record.and_then(|r| {
+            r.country_code
+                .or(r.country.and_then(|c| c.iso_code))
+                .or(r.registered_country.and_then(|c| c.iso_code))
+        })?;
+        let code = <[u8; 2]>::try_from(code.as_bytes()).ok()?;
+        code.iter()
+            .all(u8::is_ascii_alphabetic)
+            .then(|| code.map(|b| b.to_ascii_uppercase()))
     }
 }
 
@@ -129,8 +138,16 @@ mod tests {
         )
     }
 
+    /// The country of `ip`, checking that both lookups agree.
     fn country(db: &CountryDb, ip: &str) -> String {
-        db.country(ip.parse().unwrap())
+        let ip = ip.parse().unwrap();
+        let text = db.country(ip);
+        let code = db.country_code(ip);
+        match code {
+            Some(code) => assert_eq!(text.as_bytes(), code, "{ip}"),
+            None => assert_eq!(text, UNKNOWN_COUNTRY, "{ip}"),
+        }
+        text
     }
 
     #[test]

@@ -30,16 +30,16 @@ impl ClientIpResolver {
         if !self.is_trusted(peer) {
             return Some(peer);
         }
-        // Hops in the order they were appended; several headers count as one list.
-        let hops: Vec<&str> = headers
+        // Hops in the order they were appended (several headers count as one list), walked
+        // from the last without collecting them.
+        let hops = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
+            .map(str::trim);
         let mut last_trusted = peer;
-        for hop in hops.iter().rev() {
+        for hop in hops.rev() {
             let Some(ip) = parse_hop(hop) else {
                 // Garbage written by (or passed through) a trusted hop: stop at that hop.
                 return Some(last_trusted);

@@ -193,7 +193,9 @@ where
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
     let device = text(header::USER_AGENT).and_then(Device::of);
+    // Parsed once, when the first rule naming languages is reached.
     let accept_language = text(header::ACCEPT_LANGUAGE);
+    let mut accepted: Option<Accepted> = None;
     let mut country_of = Some(visitor.country_of);
     let mut country: Option<Option<[u8; 2]>> = None;
     let ip = visitor.ip;
@@ -201,10 +203,16 @@ where
         if r.device.is_some() && r.device != device {
             return false;
         }
-        if !r.languages.is_empty()
-            && !accept_language.is_some_and(|al| accepts_any(al, &r.languages))
-        {
-            return false;
+        if !r.languages.is_empty() {
+            let Some(header) = accept_language else {
+                return false;
+            };
+            if !accepted
+                .get_or_insert_with(|| Accepted::parse(header))
+                .any_of(&r.languages)
+            {
+                return false;
+            }
         }
         if !r.countries.is_empty() {
             let c = *country.get_or_insert_with(|| {
@@ -219,25 +227,87 @@ where
     })
 }
 
+/// Most Accept-Language entries kept from one parse; a longer header's remainder is
+/// scanned per rule instead ([`accepts_any`]).
+const MAX_ACCEPTED: usize = 16;
+
+/// The language tags an Accept-Language header accepts (q > 0), read once per request
+/// whatever the number of rules naming languages, and kept on the stack.
+struct Accepted<'h> {
+    tags: [&'h str; MAX_ACCEPTED],
+    len: usize,
+    /// What follows the first MAX_ACCEPTED entries, unparsed.
+    rest: &'h str,
+}
+
+impl<'h> Accepted<'h> {
+    fn parse(header: &'h str) -> Self {
+        let mut accepted = Self {
+            tags: [""; MAX_ACCEPTED],
+            len: 0,
+            rest: "",
+        };
+        let mut rest = header;
+        for _ in 0..MAX_ACCEPTED {
+            let (item, after) = rest.split_once(',').unwrap_or((rest, ""));
+            if let Some(tag) = accepted_tag(item) {
+                accepted.tags[accepted.len] = tag;
+                accepted.len += 1;
+            }
+            rest = after;
+            if rest.is_empty() {
+                break;
+            }
+        }
+        accepted.rest = rest;
+        accepted
+    }
+
+    /// True when an accepted tag is one of `languages` or a more specific tag of one.
+    fn any_of(&self, languages: &[Box<str>]) -> bool {
+        self.tags[..self.len]
+            .iter()
+            .any(|tag| names_any(tag, languages))
+            || (!self.rest.is_empty() && accepts_any(self.rest, languages))
+    }
+}
+
+/// The tag of one Accept-Language entry (`de-CH;q=0.8`), None when its q is 0.
+fn accepted_tag(item: &str) -> Option<&str> {
+    let mut parts = item.split(';');
+    let tag = parts.next().unwrap_or_default().trim();
+    let refused = parts.any(|p| p.trim().strip_prefix("q=").is_some_and(is_zero_q));
+    (!refused).then_some(tag)
+}
+
+/// True when a q value reads as a number ≤ 0. The usual forms (`0.8`, `0`, `1.000`) are
+/// read digit by digit; anything else as a float, as before.
+fn is_zero_q(q: &str) -> bool {
+    let q = q.trim();
+    let (int, frac) = q.split_once('.').unwrap_or((q, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !q.is_empty() && q != "." && digits(int) && digits(frac) {
+        return q.bytes().all(|b| b == b'0' || b == b'.');
+    }
+    q.parse::<f32>().is_ok_and(|q| q <= 0.0)
+}
+
+/// True when `tag` is one of `languages` or a more specific tag of one (`de` names `de-CH`).
+fn names_any(tag: &str, languages: &[Box<str>]) -> bool {
+    languages.iter().any(|l| {
+        tag.len() >= l.len()
+            && tag[..l.len()].eq_ignore_ascii_case(l)
+            && (tag.len() == l.len() || tag.as_bytes()[l.len()] == b'-')
+    })
+}
+
 /// True when the Accept-Language header names (with q > 0) one of `languages` or a more
 /// specific tag of one.
 fn accepts_any(header: &str, languages: &[Box<str>]) -> bool {
-    header.split(',').any(|item| {
-        let mut parts = item.split(';');
-        let tag = parts.next().unwrap_or_default().trim();
-        let refused = parts.any(|p| {
-            p.trim()
-                .strip_prefix("q=")
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
-        !refused
-            && languages.iter().any(|l| {
-                tag.len() >= l.len()
-                    && tag[..l.len()].eq_ignore_ascii_case(l)
-                    && (tag.len() == l.len() || tag.as_bytes()[l.len()] == b'-')
-            })
-    })
+    header
+        .split(',')
+        .filter_map(accepted_tag)
+        .any(|tag| names_any(tag, languages))
 }
 
 #[cfg(test)]
@@ -364,6 +434,49 @@ mod tests {
         assert_eq!(pick_for(PIXEL, "de;q=0", None), None);
         assert_eq!(pick_for(PIXEL, "den", None), None);
         assert_eq!(pick_for(MAC, "fr", None).unwrap().0, 3);
+    }
+
+    #[test]
+    fn q_values_read_as_floats_do() {
+        for q in [
+            "0", "0.", "0.0", "0.000", ".0", "00", "0.001", "0.8", "1", "1.000", "", ".", "0..0",
+            "-0", "-1", "0e1", "nan", "inf", " 0 ", "0.0.0", "1e-50", "x",
+        ] {
+            let as_float = q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0);
+            assert_eq!(is_zero_q(q), as_float, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn accept_language_parsed_once_matches_a_scan_per_rule() {
+        let languages: Vec<Box<str>> = vec!["de".into(), "pt-br".into()];
+        let many = (0..40)
+            .map(|i| format!("x{i}"))
+            .chain(["de-CH;q=0.5".into()])
+            .collect::<Vec<_>>()
+            .join(",");
+        for header in [
+            "fr-FR,fr;q=0.9,en;q=0.5",
+            "de",
+            "de;q=0",
+            "de;q=0.000, pt-BR",
+            "DE-at",
+            "den",
+            "",
+            ",,de,",
+            "pt",
+            &many,
+            &many.replace("q=0.5", "q=0"),
+        ] {
+            let parsed = Accepted::parse(header);
+            assert_eq!(
+                parsed.any_of(&languages),
+                accepts_any(header, &languages),
+                "{header}"
+            );
+        }
+        assert!(Accepted::parse(&many).any_of(&languages));
+        assert!(!Accepted::parse("de;q=0, de-CH;q=0.0").any_of(&languages));
     }
 
     #[test]

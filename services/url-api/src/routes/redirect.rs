@@ -250,10 +250,7 @@ fn answer(
             let visitor = Visitor {
                 headers: &req.headers,
                 ip,
-                country_of: |ip| {
-                    let db = state.geoip.as_ref()?;
-                    <[u8; 2]>::try_from(db.country(ip).as_bytes()).ok()
-                },
+                country_of: |ip| state.geoip.as_ref()?.country_code(ip),
             };
             match pick(rules, visitor) {
                 Some((i, rule)) => (rule.location.clone(), u32::try_from(i + 1).ok()),
