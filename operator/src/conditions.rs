@@ -38,6 +38,7 @@ macro_rules! api_names {
         }
     };
 }
+pub(crate) use api_names;
 
 api_names! {
     /// The condition types the operator writes, in the order it writes them.

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod drift;
 pub mod error;
+pub mod events;
 pub mod kafka_credentials;
 pub mod leader;
 pub mod metrics;

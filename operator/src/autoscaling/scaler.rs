@@ -24,6 +24,7 @@ use super::metrics::{AutoscalingMetrics, ScaleLabels, StackLabels};
 use super::policy::{self, Decision, History};
 use super::{keda, ScalingParams};
 use crate::crd::{AutoscalingMode, ShortenerStack};
+use crate::events::{EventReason, Note};
 use crate::resources::{labels, Component};
 use crate::topic::KafkaConnection;
 
@@ -165,8 +166,7 @@ impl Autoscaler {
                     if !removal.deleted.is_empty() {
                         self.event(
                             stack,
-                            EventType::Normal,
-                            "KedaObjectsRemoved",
+                            EventReason::KedaObjectsRemoved,
                             format!(
                                 "autoscaling mode is builtin: deleted {}",
                                 removal.deleted.join(", ")
@@ -199,14 +199,8 @@ impl Autoscaler {
         }
     }
 
-    async fn event(&self, stack: &ShortenerStack, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "ScaleConsumer".into(),
-            secondary: None,
-        };
+    async fn event(&self, stack: &ShortenerStack, reason: EventReason, note: String) {
+        let event = Note { reason, note }.event();
         if let Err(e) = self.recorder.publish(&event, &stack.object_ref(&())).await {
             tracing::warn!(stack = %key(stack), error = %e, "cannot record an Event");
         }
@@ -220,16 +214,8 @@ impl Autoscaler {
             stack.namespace().unwrap_or_default(),
         );
         tracing::warn!(stack = %key(stack), "{note}");
-        let event = Event {
-            type_: EventType::Warning,
-            reason: "KedaScaledObjectPresent".into(),
-            note: Some(note),
-            action: "ScaleConsumer".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &stack.object_ref(&())).await {
-            tracing::warn!(stack = %key(stack), error = %e, "cannot record an Event");
-        }
+        self.event(stack, EventReason::KedaScaledObjectPresent, note)
+            .await;
     }
 
     /// Measures the lag, runs the policy and, only when the replica count must change,

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::warn;
 
@@ -14,6 +13,7 @@ use super::{Context, PENDING_REQUEUE};
 use crate::autoscaling::BrokerCheck;
 use crate::crd::ShortenerStack;
 use crate::error::Error;
+use crate::events::EventReason;
 use crate::resources::Component;
 use crate::status::{self, DeploymentObservation, MigrationObservation, TopicObservation};
 
@@ -42,9 +42,7 @@ pub(super) async fn run(
             warn!(error = %e, "consumer autoscaling skipped this round");
             ctx.event(
                 stack,
-                EventType::Warning,
-                "AutoscalingUnavailable",
-                "ScaleConsumer",
+                EventReason::AutoscalingUnavailable,
                 format!("consumer replicas left as they are: {e}"),
             )
             .await;

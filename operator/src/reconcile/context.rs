@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -15,6 +15,7 @@ use tracing::warn;
 use super::FIELD_MANAGER;
 use crate::autoscaling::Autoscaler;
 use crate::crd::ShortenerStack;
+use crate::events::{EventReason, Note};
 use crate::metrics::Metrics;
 use crate::topic::{KafkaConnection, TopicAdmin, TopicError, TopicManager};
 
@@ -135,23 +136,10 @@ impl Context {
 
     /// Publishes an event on the stack. Events are informational: a failure is logged,
     /// never fails the reconcile.
-    pub(super) async fn event(
-        &self,
-        stack: &ShortenerStack,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
+    pub(super) async fn event(&self, stack: &ShortenerStack, reason: EventReason, note: String) {
+        let event = Note { reason, note }.event();
         if let Err(e) = self.recorder.publish(&event, &stack.object_ref(&())).await {
-            warn!(error = %e, reason, "cannot publish event");
+            warn!(error = %e, %reason, "cannot publish event");
         }
     }
 }

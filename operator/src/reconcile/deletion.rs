@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use super::topics::{kafka_connection, topic_conflict};
 use super::{plan, Context};
 use crate::crd::ShortenerStack;
 use crate::error::Error;
+use crate::events::EventReason;
 
 /// How long deletion waits for the topics to be deleted before it gives up on them (the
 /// brokers or their credentials may be gone for good: namespace deletion, `helm uninstall`).
@@ -34,9 +34,7 @@ pub(super) async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Act
         info!(owner = %conflict.owner, "stack deleted; its topics are managed by another stack, kept");
         ctx.event(
             stack,
-            EventType::Normal,
-            "TopicKept",
-            "DeleteTopic",
+            EventReason::TopicKept,
             format!(
                 "topics {} kept: managed by ShortenerStack {}",
                 conflict.topics.join(", "),
@@ -64,9 +62,7 @@ pub(super) async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Act
             info!(topic = %kafka.topic, "topics deleted with the stack");
             ctx.event(
                 stack,
-                EventType::Normal,
-                "TopicDeleted",
-                "DeleteTopic",
+                EventReason::TopicDeleted,
                 format!("deleted topics {} and {}", kafka.topic, kafka.dlq_topic()),
             )
             .await;
@@ -74,12 +70,7 @@ pub(super) async fn cleanup(stack: &ShortenerStack, ctx: &Context) -> Result<Act
         }
         Err(e) if plan::cleanup_overdue(stack, Utc::now()) => {
             warn!(error = %e, "giving up on deleting the topics");
-            ctx.event(
-                stack,
-                EventType::Warning,
-                "TopicCleanupAbandoned",
-                "DeleteTopic",
-                format!(
+            ctx.event(stack, EventReason::TopicCleanupAbandoned, format!(
                     "topics {} and {} were not deleted ({e}); gave up {}s after the deletion started, delete them by hand",
                     kafka.topic,
                     kafka.dlq_topic(),

@@ -4,7 +4,6 @@
 use chrono::Utc;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, ListParams, Patch};
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
@@ -12,6 +11,7 @@ use super::children::apply_params;
 use super::Context;
 use crate::crd::ShortenerStack;
 use crate::error::Error;
+use crate::events::EventReason;
 use crate::migration::{self, JobSeen, Step};
 use crate::resources::labels;
 use crate::resources::migration_job::{
@@ -42,9 +42,7 @@ pub(super) async fn ensure(
         warn!(job = %failure.job, reason = %failure.reason, "migration Job failed");
         ctx.event(
             stack,
-            EventType::Warning,
-            "MigrationFailed",
-            "Migrate",
+            EventReason::MigrationFailed,
             format!(
                 "Job {} failed ({}): {} (attempt {} of {})",
                 failure.job,
@@ -68,9 +66,7 @@ pub(super) async fn ensure(
             info!(%job, attempt, version = migration_version(), "migration Job created");
             ctx.event(
                 stack,
-                EventType::Normal,
-                "MigrationStarted",
-                "Migrate",
+                EventReason::MigrationStarted,
                 format!(
                     "Job {job} applies migration {} (attempt {attempt} of {})",
                     migration_version(),

@@ -8,11 +8,15 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 
 use super::{CLEANUP_DEADLINE, FINALIZER, PAUSE_ANNOTATION, PENDING_REQUEUE, SETTLED_REQUEUE};
-use crate::conditions::{self, ConditionType};
+use crate::conditions::{self, ConditionType, Reason};
 use crate::crd::{ShortenerStack, ShortenerStackStatus};
+use crate::events::{EventReason, Note};
 use crate::migration::Step;
 use crate::resources::deployment::deployment_for;
 use crate::resources::Component;
+use crate::status::TopicObservation;
+use crate::topic::{TopicOutcome, TopicReport, TopicRequest};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// What a pass does with the stack, from its deletion timestamp, finalizers, spec and
 /// annotations.
@@ -107,10 +111,108 @@ pub(super) fn requeue(status: &ShortenerStackStatus, step: &Step, now: DateTime<
     }
 }
 
+/// The topics' condition and Events from what `TopicManager::ensure` reported for each
+/// requested topic (the clicks topic first): its partitions, a replication factor Kafka
+/// cannot change in place, and one Event per kind of change naming every topic it touched.
+pub(super) fn topics(reports: &[(TopicRequest, TopicReport)]) -> (TopicObservation, Vec<Note>) {
+    let partitions = reports
+        .first()
+        .map(|(_, report)| report.outcome.partitions())
+        .unwrap_or(0);
+    let mut changes: Vec<(EventReason, String)> = Vec::new();
+    let mut mismatched = Vec::new();
+    for (request, report) in reports {
+        let name = &request.name;
+        match report.outcome {
+            TopicOutcome::Created { partitions } => changes.push((
+                EventReason::TopicCreated,
+                format!("created topic {name} with {partitions} partitions"),
+            )),
+            TopicOutcome::PartitionsIncreased { from, to } => changes.push((
+                EventReason::PartitionsIncreased,
+                format!("topic {name}: partitions {from} -> {to}"),
+            )),
+            TopicOutcome::Unchanged { .. } => {}
+        }
+        for r in &report.reverted {
+            changes.push((
+                EventReason::TopicConfigReverted,
+                format!(
+                    "topic {name}: {} was {}, set back to {}",
+                    r.key,
+                    r.found.as_deref().unwrap_or("the broker default"),
+                    r.wanted
+                ),
+            ));
+        }
+        if report.replication_factor != request.replication_factor {
+            mismatched.push(format!(
+                "topic {name} has replication factor {} and the spec asks for {}: Kafka \
+                 cannot change it in place; reassign its partitions \
+                 (kafka-reassign-partitions.sh) or set kafka.replicationFactor to {}",
+                report.replication_factor, request.replication_factor, report.replication_factor
+            ));
+        }
+    }
+    let notes = [
+        EventReason::TopicCreated,
+        EventReason::PartitionsIncreased,
+        EventReason::TopicConfigReverted,
+    ]
+    .into_iter()
+    .filter_map(|reason| {
+        let notes: Vec<&str> = changes
+            .iter()
+            .filter(|(r, _)| *r == reason)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        (!notes.is_empty()).then(|| Note::new(reason, notes.join("; ")))
+    })
+    .collect();
+    let observation = if mismatched.is_empty() {
+        TopicObservation::Ready { partitions }
+    } else {
+        TopicObservation::Mismatched {
+            partitions,
+            reason: Reason::ReplicationFactorMismatch,
+            message: mismatched.join("; "),
+        }
+    };
+    (observation, notes)
+}
+
+/// Events for condition changes worth a human's attention: MigrationsApplied, Degraded or
+/// Ready turning True (a change of status or reason). Each failed migration attempt has
+/// its own Warning from the migration step.
+pub(super) fn transitions(before: &[Condition], after: &[Condition]) -> Vec<Note> {
+    fn find(list: &[Condition], t: ConditionType) -> Option<&Condition> {
+        list.iter().find(|c| c.type_ == t.as_str())
+    }
+    let turned_true = |t: ConditionType| {
+        let key = |c: &Condition| (c.status.clone(), c.reason.clone());
+        let now = find(after, t)?;
+        (find(before, t).map(key) != Some(key(now)) && now.status == "True").then_some(now)
+    };
+    let mut notes = Vec::new();
+    if let Some(c) = turned_true(ConditionType::MigrationsApplied) {
+        notes.push(Note::new(
+            EventReason::MigrationSucceeded,
+            c.message.clone(),
+        ));
+    }
+    if let Some(c) = turned_true(ConditionType::Degraded) {
+        notes.push(Note::new(EventReason::Degraded, c.message.clone()));
+    }
+    if turned_true(ConditionType::Ready).is_some() {
+        notes.push(Note::new(EventReason::Ready, "all components are ready"));
+    }
+    notes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conditions::{Observed, Reason};
+    use crate::conditions::Observed;
     use crate::test_support;
     use k8s_openapi::api::apps::v1::DeploymentSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -298,6 +400,182 @@ mod tests {
         assert_eq!(
             requeue(&status_ready(false), &past, now),
             Duration::from_secs(1)
+        );
+    }
+
+    fn request(name: &str) -> TopicRequest {
+        TopicRequest {
+            name: name.into(),
+            partitions: 6,
+            replication_factor: 3,
+            retention_ms: Some(86_400_000),
+        }
+    }
+
+    fn report(outcome: TopicOutcome, replication_factor: i32) -> TopicReport {
+        TopicReport {
+            outcome,
+            replication_factor,
+            reverted: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn unchanged_topics_are_ready_with_the_clicks_topics_partitions_and_no_event() {
+        let reports = [
+            (
+                request("clicks"),
+                report(TopicOutcome::Unchanged { partitions: 6 }, 3),
+            ),
+            (
+                request("clicks.dlq"),
+                report(TopicOutcome::Unchanged { partitions: 1 }, 3),
+            ),
+        ];
+        assert_eq!(
+            topics(&reports),
+            (TopicObservation::Ready { partitions: 6 }, vec![])
+        );
+    }
+
+    #[test]
+    fn one_event_per_kind_of_topic_change_naming_every_topic() {
+        let mut dlq = report(TopicOutcome::Created { partitions: 6 }, 3);
+        dlq.reverted.push(crate::topic::ConfigReverted {
+            key: "retention.ms".into(),
+            found: None,
+            wanted: "86400000".into(),
+        });
+        let reports = [
+            (
+                request("clicks"),
+                report(TopicOutcome::PartitionsIncreased { from: 3, to: 6 }, 3),
+            ),
+            (request("clicks.dlq"), dlq),
+        ];
+        let (observation, notes) = topics(&reports);
+        assert_eq!(observation, TopicObservation::Ready { partitions: 6 });
+        assert_eq!(
+            notes,
+            vec![
+                Note::new(
+                    EventReason::TopicCreated,
+                    "created topic clicks.dlq with 6 partitions"
+                ),
+                Note::new(
+                    EventReason::PartitionsIncreased,
+                    "topic clicks: partitions 3 -> 6"
+                ),
+                Note::new(
+                    EventReason::TopicConfigReverted,
+                    "topic clicks.dlq: retention.ms was the broker default, set back to 86400000"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_replication_factor_kafka_cannot_change_is_reported_for_each_topic() {
+        let reports = [
+            (
+                request("clicks"),
+                report(TopicOutcome::Unchanged { partitions: 6 }, 1),
+            ),
+            (
+                request("clicks.dlq"),
+                report(TopicOutcome::Unchanged { partitions: 6 }, 3),
+            ),
+        ];
+        let (observation, notes) = topics(&reports);
+        assert!(notes.is_empty());
+        let TopicObservation::Mismatched {
+            partitions,
+            reason,
+            message,
+        } = observation
+        else {
+            panic!("expected a mismatch, got {observation:?}");
+        };
+        assert_eq!((partitions, reason), (6, Reason::ReplicationFactorMismatch));
+        assert!(
+            message.starts_with("topic clicks has replication factor 1 and the spec asks for 3")
+        );
+        assert!(!message.contains("clicks.dlq"), "{message}");
+    }
+
+    fn condition(type_: ConditionType, status: bool, reason: Reason, message: &str) -> Condition {
+        conditions::merge(
+            &[],
+            &[Observed::new(type_, status, reason, message)],
+            Some(1),
+            Utc::now(),
+        )
+        .remove(0)
+    }
+
+    #[test]
+    fn conditions_turning_true_publish_their_events_once() {
+        let before = [
+            condition(ConditionType::Ready, false, Reason::ComponentsNotReady, ""),
+            condition(
+                ConditionType::MigrationsApplied,
+                false,
+                Reason::MigrationRunning,
+                "running",
+            ),
+            condition(ConditionType::Degraded, false, Reason::AsExpected, ""),
+        ];
+        let after = [
+            condition(ConditionType::Ready, true, Reason::AllComponentsReady, ""),
+            condition(
+                ConditionType::MigrationsApplied,
+                true,
+                Reason::MigrationSucceeded,
+                "migration 42 applied",
+            ),
+            condition(ConditionType::Degraded, false, Reason::AsExpected, ""),
+        ];
+        assert_eq!(
+            transitions(&before, &after),
+            vec![
+                Note::new(EventReason::MigrationSucceeded, "migration 42 applied"),
+                Note::new(EventReason::Ready, "all components are ready"),
+            ]
+        );
+        assert_eq!(transitions(&after, &after), vec![]);
+        // Turning False is said by the conditions, not by an Event.
+        assert_eq!(transitions(&after, &before), vec![]);
+    }
+
+    #[test]
+    fn a_new_degraded_reason_is_a_new_warning() {
+        let stuck = condition(
+            ConditionType::Degraded,
+            true,
+            Reason::RolloutStuck,
+            "Deployment demo-url-api: ProgressDeadlineExceeded",
+        );
+        let failed = condition(
+            ConditionType::Degraded,
+            true,
+            Reason::MigrationFailed,
+            "Job failed",
+        );
+        let notes = transitions(&[], std::slice::from_ref(&stuck));
+        assert_eq!(
+            notes,
+            vec![Note::new(
+                EventReason::Degraded,
+                "Deployment demo-url-api: ProgressDeadlineExceeded"
+            )]
+        );
+        assert_eq!(
+            notes[0].event().type_,
+            kube::runtime::events::EventType::Warning
+        );
+        assert_eq!(
+            transitions(&[stuck], &[failed]),
+            vec![Note::new(EventReason::Degraded, "Job failed")]
         );
     }
 }

@@ -5,15 +5,14 @@ use chrono::Utc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Patch;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::children::{apply_params, Changes};
-use super::Context;
-use crate::conditions::ConditionType;
+use super::{plan, Context};
 use crate::crd::{ShortenerStack, ShortenerStackStatus};
 use crate::error::Error;
+use crate::events::EventReason;
 use crate::status;
 
 /// Paused: only the status is written (once), and no requeue: removing the annotation is
@@ -67,79 +66,30 @@ pub(super) async fn changes(stack: &ShortenerStack, ctx: &Context, changes: &Cha
     if !changes.reverted.is_empty() {
         let note = changes.reverted.join("; ");
         info!(drift = %note, "reverted changes made to owned objects");
-        ctx.event(
-            stack,
-            EventType::Normal,
-            "DriftReverted",
-            "ApplyConfig",
-            note,
-        )
-        .await;
+        ctx.event(stack, EventReason::DriftReverted, note).await;
     }
     if !changes.rolled.is_empty() {
         info!(changes = %changes.rolled.join(", "), "applied Deployments");
         ctx.event(
             stack,
-            EventType::Normal,
-            "RolloutStarted",
-            "ApplyWorkloads",
+            EventReason::RolloutStarted,
             changes.rolled.join(", "),
         )
         .await;
     }
 }
 
-/// Events for condition changes worth a human's attention.
+/// Events for condition changes worth a human's attention (`plan::transitions`).
 pub(super) async fn publish_transitions(
     stack: &ShortenerStack,
     ctx: &Context,
     before: &[Condition],
     after: &[Condition],
 ) {
-    let find = |list: &[Condition], t: ConditionType| {
-        list.iter()
-            .find(|c| c.type_ == t.as_str())
-            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-    };
-    let changed = |t: ConditionType| {
-        find(before, t).map(|c| (c.0, c.1)) != find(after, t).map(|c| (c.0, c.1))
-    };
-    if changed(ConditionType::MigrationsApplied) {
-        // Each failed attempt has its own Warning from `ensure_migration`.
-        if let Some((status, _, message)) = find(after, ConditionType::MigrationsApplied) {
-            if status == "True" {
-                ctx.event(
-                    stack,
-                    EventType::Normal,
-                    "MigrationSucceeded",
-                    "Migrate",
-                    message,
-                )
-                .await
-            }
+    for note in plan::transitions(before, after) {
+        if note.reason == EventReason::Degraded {
+            warn!(message = %note.note, "stack degraded");
         }
-    }
-    if changed(ConditionType::Degraded) {
-        if let Some((status, reason, message)) = find(after, ConditionType::Degraded) {
-            if status == "True" {
-                warn!(%reason, %message, "stack degraded");
-                ctx.event(stack, EventType::Warning, "Degraded", "Reconcile", message)
-                    .await;
-            }
-        }
-    }
-    if changed(ConditionType::Ready) {
-        if let Some((status, _, _)) = find(after, ConditionType::Ready) {
-            if status == "True" {
-                ctx.event(
-                    stack,
-                    EventType::Normal,
-                    "Ready",
-                    "Reconcile",
-                    "all components are ready".into(),
-                )
-                .await;
-            }
-        }
+        ctx.event(stack, note.reason, note.note).await;
     }
 }

@@ -3,18 +3,17 @@
 //! `TopicManager::ensure` for the clicks topic and its DLQ.
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use shortener_common::kafka::KafkaArgs;
 use tracing::{info, warn};
 
-use super::Context;
+use super::{plan, Context};
 use crate::conditions::Reason;
 use crate::crd::ShortenerStack;
 use crate::error::Error;
 use crate::kafka_credentials;
 use crate::status::TopicObservation;
-use crate::topic::{ownership, KafkaConnection, TopicOutcome, TopicRequest};
+use crate::topic::{ownership, KafkaConnection, TopicRequest};
 
 /// The other stack that manages this stack's topics, if any (`topic::ownership`), among
 /// the stacks the controller watches.
@@ -60,59 +59,18 @@ pub(super) async fn ensure(
             })
         }
     };
-    let mut changes = Vec::new();
-    let mut partitions = 0;
-    let mut mismatched = Vec::new();
-    for (i, name) in [kafka.topic.clone(), kafka.dlq_topic()]
-        .into_iter()
-        .enumerate()
-    {
+    let mut reports = Vec::new();
+    for name in [kafka.topic.clone(), kafka.dlq_topic()] {
         let request = TopicRequest {
-            name: name.clone(),
+            name,
             partitions: kafka.partitions,
             replication_factor: kafka.replication_factor,
             retention_ms: kafka.retention_ms,
         };
         match admin.ensure(&request).await {
-            Ok(report) => {
-                if i == 0 {
-                    partitions = report.outcome.partitions();
-                }
-                match report.outcome {
-                    TopicOutcome::Created { partitions } => changes.push((
-                        "TopicCreated",
-                        format!("created topic {name} with {partitions} partitions"),
-                    )),
-                    TopicOutcome::PartitionsIncreased { from, to } => changes.push((
-                        "PartitionsIncreased",
-                        format!("topic {name}: partitions {from} -> {to}"),
-                    )),
-                    TopicOutcome::Unchanged { .. } => {}
-                }
-                for r in &report.reverted {
-                    changes.push((
-                        "TopicConfigReverted",
-                        format!(
-                            "topic {name}: {} was {}, set back to {}",
-                            r.key,
-                            r.found.as_deref().unwrap_or("the broker default"),
-                            r.wanted
-                        ),
-                    ));
-                }
-                if report.replication_factor != request.replication_factor {
-                    mismatched.push(format!(
-                        "topic {name} has replication factor {} and the spec asks for {}: Kafka \
-                         cannot change it in place; reassign its partitions \
-                         (kafka-reassign-partitions.sh) or set kafka.replicationFactor to {}",
-                        report.replication_factor,
-                        request.replication_factor,
-                        report.replication_factor
-                    ));
-                }
-            }
+            Ok(report) => reports.push((request, report)),
             Err(e) => {
-                warn!(topic = %name, error = %e, "topic not ready");
+                warn!(topic = %request.name, error = %e, "topic not ready");
                 return Ok(TopicObservation::Failed {
                     reason: e.reason(),
                     message: e.to_string(),
@@ -120,32 +78,12 @@ pub(super) async fn ensure(
             }
         }
     }
-    for reason in ["TopicCreated", "PartitionsIncreased", "TopicConfigReverted"] {
-        let notes: Vec<&str> = changes
-            .iter()
-            .filter(|(r, _)| *r == reason)
-            .map(|(_, n)| n.as_str())
-            .collect();
-        if !notes.is_empty() {
-            info!(changes = %notes.join("; "), "topics changed");
-            ctx.event(
-                stack,
-                EventType::Normal,
-                reason,
-                "EnsureTopic",
-                notes.join("; "),
-            )
-            .await;
-        }
+    let (observation, notes) = plan::topics(&reports);
+    for note in notes {
+        info!(changes = %note.note, "topics changed");
+        ctx.event(stack, note.reason, note.note).await;
     }
-    if !mismatched.is_empty() {
-        return Ok(TopicObservation::Mismatched {
-            partitions,
-            reason: Reason::ReplicationFactorMismatch,
-            message: mismatched.join("; "),
-        });
-    }
-    Ok(TopicObservation::Ready { partitions })
+    Ok(observation)
 }
 
 /// Admin-client settings for the stack's brokers, with SASL credentials and TLS material

@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::warn;
 
@@ -22,6 +21,7 @@ use super::{plan, Context, FIELD_MANAGER};
 use crate::autoscaling::keda;
 use crate::crd::{AutoscalingMode, ShortenerStack};
 use crate::error::Error;
+use crate::events::EventReason;
 use crate::resources::configmap::config_map_for;
 use crate::resources::deployment::{deployment_with_secrets, SecretVersions};
 use crate::resources::env::referenced_secret_names;
@@ -97,9 +97,7 @@ pub(super) async fn apply_children(
     if !changes.created.is_empty() {
         ctx.event(
             stack,
-            EventType::Normal,
-            "Created",
-            "ApplyConfig",
+            EventReason::Created,
             format!("created {}", changes.created.join(", ")),
         )
         .await;
@@ -135,12 +133,7 @@ async fn apply_pod_monitors(
                 warn!(
                     "podMonitor.enabled but the cluster has no monitoring.coreos.com/v1 PodMonitor"
                 );
-                ctx.event(
-                    stack,
-                    EventType::Warning,
-                    "PodMonitorUnavailable",
-                    "ApplyConfig",
-                    "podMonitor.enabled, but the cluster serves no monitoring.coreos.com/v1 PodMonitor: install the Prometheus Operator's CRDs or turn podMonitor off".into(),
+                ctx.event(stack, EventReason::PodMonitorUnavailable, "podMonitor.enabled, but the cluster serves no monitoring.coreos.com/v1 PodMonitor: install the Prometheus Operator's CRDs or turn podMonitor off".into(),
                 )
                 .await;
                 return Ok(());
