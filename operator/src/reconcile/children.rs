@@ -34,24 +34,35 @@ where
 {
     let desired = with_desired_hash(desired);
     let name = desired.name_any();
-    let outcome = match api.get_opt(&name).await? {
-        None => Applied::Created,
-        Some(live) if desired_hash_of(&live) != desired_hash_of(&desired) => Applied::Updated,
-        Some(live) => {
-            let drift = drift::drifted(
-                &serde_json::to_value(&desired).expect("objects serialize"),
-                &serde_json::to_value(&live).expect("objects serialize"),
-            );
-            if drift.is_empty() {
-                return Ok((live, Applied::Unchanged));
-            }
-            Applied::Reverted(drift)
-        }
-    };
+    let live = api.get_opt(&name).await?;
+    let outcome = compare(&desired, live.as_ref());
+    if let (Applied::Unchanged, Some(live)) = (&outcome, live) {
+        return Ok((live, Applied::Unchanged));
+    }
     let applied = api
         .patch(&name, &apply_params(), &Patch::Apply(&desired))
         .await?;
     Ok((applied, outcome))
+}
+
+/// What applying `desired` (stamped with its hash) over `live` would be: a creation, an
+/// update (the desired object changed), a revert of the drifted fields, or nothing.
+pub(super) fn compare<K: Resource + Serialize>(desired: &K, live: Option<&K>) -> Applied {
+    let Some(live) = live else {
+        return Applied::Created;
+    };
+    if desired_hash_of(live) != desired_hash_of(desired) {
+        return Applied::Updated;
+    }
+    let drift = drift::drifted(
+        &serde_json::to_value(desired).expect("objects serialize"),
+        &serde_json::to_value(live).expect("objects serialize"),
+    );
+    if drift.is_empty() {
+        Applied::Unchanged
+    } else {
+        Applied::Reverted(drift)
+    }
 }
 
 /// Creates `desired` if it is missing; leaves a live object as it is.
@@ -173,4 +184,53 @@ pub(super) fn drift_note<K: Resource<DynamicType = ()>>(object: &K, fields: &[St
 
 pub(super) fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::configmap::config_map_for;
+    use crate::resources::Component;
+    use crate::test_support;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn desired() -> ConfigMap {
+        with_desired_hash(config_map_for(&test_support::stack(), Component::UrlApi))
+    }
+
+    #[test]
+    fn a_missing_child_is_created_an_identical_one_left_alone() {
+        assert_eq!(compare(&desired(), None), Applied::Created);
+        assert_eq!(compare(&desired(), Some(&desired())), Applied::Unchanged);
+    }
+
+    #[test]
+    fn a_changed_desired_object_is_an_update() {
+        let live = desired();
+        let mut stack = test_support::stack();
+        stack.spec.url_api.replicas += 1;
+        stack.spec.kafka.topic = "renamed".into();
+        let changed = with_desired_hash(config_map_for(&stack, Component::UrlApi));
+        assert_ne!(desired_hash_of(&changed), desired_hash_of(&live));
+        assert_eq!(compare(&changed, Some(&live)), Applied::Updated);
+    }
+
+    #[test]
+    fn a_hand_edited_field_is_reverted_and_named_while_added_fields_are_not_ours() {
+        let mut live = desired();
+        let data = live.data.as_mut().expect("config data");
+        let key = data.keys().next().expect("a config key").clone();
+        data.insert(key.clone(), "hand edit".into());
+        assert_eq!(
+            compare(&desired(), Some(&live)),
+            Applied::Reverted(vec![format!("data.{key}")])
+        );
+
+        let mut live = desired();
+        live.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("team".into(), "payments".into());
+        assert_eq!(compare(&desired(), Some(&live)), Applied::Unchanged);
+    }
 }
