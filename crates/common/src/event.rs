@@ -50,6 +50,18 @@ pub struct Click {
     pub matched_rule: Option<u32>,
 }
 
+/// The time of a click happening now and its fresh time-ordered event id, from one clock
+/// read; the id's random bits keep ids unique within a millisecond, across processes too.
+fn stamp() -> (Uuid, DateTime<Utc>) {
+    let occurred_at = Utc::now();
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        occurred_at.timestamp().max(0) as u64,
+        occurred_at.timestamp_subsec_nanos(),
+    );
+    (Uuid::new_v7(ts), occurred_at)
+}
+
 impl Click {
     /// A click happening now, with a fresh time-ordered event id.
     pub fn now(
@@ -58,16 +70,9 @@ impl Click {
         user_agent: Option<String>,
         referer: Option<String>,
     ) -> Self {
-        // One clock read for both; the id's random bits keep ids unique within a
-        // millisecond, across processes too.
-        let occurred_at = Utc::now();
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            occurred_at.timestamp().max(0) as u64,
-            occurred_at.timestamp_subsec_nanos(),
-        );
+        let (event_id, occurred_at) = stamp();
         Self {
-            event_id: Uuid::new_v7(ts),
+            event_id,
             short_code: short_code.into(),
             occurred_at,
             ip,
@@ -111,26 +116,203 @@ impl Click {
     }
 }
 
-/// An address as text. IPv4, the common case, is written digit by digit: through `fmt` it
-/// cost more than the rest of the event together.
-fn ip_text(ip: IpAddr) -> String {
-    let IpAddr::V4(v4) = ip else {
-        return ip.to_string();
-    };
-    let mut text = String::with_capacity(15);
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            text.push('.');
+/// A click as the redirect has it: the request's own strings, borrowed. Encoded straight
+/// into a batch ([`crate::event_batch::BatchWriter::push_click`]) it is byte for byte the
+/// ClickEvent of the same [`Click`], with no string copied on the way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClickRef<'a> {
+    pub event_id: Uuid,
+    pub short_code: &'a str,
+    pub occurred_at: DateTime<Utc>,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<&'a str>,
+    pub referer: Option<&'a str>,
+    pub matched_rule: Option<u32>,
+}
+
+impl<'a> ClickRef<'a> {
+    /// A click happening now, as [`Click::now`].
+    pub fn now(
+        short_code: &'a str,
+        ip: Option<IpAddr>,
+        user_agent: Option<&'a str>,
+        referer: Option<&'a str>,
+    ) -> Self {
+        let (event_id, occurred_at) = stamp();
+        Self {
+            event_id,
+            short_code,
+            occurred_at,
+            ip,
+            user_agent,
+            referer,
+            matched_rule: None,
         }
-        if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
-        }
-        text.push(char::from(b'0' + octet % 10));
     }
-    text
+
+    /// The same click with its own strings.
+    pub fn to_click(&self) -> Click {
+        Click {
+            event_id: self.event_id,
+            short_code: self.short_code.to_owned(),
+            occurred_at: self.occurred_at,
+            ip: self.ip,
+            user_agent: self.user_agent.map(str::to_owned),
+            referer: self.referer.map(str::to_owned),
+            matched_rule: self.matched_rule,
+        }
+    }
+
+    /// The click ready to encode (its texts formatted on the stack, once).
+    pub fn encoding(&self) -> ClickEncoding<'_> {
+        let mut event_id = [0u8; 36];
+        self.event_id.hyphenated().encode_lower(&mut event_id);
+        ClickEncoding {
+            event_id,
+            short_code: self.short_code,
+            occurred_at: to_timestamp(self.occurred_at),
+            ip: self.ip.map(IpText::of),
+            user_agent: self.user_agent.unwrap_or_default(),
+            referer: self.referer.unwrap_or_default(),
+            matched_rule: self.matched_rule.unwrap_or(0),
+        }
+    }
+
+    /// The Kafka payload of a single-click message, as [`Click::encode`].
+    pub fn encode(&self) -> Vec<u8> {
+        let encoding = self.encoding();
+        let mut buf = Vec::with_capacity(encoding.encoded_len());
+        encoding.encode_raw(&mut buf);
+        buf
+    }
+}
+
+/// The ClickEvent of a [`ClickRef`], written by hand in the wire format prost writes for
+/// it: the fields in tag order, those at their default value left out.
+pub struct ClickEncoding<'a> {
+    event_id: [u8; 36],
+    short_code: &'a str,
+    occurred_at: prost_types::Timestamp,
+    ip: Option<IpText>,
+    user_agent: &'a str,
+    referer: &'a str,
+    matched_rule: u32,
+}
+
+impl ClickEncoding<'_> {
+    fn ip(&self) -> &[u8] {
+        self.ip.as_ref().map_or(&[], IpText::as_bytes)
+    }
+
+    /// Length of [`Self::encode_raw`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        use prost::encoding::{message, uint32};
+        uint32::encoded_len(1, &SCHEMA_VERSION)
+            + bytes_len(2, &self.event_id)
+            + bytes_len(3, self.short_code.as_bytes())
+            + message::encoded_len(4, &self.occurred_at)
+            + bytes_len(5, self.ip())
+            + bytes_len(6, self.user_agent.as_bytes())
+            + bytes_len(7, self.referer.as_bytes())
+            + if self.matched_rule == 0 {
+                0
+            } else {
+                uint32::encoded_len(8, &self.matched_rule)
+            }
+    }
+
+    /// Appends the ClickEvent's fields (no length prefix) to `buf`.
+    pub fn encode_raw(&self, buf: &mut Vec<u8>) {
+        use prost::encoding::{message, uint32};
+        uint32::encode(1, &SCHEMA_VERSION, buf);
+        put_bytes(2, &self.event_id, buf);
+        put_bytes(3, self.short_code.as_bytes(), buf);
+        message::encode(4, &self.occurred_at, buf);
+        put_bytes(5, self.ip(), buf);
+        put_bytes(6, self.user_agent.as_bytes(), buf);
+        put_bytes(7, self.referer.as_bytes(), buf);
+        if self.matched_rule != 0 {
+            uint32::encode(8, &self.matched_rule, buf);
+        }
+    }
+}
+
+/// Encoded length of a string or bytes field; 0 when empty (proto3 leaves it out).
+fn bytes_len(tag: u32, value: &[u8]) -> usize {
+    if value.is_empty() {
+        0
+    } else {
+        prost::encoding::key_len(tag)
+            + prost::encoding::encoded_len_varint(value.len() as u64)
+            + value.len()
+    }
+}
+
+/// Writes a string or bytes field unless it is empty.
+fn put_bytes(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    if !value.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(value.len() as u64, buf);
+        buf.extend_from_slice(value);
+    }
+}
+
+/// An address as text, on the stack. IPv4, the common case, is written digit by digit:
+/// through `fmt` it cost more than the rest of the event together.
+struct IpText {
+    /// The longest form: `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
+    buf: [u8; 45],
+    len: u8,
+}
+
+impl IpText {
+    fn of(ip: IpAddr) -> Self {
+        let mut text = Self {
+            buf: [0; 45],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                let mut push = |b: u8| {
+                    text.buf[text.len as usize] = b;
+                    text.len += 1;
+                };
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        push(b'.');
+                    }
+                    if octet >= 100 {
+                        push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        push(b'0' + octet / 10 % 10);
+                    }
+                    push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut rest = &mut text.buf[..];
+                write!(rest, "{v6}").expect("an IPv6 address fits in 45 bytes");
+                let left = rest.len();
+                text.len = (45 - left) as u8;
+            }
+        }
+        text
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("an address is ASCII")
+    }
+}
+
+fn ip_text(ip: IpAddr) -> String {
+    IpText::of(ip).as_str().to_owned()
 }
 
 impl TryFrom<ClickEvent> for Click {
@@ -190,6 +372,58 @@ mod tests {
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn a_borrowed_click_encodes_as_prost_encodes_its_owned_event() {
+        let long_agent = "é".repeat(MAX_HEADER_VALUE_LEN / 2);
+        let long_code = "c".repeat(MAX_SHORT_CODE_LEN);
+        let at = |rfc3339: &str| {
+            DateTime::parse_from_rfc3339(rfc3339)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let now = ClickRef::now("abc123", None, None, None);
+        let mut cases = vec![now];
+        for ip in [
+            "203.0.113.7",
+            "8.8.8.8",
+            "255.255.255.255",
+            "2001:db8::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+        ] {
+            cases.push(ClickRef {
+                ip: Some(ip.parse().unwrap()),
+                user_agent: Some("Mozilla/5.0"),
+                ..now
+            });
+        }
+        cases.push(ClickRef {
+            short_code: &long_code,
+            user_agent: Some(&long_agent),
+            referer: Some("https://example.com/from?x=1"),
+            matched_rule: Some(MAX_MATCHED_RULE),
+            ..now
+        });
+        for (t, rule) in [
+            ("1970-01-01T00:00:00Z", Some(1)),
+            ("1969-07-20T20:17:40.5Z", None),
+            ("2026-12-01T22:00:00Z", Some(3)),
+        ] {
+            cases.push(ClickRef {
+                occurred_at: at(t),
+                matched_rule: rule,
+                ..now
+            });
+        }
+        for click in cases {
+            let owned = click.to_click();
+            let prost = owned.encode();
+            assert_eq!(click.encode(), prost, "{click:?}");
+            assert_eq!(click.encoding().encoded_len(), prost.len(), "{click:?}");
+            assert_eq!(Click::decode(&prost).unwrap(), owned);
         }
     }
 

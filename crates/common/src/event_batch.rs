@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use prost::Message;
 
+use crate::event::ClickRef;
 use crate::proto::events::{ClickBatch, ClickBatchEntry, ClickEvent};
 
 /// Most clicks in one message unless configured otherwise (url-api's CLICK_BATCH_MAX).
@@ -36,20 +37,42 @@ impl BatchWriter {
     /// Appends one click with the headers its own message would have had. Encodes the
     /// ClickBatchEntry in place: its `event` bytes are the ClickEvent's own encoding.
     pub fn push(&mut self, event: &ClickEvent, headers: HashMap<String, String>) {
-        use prost::encoding::{encode_key, encode_varint, hash_map, message, string, WireType};
-        let event_len = message::encoded_len(1, event);
+        let event_len = event.encoded_len();
+        self.push_entry(event_len, |buf| event.encode_raw(buf), &headers);
+    }
+
+    /// [`Self::push`] of a borrowed click, encoded from its fields: the same bytes as
+    /// pushing its ClickEvent, without building one (the redirect's path).
+    pub fn push_click(&mut self, click: &ClickRef<'_>, headers: &HashMap<String, String>) {
+        let event = click.encoding();
+        self.push_entry(event.encoded_len(), |buf| event.encode_raw(buf), headers);
+    }
+
+    fn push_entry(
+        &mut self,
+        event_len: usize,
+        write_event: impl FnOnce(&mut Vec<u8>),
+        headers: &HashMap<String, String>,
+    ) {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len};
+        use prost::encoding::{hash_map, string, WireType};
+        let event_field = key_len(1) + encoded_len_varint(event_len as u64) + event_len;
         let headers_len =
-            hash_map::encoded_len(string::encoded_len, string::encoded_len, 2, &headers);
+            hash_map::encoded_len(string::encoded_len, string::encoded_len, 2, headers);
         encode_key(1, WireType::LengthDelimited, &mut self.buf);
-        encode_varint((event_len + headers_len) as u64, &mut self.buf);
-        message::encode(1, event, &mut self.buf);
+        encode_varint((event_field + headers_len) as u64, &mut self.buf);
+        encode_key(1, WireType::LengthDelimited, &mut self.buf);
+        encode_varint(event_len as u64, &mut self.buf);
+        let start = self.buf.len();
+        write_event(&mut self.buf);
+        debug_assert_eq!(self.buf.len() - start, event_len, "event length");
         hash_map::encode(
             string::encode,
             string::encoded_len,
             string::encode,
             string::encoded_len,
             2,
-            &headers,
+            headers,
             &mut self.buf,
         );
         self.clicks += 1;
@@ -142,6 +165,24 @@ mod tests {
             let tp = entry.headers.get("traceparent").cloned();
             assert_eq!(tp, (i != 1).then(|| format!("tp{i}")));
         }
+    }
+
+    #[test]
+    fn a_borrowed_click_is_pushed_as_its_event_is() {
+        let agent = "Mozilla/5.0 (Macintosh)".to_string();
+        let mut click = ClickRef::now("abc", Some("8.8.8.8".parse().unwrap()), Some(&agent), None);
+        click.matched_rule = Some(2);
+        let headers = HashMap::from([("traceparent".to_string(), "tp".to_string())]);
+        let (mut by_event, mut by_ref) = (BatchWriter::default(), BatchWriter::default());
+        for headers in [headers, HashMap::new()] {
+            by_event.push(&click.to_click().to_event(), headers.clone());
+            by_ref.push_click(&click, &headers);
+        }
+        assert_eq!(by_ref.len(), 2);
+        let payload = by_ref.take().0;
+        assert_eq!(payload, by_event.take().0);
+        let entries = decode_batch(&payload).unwrap();
+        assert_eq!(Click::decode(&entries[1].event).unwrap(), click.to_click());
     }
 
     #[test]

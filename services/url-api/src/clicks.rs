@@ -14,6 +14,7 @@
 //! continues the trace. The span covers appending to the batch only: the redirect never
 //! waits for the broker.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
-use shortener_common::event::{Click, MAX_HEADER_VALUE_LEN};
+use shortener_common::event::{ClickRef, MAX_HEADER_VALUE_LEN};
 use shortener_common::event_batch::{BatchWriter, BATCH_SCHEMA_VERSION, MAX_BATCH_BYTES};
 use shortener_common::kafka::{KafkaArgs, HEADER_SCHEMA_VERSION};
 use shortener_common::telemetry::propagation;
@@ -230,8 +231,9 @@ impl ClickPublisher {
         })
     }
 
-    /// Adds `click` to the open batch, and queues the batch when that fills it.
-    pub fn publish(&self, click: Click) {
+    /// Adds `click` to the open batch, and queues the batch when that fills it. The click
+    /// is encoded into the batch from the request's own strings: nothing is copied first.
+    pub fn publish(&self, click: ClickRef<'_>) {
         let span = tracing::info_span!(
             "click publish",
             otel.name = self.span_name.as_str(),
@@ -241,20 +243,19 @@ impl ClickPublisher {
             messaging.operation.name = "create",
             messaging.destination.name = self.sender.topic.as_str(),
         );
-        let event = span.in_scope(|| click.into_event());
         // A disabled span (filtered out) has no context of its own to carry.
         let headers = if span.is_disabled() {
             Default::default()
         } else {
             propagation::inject_map(&span.context())
         };
-        drop(span);
-        let full = {
+        let full = span.in_scope(|| {
             let mut open = self.sender.open.mine();
-            open.push(&event, headers);
+            open.push_click(&click, &headers);
             let full = open.len() >= self.batch_max || open.encoded_len() >= MAX_BATCH_BYTES;
             full.then(|| open.take())
-        };
+        });
+        drop(span);
         if let Some((payload, clicks)) = full {
             self.sender.send(&payload, clicks);
         }
@@ -300,17 +301,29 @@ impl Drop for ClickPublisher {
 }
 
 /// A request header as text for an event field: lossy UTF-8, cut to the event's limit on
-/// a character boundary, absent when empty.
-pub fn header_text(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<String> {
+/// a character boundary, absent when empty. Borrowed from the request unless it is not
+/// UTF-8 (checked first on its own: the lossy conversion's scan costs several times more).
+pub fn header_text(headers: &HeaderMap, name: axum::http::HeaderName) -> Option<Cow<'_, str>> {
     let raw = headers.get(name)?.as_bytes();
-    let mut text = String::from_utf8_lossy(raw).into_owned();
-    if text.len() > MAX_HEADER_VALUE_LEN {
+    let text = match std::str::from_utf8(raw) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(raw).into_owned()),
+    };
+    let text = if text.len() > MAX_HEADER_VALUE_LEN {
         let mut cut = MAX_HEADER_VALUE_LEN;
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        text.truncate(cut);
-    }
+        match text {
+            Cow::Borrowed(text) => Cow::Borrowed(&text[..cut]),
+            Cow::Owned(mut text) => {
+                text.truncate(cut);
+                Cow::Owned(text)
+            }
+        }
+    } else {
+        text
+    };
     Some(text).filter(|t| !t.is_empty())
 }
 
@@ -332,7 +345,7 @@ mod tests {
         let publisher = ClickPublisher::new(&kafka, batching, metrics).unwrap();
         let agent = "a".repeat(MAX_HEADER_VALUE_LEN);
         for _ in 0..300 {
-            publisher.publish(Click::now("code", None, Some(agent.clone()), None));
+            publisher.publish(ClickRef::now("code", None, Some(&agent), None));
         }
         // One thread: one open batch.
         let open = publisher.sender.open_clicks();
@@ -362,5 +375,13 @@ mod tests {
         let cut = header_text(&h, header::REFERER).unwrap();
         assert!(cut.len() <= MAX_HEADER_VALUE_LEN && cut.len() >= MAX_HEADER_VALUE_LEN - 1);
         assert!(cut.starts_with("aé"));
+        assert!(matches!(cut, Cow::Borrowed(_)), "UTF-8 is not copied");
+        // Not UTF-8: replaced, then cut.
+        let mut bytes = vec![b'b', 0xff];
+        bytes.extend(std::iter::repeat_n(b'c', MAX_HEADER_VALUE_LEN));
+        h.insert(header::USER_AGENT, HeaderValue::from_bytes(&bytes).unwrap());
+        let lossy = header_text(&h, header::USER_AGENT).unwrap();
+        assert!(lossy.starts_with("b\u{FFFD}cc"), "{lossy}");
+        assert_eq!(lossy.len(), MAX_HEADER_VALUE_LEN);
     }
 }

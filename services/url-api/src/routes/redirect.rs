@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use shortener_common::event::Click;
+use shortener_common::event::ClickRef;
 
 use crate::cache::CachedLink;
 use crate::clicks::header_text;
@@ -265,11 +265,13 @@ fn answer(
     };
     if is_click {
         if let Some(clicks) = &state.clicks {
-            let mut click = Click::now(
+            let user_agent = header_text(&req.headers, header::USER_AGENT);
+            let referer = header_text(&req.headers, header::REFERER);
+            let mut click = ClickRef::now(
                 code,
                 client_ip.unwrap_or_else(|| state.client_ips.resolve(peer, &req.headers)),
-                header_text(&req.headers, header::USER_AGENT),
-                header_text(&req.headers, header::REFERER),
+                user_agent.as_deref(),
+                referer.as_deref(),
             );
             click.matched_rule = matched_rule;
             clicks.publish(click);
