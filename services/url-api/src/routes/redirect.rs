@@ -70,14 +70,16 @@ pub(crate) enum Visit {
 
 /// `GET /{code}` where the server routes it itself ([`crate::front`]): `parts` is a GET
 /// whose path is `/` and a plausible code, `peer` the socket peer. A link in the cache is
-/// answered before this returns, with no allocation of its own (but the click's); a miss
-/// goes to the database in the returned future.
+/// answered before this returns, with no allocation of its own: its redirect's headers go
+/// into the request's header map, which hyper then parses the connection's next request
+/// into. A miss goes to the database in the returned future.
 pub(crate) fn visit(state: &AppState, parts: Parts, peer: Option<IpAddr>) -> Visit {
     let code = code_of(&parts);
     if let Some(hit) = state.cache.get(code) {
         state.metrics.cache_hits.inc();
+        let reply = answer(state, code, hit, &parts, peer, false);
         return Visit::Now(
-            counted(state, answer(state, code, hit, &parts, peer, false)).into_response(),
+            counted(state, reply.map(|r| r.into_response(parts.headers))).into_response(),
         );
     }
     let state = state.clone();
@@ -188,7 +190,27 @@ async fn follow(
     unlocked: bool,
 ) -> Result<Response, ApiError> {
     let link = lookup(state, code, peer, &req.headers).await?;
-    answer(state, code, link, req, peer, unlocked)
+    let reply = answer(state, code, link, req, peer, unlocked)?;
+    Ok(reply.into_response(HeaderMap::new()))
+}
+
+/// What a visit answers, before its response is made.
+enum Reply {
+    /// 302 to this target.
+    Found(HeaderValue),
+    /// A page of its own (the password form).
+    Page(Response),
+}
+
+impl Reply {
+    /// The response, a redirect's headers written into `spare` (emptied first): a map
+    /// with room for them allocates nothing.
+    fn into_response(self, spare: HeaderMap) -> Response {
+        match self {
+            Self::Found(location) => found(location, spare),
+            Self::Page(page) => page,
+        }
+    }
 }
 
 /// Answers a visit of `code` whose link is `link`: the target (after rules and query
@@ -200,7 +222,7 @@ fn answer(
     req: &Parts,
     peer: Option<IpAddr>,
     unlocked: bool,
-) -> Result<Response, ApiError> {
+) -> Result<Reply, ApiError> {
     let (location, expires_at, deleted, forward_query, extras) = match link {
         CachedLink::Missing => return Err(ApiError::NotFound),
         CachedLink::Found {
@@ -229,17 +251,17 @@ fn answer(
         });
     if expired || over_limit {
         return match extras.and_then(|e| e.expired_location.clone()) {
-            Some(target) => Ok(found(target)),
+            Some(target) => Ok(Reply::Found(target)),
             None => Err(ApiError::Gone),
         };
     }
     if locked {
-        return Ok(password::form_page(
+        return Ok(Reply::Page(password::form_page(
             code,
             req.uri.query(),
             Prompt::Ask,
             StatusCode::OK,
-        ));
+        )));
     }
     let mut client_ip = None;
     let (location, matched_rule) = match extras.map(|e| &*e.rules).filter(|r| !r.is_empty()) {
@@ -277,19 +299,21 @@ fn answer(
             clicks.publish(click);
         }
     }
-    Ok(found(location))
+    Ok(Reply::Found(location))
 }
 
-fn found(location: HeaderValue) -> Response {
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::FOUND;
-    let headers = resp.headers_mut();
+/// A 302 to `location`, its headers in `headers` (emptied first).
+fn found(location: HeaderValue, mut headers: HeaderMap) -> Response {
+    headers.clear();
     headers.insert(header::LOCATION, location);
     // Browsers must come back each time, so every click is seen (and counted).
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=0"),
     );
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::FOUND;
+    *resp.headers_mut() = headers;
     resp
 }
 
