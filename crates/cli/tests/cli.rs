@@ -8,6 +8,7 @@ use std::process::Stdio;
 
 use analytics_rpc::{AnalyticsServer, ServerArgs};
 use consumer::enrich::Enricher;
+use consumer::rollup_worker::drain;
 use consumer::store::{insert_clicks, ClickRow};
 use serde_json::Value;
 use shortener_common::event::Click;
@@ -148,6 +149,7 @@ impl Stack {
             insert_clicks(&self.db.pool, &rows).await.unwrap(),
             rows.len() as u64
         );
+        drain(&self.db.pool).await.unwrap();
     }
 
     /// Where the API's redirect for `code` points.

@@ -126,6 +126,17 @@ async fn redirects_become_stored_enriched_clicks_visible_through_the_apis() {
         "{n} redirects stored {:?} after the first one (includes the consumer group join)",
         started.elapsed()
     );
+    // Counts and stats read the rollups, which the consumer's rollup task adds the stored
+    // clicks to a pass later.
+    wait_until("every stored click rolled up", || async {
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM click_rollup_queue")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        queued == 0
+    })
+    .await;
+    println!("and counted {:?} after the first one", started.elapsed());
 
     let mut rpc_client = AnalyticsServiceClient::new(stack.rpc_channel().await);
     let mut request = tonic::Request::new(GetClickStatsRequest {

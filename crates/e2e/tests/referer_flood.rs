@@ -9,6 +9,7 @@ mod common;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use consumer::enrich::{DeviceType, Enrichment};
+use consumer::rollup_worker::drain;
 use consumer::store::{insert_clicks, ClickRow};
 use serde_json::Value;
 use shortener_common::event::Click;
@@ -169,6 +170,25 @@ async fn a_referer_flood_through_the_consumer_is_capped_exactly_once() {
         .partition(|(i, _)| i % 2 == 0);
     let (a, b) = tokio::join!(write(&stack.db.pool, &even), write(&stack.db.pool, &odd));
     assert_eq!(a + b, FLOOD as u64);
+    // And rollup passes at once (these two and the stack consumer's): the cap holds
+    // between them too. A pass's rows leave the queue when it commits.
+    let (a, b) = tokio::join!(drain(&stack.db.pool), drain(&stack.db.pool));
+    assert!(a.unwrap() + b.unwrap() <= FLOOD as u64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM click_rollup_queue")
+            .fetch_one(&stack.db.pool)
+            .await
+            .unwrap();
+        if queued == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{queued} clicks never rolled up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A redelivery of a whole batch adds nothing, folded sources included.
     assert_eq!(
         insert_clicks(&stack.db.pool, &rows[50_000..52_000])

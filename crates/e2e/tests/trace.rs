@@ -165,6 +165,18 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
         .await
         .unwrap();
     assert_eq!(stored, 1);
+    // The count is read from the rollups, which the consumer's rollup task adds the click
+    // to right after storing it.
+    let deadline = std::time::Instant::now() + WAIT;
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM click_rollup_queue")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the click was never rolled up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // Link details ask analytics-rpc for the count: client span -> gRPC metadata -> server span.
     let details = stack

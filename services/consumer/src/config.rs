@@ -11,6 +11,8 @@ use shortener_common::privacy::{
 };
 use shortener_common::telemetry::LogArgs;
 
+pub use crate::rollup_worker::DEFAULT_BATCH as DEFAULT_ROLLUP_BATCH;
+
 #[derive(clap::Parser, Debug)]
 #[command(
     name = "consumer",
@@ -96,6 +98,16 @@ pub struct ConsumerArgs {
     /// Longest wait between two attempts of a failing database write, in milliseconds.
     #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 30_000)]
     pub retry_max_backoff_ms: u64,
+    /// Most queued clicks one rollup pass takes and adds to the rollups in one transaction.
+    /// Larger passes sum more clicks of a link into one rollup row (docs/performance.md).
+    #[arg(long, env = "ROLLUP_BATCH", default_value_t = DEFAULT_ROLLUP_BATCH,
+          value_parser = clap::value_parser!(u32).range(1..=200_000))]
+    pub rollup_batch: u32,
+    /// Longest the rollup worker waits for new clicks before looking at the queue again
+    /// (other replicas' clicks), in milliseconds; its own are taken as soon as stored.
+    #[arg(long, env = "ROLLUP_INTERVAL_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub rollup_interval_ms: u64,
     /// Most bytes of fetched messages held in the process (workers' queues and batches),
     /// and the size of librdkafka's prefetch queue: what a database outage with a deep
     /// backlog can cost in memory, twice over.
@@ -126,6 +138,8 @@ impl ConsumerArgs {
             lag_refresh_interval_ms: 10_000,
             retry_max_backoff_ms: 30_000,
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
+            rollup_batch: DEFAULT_ROLLUP_BATCH,
+            rollup_interval_ms: 250,
         }
     }
 
@@ -139,6 +153,10 @@ impl ConsumerArgs {
 
     pub fn maintenance_interval(&self) -> Duration {
         Duration::from_secs(self.maintenance_interval_secs)
+    }
+
+    pub fn rollup_interval(&self) -> Duration {
+        Duration::from_millis(self.rollup_interval_ms)
     }
 
     pub fn retry_max_backoff(&self) -> Duration {
@@ -161,6 +179,11 @@ mod tests {
             .unwrap()
             .consumer
             .max_in_flight_bytes
+    }
+
+    fn cli_default_rollup() -> (u32, Duration) {
+        let c = Cli::try_parse_from(["consumer"]).unwrap().consumer;
+        (c.rollup_batch, c.rollup_interval())
     }
 
     #[test]
@@ -188,6 +211,10 @@ mod tests {
         assert!(Cli::try_parse_from(["consumer", "--concurrency", "0"]).is_err());
         assert_eq!(cli_default_in_flight(), DEFAULT_MAX_IN_FLIGHT_BYTES);
         assert!(Cli::try_parse_from(["consumer", "--click-retention-days", "0"]).is_err());
+        assert_eq!(cli_default_rollup().0, DEFAULT_ROLLUP_BATCH);
+        assert_eq!(cli_default_rollup().1, Duration::from_millis(250));
+        assert!(Cli::try_parse_from(["consumer", "--rollup-batch", "0"]).is_err());
+        assert!(Cli::try_parse_from(["consumer", "--rollup-interval-ms", "0"]).is_err());
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //!   partitions and this member rejoins once it polls again; offsets of batches finished
 //!   after losing a partition are refused, so those batches are redelivered (duplicates,
 //!   absorbed by the idempotent insert), never lost.
+//! - The storing transaction also queues the clicks it added (`click_rollup_queue`); a
+//!   rollup task takes queued clicks in large passes and adds them to the rollups, taking
+//!   and counting in one transaction ([`rollup_worker`]): exactly once, a pass behind.
 //! - A maintenance task (one replica at a time) keeps the monthly partitions of `clicks`
 //!   and drops those past `CLICK_RETENTION_DAYS` ([`maintenance`], [`retention`]).
 //! - Shutdown (the future given to [`ConsumerApp::run`]) stops fetching, lets each worker
@@ -37,6 +40,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod retention;
 pub mod rollup;
+pub mod rollup_worker;
 pub mod sources;
 pub mod store;
 pub mod visitors;
@@ -133,6 +137,7 @@ impl ConsumerApp {
                 args.max_in_flight_bytes,
                 metrics.in_flight_bytes.clone(),
             ),
+            rollup_nudge: Arc::new(tokio::sync::Notify::new()),
             metrics,
         });
         Ok(Self {
@@ -200,6 +205,16 @@ impl ConsumerApp {
             p.metrics.clone(),
             p.cancel.clone(),
         ));
+
+        background.spawn(rollup_worker::run_loop(rollup_worker::Worker {
+            pool: p.pool.clone(),
+            batch: args.rollup_batch,
+            interval: args.rollup_interval(),
+            retry_max_backoff: args.retry_max_backoff(),
+            nudge: p.rollup_nudge.clone(),
+            metrics: p.metrics.clone(),
+            cancel: p.cancel.clone(),
+        }));
 
         let mut workers = JoinSet::new();
         let mut senders = Vec::with_capacity(args.concurrency as usize);

@@ -3,6 +3,8 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -57,6 +59,12 @@ pub struct Metrics {
     pub visitor_keys_deleted: Counter,
     /// Unix time of the last run that did its work, 0 before the first.
     pub maintenance_last_done: Gauge,
+    /// Queued clicks added to the rollups.
+    pub rolled_up: Counter,
+    pub rollup_pass_seconds: Histogram,
+    /// How long the oldest click of the last pass waited in the queue (0: none waited).
+    pub rollup_lag_seconds: Gauge<f64, AtomicU64>,
+    pub rollup_retries: Counter,
 }
 
 impl Metrics {
@@ -80,6 +88,11 @@ impl Metrics {
             expired_default_rows: Counter::default(),
             visitor_keys_deleted: Counter::default(),
             maintenance_last_done: Gauge::default(),
+            rolled_up: Counter::default(),
+            // 1 ms .. ~16 s
+            rollup_pass_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            rollup_lag_seconds: Gauge::default(),
+            rollup_retries: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("shortener_consumer");
         r.register(
@@ -166,6 +179,28 @@ impl Metrics {
             "maintenance_last_done_timestamp_seconds",
             "Unix time the click maintenance last completed (0: not yet)",
             m.maintenance_last_done.clone(),
+        );
+        r.register(
+            "clicks_rolled_up",
+            "Stored clicks added to the rollups (counts, series, breakdowns, visitors, visit \
+             limits) by rollup passes",
+            m.rolled_up.clone(),
+        );
+        r.register(
+            "rollup_pass_duration_seconds",
+            "Time of one rollup pass (take queued clicks, count them, commit)",
+            m.rollup_pass_seconds.clone(),
+        );
+        r.register(
+            "rollup_lag_seconds",
+            "How long the oldest click of the last rollup pass waited between being stored \
+             and being counted (0 when the pass found the queue empty)",
+            m.rollup_lag_seconds.clone(),
+        );
+        r.register(
+            "rollup_retries",
+            "Rollup passes retried after a database error (their clicks stay queued)",
+            m.rollup_retries.clone(),
         );
         for stall in [Stall::Database, Stall::DeadLetter] {
             m.stalled(stall).set(0);

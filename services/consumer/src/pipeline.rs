@@ -180,6 +180,8 @@ pub struct Pipeline {
     pub retry_max_backoff: Duration,
     /// Message bytes handed to workers and not yet done with.
     pub in_flight: InFlight,
+    /// Wakes the rollup task when clicks were queued.
+    pub rollup_nudge: Arc<tokio::sync::Notify>,
 }
 
 /// The batch was abandoned because the process is shutting down; nothing was committed.
@@ -385,6 +387,9 @@ pub async fn process_batch(p: &Pipeline, batch: &[OwnedMessage]) -> Result<(), C
         .instrument(insert_span.clone())
         .await?;
     insert_span.record("clicks.inserted", outcome.inserted);
+    if outcome.inserted > 0 {
+        p.rollup_nudge.notify_one();
+    }
     drop(insert_span);
     let rejected_rows = outcome.rejected.len() as u64;
     dead.extend(outcome.rejected.into_iter().map(|(r, e)| (row_msg[r], e)));

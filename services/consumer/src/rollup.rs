@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::PgConnection;
 
-use crate::enrich::Enrichment;
-
 /// Slot rows per link in `click_totals`.
 pub const TOTAL_SLOTS: i16 = 8;
 
@@ -21,7 +19,11 @@ pub const TOTAL_SLOTS: i16 = 8;
 pub struct Added<'a> {
     pub short_code: &'a str,
     pub occurred_at: DateTime<Utc>,
-    pub enrichment: &'a Enrichment,
+    pub country_code: &'a str,
+    pub device_type: &'a str,
+    pub browser: &'a str,
+    pub os: &'a str,
+    pub is_bot: bool,
     /// Its visitor was not seen before on that day (and link).
     pub new_visitor: bool,
     /// Its traffic source as counted: the enrichment's, or the fold value once the link's
@@ -82,12 +84,11 @@ pub fn day(t: DateTime<Utc>) -> DateTime<Utc> {
 pub fn deltas<'a>(added: impl IntoIterator<Item = Added<'a>>) -> Deltas<'a> {
     let mut d = Deltas::default();
     for a in added {
-        let e = a.enrichment;
         let mut c = Counts {
-            visitors: i64::from(a.new_visitor && !e.is_bot),
+            visitors: i64::from(a.new_visitor && !a.is_bot),
             ..Counts::default()
         };
-        if e.is_bot {
+        if a.is_bot {
             c.bots = 1;
         } else {
             c.humans = 1;
@@ -97,13 +98,13 @@ pub fn deltas<'a>(added: impl IntoIterator<Item = Added<'a>>) -> Deltas<'a> {
         add(d.totals.entry(a.short_code).or_default(), c);
         add(d.hourly.entry((a.short_code, hour)).or_default(), c);
         for (dimension, value) in [
-            (Dimension::Country, e.country_code.as_str()),
-            (Dimension::Device, e.device_type.as_str()),
-            (Dimension::Browser, e.browser.as_str()),
-            (Dimension::Os, e.os.as_str()),
+            (Dimension::Country, a.country_code),
+            (Dimension::Device, a.device_type),
+            (Dimension::Browser, a.browser),
+            (Dimension::Os, a.os),
             (Dimension::Source, a.source),
         ] {
-            let key = |bucket| (a.short_code, bucket, dimension, value, e.is_bot);
+            let key = |bucket| (a.short_code, bucket, dimension, value, a.is_bot);
             *d.breakdown_hourly.entry(key(hour)).or_default() += 1;
             *d.breakdown_daily.entry(key(day)).or_default() += 1;
         }
@@ -209,7 +210,7 @@ pub async fn apply(conn: &mut PgConnection, d: &Deltas<'_>, slot: i16) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enrich::DeviceType;
+    use crate::enrich::{DeviceType, Enrichment};
 
     fn enrichment(bot: bool, country: &str) -> Enrichment {
         Enrichment {
@@ -224,6 +225,25 @@ mod tests {
             is_bot: bot,
             traffic_source: "direct".into(),
             stored_ip: None,
+        }
+    }
+
+    fn added<'a>(
+        short_code: &'a str,
+        occurred_at: DateTime<Utc>,
+        e: &'a Enrichment,
+        new_visitor: bool,
+    ) -> Added<'a> {
+        Added {
+            short_code,
+            occurred_at,
+            country_code: &e.country_code,
+            device_type: e.device_type.as_str(),
+            browser: &e.browser,
+            os: &e.os,
+            is_bot: e.is_bot,
+            new_visitor,
+            source: &e.traffic_source,
         }
     }
 
@@ -244,42 +264,12 @@ mod tests {
         let bot = enrichment(true, "US");
         let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         let added = vec![
-            Added {
-                short_code: "a",
-                occurred_at: t("2026-12-01T10:05:00Z"),
-                enrichment: &human_de,
-                new_visitor: true,
-                source: "direct",
-            },
-            Added {
-                short_code: "a",
-                occurred_at: t("2026-12-01T10:55:00Z"),
-                enrichment: &human_de,
-                new_visitor: false,
-                source: "direct",
-            },
-            Added {
-                short_code: "a",
-                occurred_at: t("2026-12-01T11:00:00Z"),
-                enrichment: &human_fr,
-                new_visitor: true,
-                source: "direct",
-            },
+            added("a", t("2026-12-01T10:05:00Z"), &human_de, true),
+            added("a", t("2026-12-01T10:55:00Z"), &human_de, false),
+            added("a", t("2026-12-01T11:00:00Z"), &human_fr, true),
             // A bot's "new visitor" flag is ignored: bots are not visitors.
-            Added {
-                short_code: "a",
-                occurred_at: t("2026-12-01T11:30:00Z"),
-                enrichment: &bot,
-                new_visitor: true,
-                source: "direct",
-            },
-            Added {
-                short_code: "b",
-                occurred_at: t("2026-12-01T10:00:00Z"),
-                enrichment: &human_de,
-                new_visitor: true,
-                source: "direct",
-            },
+            added("a", t("2026-12-01T11:30:00Z"), &bot, true),
+            added("b", t("2026-12-01T10:00:00Z"), &human_de, true),
         ];
         let d = deltas(added);
         assert_eq!(

@@ -68,6 +68,9 @@ async fn stores_every_event_once_with_its_enrichment() {
         .filter(|c| !shortener_common::bots::is_bot(c.user_agent.as_deref()))
         .count() as i64;
     assert_eq!(humans, 300, "one click in four is Googlebot");
+    // The running consumer's own rollup task counts them, each once.
+    wait_rolled_up(&db.pool).await;
+    assert_eq!(running.metrics.rolled_up.get(), n as u64);
     let (visits,): (i64,) =
         sqlx::query_as("SELECT human_visits FROM link_visits WHERE short_code = $1")
             .bind(code)
@@ -389,6 +392,7 @@ async fn a_crash_mid_stream_loses_nothing_and_double_counts_nothing() {
             .all(|l| l.lag == 0)
     })
     .await;
+    wait_rolled_up(&db.pool).await;
     println!(
         "second consumer: {} stored, {} duplicates skipped",
         second.metrics.stored.get(),
@@ -431,6 +435,7 @@ async fn a_database_outage_holds_commits_and_recovers_with_lag_reported() {
             "GRANT SELECT, INSERT, UPDATE ON click_totals, click_hourly, \
              click_breakdown_hourly, click_breakdown_daily TO {role}"
         ),
+        format!("GRANT SELECT, INSERT, DELETE, UPDATE ON click_rollup_queue TO {role}"),
         format!("GRANT USAGE ON SEQUENCE clicks_id_seq TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE ON link_visits TO {role}"),
     ] {
@@ -516,6 +521,7 @@ async fn a_database_outage_holds_commits_and_recovers_with_lag_reported() {
         "database retries during the outage: {}",
         running.metrics.db_retries.get()
     );
+    wait_rolled_up(&db.pool).await;
     running.shutdown().await;
     assert_rollups_match_clicks(&db.pool).await;
 }
@@ -582,6 +588,12 @@ async fn two_replicas_share_the_partitions_and_store_everything_once() {
     let (sa, sb) = (a.metrics.stored.get(), b.metrics.stored.get());
     assert!(sa > 0 && sb > 0, "both replicas stored clicks: {sa} + {sb}");
     assert_eq!(sa + sb, n as u64);
+    // Both replicas' rollup tasks take queued clicks (SKIP LOCKED: disjoint rows).
+    wait_rolled_up(&db.pool).await;
+    assert_eq!(
+        a.metrics.rolled_up.get() + b.metrics.rolled_up.get(),
+        n as u64
+    );
     a.shutdown().await;
     b.shutdown().await;
     let lag = group_lag(broker.bootstrap(), group).await;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use common::assert_rollups_match_clicks;
 use consumer::maintenance::{self, Outcome, Report};
 use consumer::retention::Month;
+use consumer::rollup_worker::drain;
 use consumer::store::{insert_clicks, ClickRow};
 use consumer::{visitors, Enricher};
 use shortener_common::event::Click;
@@ -127,6 +128,7 @@ async fn retention_drops_expired_months_whole_and_keeps_the_rollups() {
         click("kept", now, 4),
     ];
     assert_eq!(insert_clicks(&db.pool, &rows(&clicks)).await.unwrap(), 4);
+    assert_eq!(drain(&db.pool).await.unwrap(), 4);
 
     // Back when the old clicks were recent, their month got its partition (the rows
     // waiting in the default partition moved into it).
@@ -229,6 +231,8 @@ async fn a_click_for_a_month_without_a_partition_is_stored_once() {
         .await
         .unwrap();
     assert_eq!(stored, 3);
+    // Queued once, by the first delivery only.
+    assert_eq!(drain(&db.pool).await.unwrap(), 3);
     assert_eq!(total_clicks(&db.pool, "skew").await, 3);
     assert_rollups_match_clicks(&db.pool).await;
 }
@@ -243,6 +247,7 @@ async fn clicks_older_than_the_retention_in_the_default_partition_are_deleted() 
     insert_clicks(&db.pool, &rows(&[ancient.clone(), fresh.clone()]))
         .await
         .unwrap();
+    drain(&db.pool).await.unwrap();
     let report = run(&db.pool, now.date_naive()).await;
     assert_eq!(report.purged_from_default, 1, "{report:?}");
     assert!(report.created.iter().all(|p| !p.starts_with("clicks_p199")));
@@ -258,7 +263,8 @@ async fn past_days_visitor_keys_and_sets_are_deleted() {
     let db = fresh_database().await;
     let now = Utc::now();
     let today = now.date_naive();
-    // Today's and yesterday's visitors, counted by the store (which makes their keys).
+    // Today's and yesterday's visitors: the store makes their keys, a rollup pass their
+    // sets.
     let yesterday_noon = (today - Duration::days(1))
         .and_hms_opt(12, 0, 0)
         .unwrap()
@@ -269,6 +275,7 @@ async fn past_days_visitor_keys_and_sets_are_deleted() {
     )
     .await
     .unwrap();
+    assert_eq!(drain(&db.pool).await.unwrap(), 2);
     // Keys and sets left from days no longer counted.
     for days_ago in [2, 9] {
         let day = today - Duration::days(days_ago);

@@ -25,6 +25,7 @@ async fn role_without_insert(db: &TestDatabase) -> (String, String) {
             "GRANT SELECT, INSERT, UPDATE ON click_totals, click_hourly, \
              click_breakdown_hourly, click_breakdown_daily TO {role}"
         ),
+        format!("GRANT SELECT, INSERT, DELETE, UPDATE ON click_rollup_queue TO {role}"),
     ] {
         sqlx::query(&stmt).execute(&db.pool).await.unwrap();
     }

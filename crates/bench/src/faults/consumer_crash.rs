@@ -49,6 +49,17 @@ pub async fn killed_mid_batch(env: &FaultEnv) -> anyhow::Result<(bool, String)> 
         .metric("shortener_consumer_clicks_duplicate_total")
         .await
         .unwrap_or(-1.0);
+    // The rollups lag the stored clicks by a pass: wait for the consumer's rollup task to
+    // empty the queue (clicks the killed process queued included).
+    let rolled_up = wait_for(Duration::from_secs(120), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM click_rollup_queue")
+            .fetch_one(&db.pool)
+            .await
+            .ok()
+            .filter(|n| *n == 0)
+    })
+    .await
+    .is_some();
     consumer.service.terminate(Duration::from_secs(15)).await;
     // Exactly-once rollups: the link totals and hourly figures count every stored click
     // once, whatever was redelivered.
@@ -60,7 +71,7 @@ pub async fn killed_mid_batch(env: &FaultEnv) -> anyhow::Result<(bool, String)> 
     )
     .fetch_one(&db.pool)
     .await?;
-    let rollups_ok = totals == all && hourly == all && daily == all;
+    let rollups_ok = rolled_up && totals == all && hourly == all && daily == all;
 
     let pass =
         done.is_some() && mine == total && all == total && stored_at_kill < total && rollups_ok;

@@ -264,6 +264,22 @@ pub async fn assert_rollups_match_clicks(pool: &PgPool) {
 }
 
 /// Polls `check` until it returns true; panics with `what` after `WAIT`.
+/// Waits until the running consumer's rollup task has counted every queued click: the
+/// queue is empty once the last pass committed (a pass's delete is not visible before).
+pub async fn wait_rolled_up(pool: &PgPool) {
+    wait_until("the rollup queue drained", || async {
+        queued(pool).await == 0
+    })
+    .await;
+}
+
+pub async fn queued(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM click_rollup_queue")
+        .fetch_one(pool)
+        .await
+        .expect("count queued clicks")
+}
+
 pub async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
