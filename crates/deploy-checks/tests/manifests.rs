@@ -402,3 +402,57 @@ fn set_path(values: &mut Value, dotted: &str, v: Value) {
     }
     *cur = v;
 }
+
+/// The day-2 steps of scripts/e2e-kind check names as the operator writes them: a renamed
+/// annotation, condition reason, Event reason, status field or child name fails here, not
+/// only on the kind cluster.
+#[test]
+fn the_e2e_day2_steps_use_the_operators_names() {
+    use shortener_operator::conditions::{ConditionType, Reason};
+    use shortener_operator::events::EventReason;
+    use shortener_operator::migration::RETRY_ANNOTATION;
+
+    let script = repo::read("scripts/e2e-kind").unwrap();
+    let stack = ShortenerStack::new(
+        "STACK",
+        serde_json::from_value(serde_json::json!({
+            "kafka": {"bootstrapServers": "kafka:9092"},
+            "database": {"urlSecretRef": {"name": "db", "key": "url"}},
+        }))
+        .unwrap(),
+    );
+    let config_map = Component::Consumer.config_map_name(&stack);
+    let children: Vec<String> = Component::ALL
+        .iter()
+        .map(|c| c.object_name(&stack))
+        .collect();
+    let status = serde_json::to_value(shortener_operator::crd::MigrationStatus {
+        job: Some("j".into()),
+        retry_token: Some("t".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    for field in ["job", "retryToken"] {
+        assert!(status.get(field).is_some(), "status.migration.{field}");
+    }
+    for needed in [
+        RETRY_ANNOTATION.to_string(),
+        ConditionType::MigrationsApplied.to_string(),
+        format!("\"{}\"", Reason::MigrationFailed),
+        format!("has_event {}", EventReason::DriftReverted),
+        format!("has_event {}", EventReason::MigrationFailed),
+        ".status.migration.retryToken".into(),
+        ".status.migration.job".into(),
+        config_map.replace("STACK", "$stack"),
+        children.join(" ").replace("STACK", "$stack"),
+        "\"networkPolicy\": {\"enabled\": false}".into(),
+        "\"podMonitor\": {\"enabled\": false}".into(),
+        "--set replicaCount=2".into(),
+        "{.metadata.finalizers}".into(),
+    ] {
+        assert!(
+            script.contains(&needed),
+            "scripts/e2e-kind does not check {needed}"
+        );
+    }
+}
