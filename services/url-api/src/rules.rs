@@ -51,16 +51,28 @@ impl Device {
     }
 
     /// The device of a User-Agent: iOS and Android by their names, desktop for any other
-    /// browser that does not call itself mobile; None for other phones and no UA.
+    /// browser that does not call itself mobile; None for other phones and no UA. One pass
+    /// over the text for the five names (a search per name cost several times more).
     pub fn of(user_agent: &str) -> Option<Self> {
-        if ["iPhone", "iPad", "iPod"]
-            .iter()
-            .any(|n| user_agent.contains(n))
-        {
-            Some(Self::Ios)
-        } else if user_agent.contains("Android") {
+        let ua = user_agent.as_bytes();
+        let (mut android, mut mobile) = (false, false);
+        for (i, &b) in ua.iter().enumerate() {
+            let at = &ua[i..];
+            match b {
+                b'i' if at.starts_with(b"iPhone")
+                    || at.starts_with(b"iPad")
+                    || at.starts_with(b"iPod") =>
+                {
+                    return Some(Self::Ios)
+                }
+                b'A' if at.starts_with(b"Android") => android = true,
+                b'M' if at.starts_with(b"Mobi") => mobile = true,
+                _ => {}
+            }
+        }
+        if android {
             Some(Self::Android)
-        } else if user_agent.contains("Mobi") || user_agent.is_empty() {
+        } else if mobile || ua.is_empty() {
             None
         } else {
             Some(Self::Desktop)
@@ -348,6 +360,19 @@ mod tests {
             None
         );
         assert_eq!(Device::of(""), None);
+        // iOS wins over the other names wherever they stand; Android over "Mobile".
+        assert_eq!(Device::of("Android Mobi iPad"), Some(Device::Ios));
+        assert_eq!(Device::of("Mobile Android"), Some(Device::Android));
+        for (ua, device) in [
+            ("iPod", Some(Device::Ios)),
+            ("xiPhon", Some(Device::Desktop)),
+            ("Androi", Some(Device::Desktop)),
+            ("Mob", Some(Device::Desktop)),
+            ("Mobi", None),
+            ("iphone android mobi", Some(Device::Desktop)),
+        ] {
+            assert_eq!(Device::of(ua), device, "{ua}");
+        }
     }
 
     #[test]
