@@ -2,6 +2,7 @@
 //! `forwardQuery`), so `/{code}?ref=mail` reaches `<destination>?ref=mail`. Parameters are
 //! appended, not merged: a name present in both appears twice, the destination's first.
 
+use axum::body::Bytes;
 use axum::http::HeaderValue;
 
 /// The redirect target for `location` with the visitor's `query` added, before any
@@ -10,22 +11,24 @@ pub fn forwarded(location: &HeaderValue, query: &str) -> Option<HeaderValue> {
     if query.is_empty() {
         return None;
     }
-    let target = location.to_str().ok()?;
-    let (base, fragment) = match target.find('#') {
+    // Bytes, not text: both halves are valid header bytes already, and the result is
+    // checked once when it becomes a header value.
+    let target = location.as_bytes();
+    let (base, fragment) = match target.iter().position(|&b| b == b'#') {
         Some(i) => target.split_at(i),
-        None => (target, ""),
+        None => (target, &[][..]),
     };
-    let sep = match base.find('?') {
-        None => "?",
-        Some(i) if i + 1 == base.len() || base.ends_with('&') => "",
-        Some(_) => "&",
+    let sep: &[u8] = match base.iter().position(|&b| b == b'?') {
+        None => b"?",
+        Some(i) if i + 1 == base.len() || base.ends_with(b"&") => b"",
+        Some(_) => b"&",
     };
-    let mut out = String::with_capacity(base.len() + sep.len() + query.len() + fragment.len());
-    out.push_str(base);
-    out.push_str(sep);
-    out.push_str(query);
-    out.push_str(fragment);
-    HeaderValue::try_from(out).ok()
+    let mut out = Vec::with_capacity(base.len() + sep.len() + query.len() + fragment.len());
+    out.extend_from_slice(base);
+    out.extend_from_slice(sep);
+    out.extend_from_slice(query.as_bytes());
+    out.extend_from_slice(fragment);
+    HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
 }
 
 #[cfg(test)]
@@ -60,5 +63,11 @@ mod tests {
             Some("https://e.com/p?a=1#frag?no")
         );
         assert_eq!(fw("https://e.com/p", ""), None);
+        // A target of non-ASCII header bytes (as stored) keeps them.
+        let latin = HeaderValue::from_bytes(b"https://e.com/caf\xe9#x").unwrap();
+        let out = forwarded(&latin, "a=1").unwrap();
+        assert_eq!(out.as_bytes(), b"https://e.com/caf\xe9?a=1#x");
+        // What cannot be a header value is not forwarded.
+        assert_eq!(fw("https://e.com/p", "a=\n"), None);
     }
 }
