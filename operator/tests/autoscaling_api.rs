@@ -2,7 +2,7 @@
 //! API server (`shortener_testkit::kube_api`) and a fixed lag source.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,11 +29,14 @@ const SCALED_OBJECT_PATH: &str =
 const TRIGGER_AUTH_PATH: &str =
     "/apis/keda.sh/v1alpha1/namespaces/shop/triggerauthentications/demo-consumer-kafka";
 
-/// A lag source that reports `total` spread over `partitions` and counts its calls.
+/// A lag source that reports `total` spread over `partitions`, counts its calls and
+/// records the stacks it measured for and was told to forget.
 struct FixedLag {
     total: i64,
     partitions: i32,
     calls: AtomicUsize,
+    measured_for: Mutex<Vec<String>>,
+    forgotten: Mutex<Vec<String>>,
 }
 
 impl FixedLag {
@@ -42,6 +45,8 @@ impl FixedLag {
             total,
             partitions,
             calls: AtomicUsize::new(0),
+            measured_for: Mutex::default(),
+            forgotten: Mutex::default(),
         })
     }
 }
@@ -63,6 +68,21 @@ impl LagSource for FixedLag {
         let rest = self.total - per * i64::from(self.partitions);
         parts[0] = PartitionLag::new(0, 0, per + rest, Some(0));
         async move { Ok(LagReport::from_partitions(parts)) }.boxed()
+    }
+
+    fn measure_for<'a>(
+        &'a self,
+        stack: &'a str,
+        connection: &'a KafkaConnection,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<LagReport, LagError>> {
+        self.measured_for.lock().unwrap().push(stack.to_string());
+        self.measure(connection, group, topic)
+    }
+
+    fn forget(&self, stack: &str) {
+        self.forgotten.lock().unwrap().push(stack.to_string());
     }
 }
 
@@ -533,4 +553,24 @@ async fn keda_mode_with_sasl_applies_the_trigger_authentication_first() {
     assert_eq!(trigger["metadata"]["sasl"], "scram_sha512");
     assert!(w.api.get(TRIGGER_AUTH_PATH).is_some());
     assert_eq!(requeue.expect("reconcile"), None);
+}
+
+#[tokio::test]
+async fn the_lag_source_measures_per_stack_and_forgets_a_stack_that_goes_away() {
+    let lag = FixedLag::new(800, 4);
+    let w = World::new(
+        lag.clone(),
+        &stack("builtin", Some((800, 1, 1))),
+        Some((1, 1)),
+    );
+    let stack = w.stack();
+    w.autoscaler
+        .reconcile(&stack, connect)
+        .await
+        .expect("reconcile");
+    assert_eq!(*lag.measured_for.lock().unwrap(), s(&["shop/demo"]));
+    assert!(lag.forgotten.lock().unwrap().is_empty());
+
+    w.autoscaler.forget(&stack);
+    assert_eq!(*lag.forgotten.lock().unwrap(), s(&["shop/demo"]));
 }

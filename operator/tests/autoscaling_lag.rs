@@ -122,3 +122,38 @@ async fn unreachable_brokers_give_an_error_not_a_hang() {
         other => panic!("expected a request error or timeout, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stacks_kept_consumer_follows_new_commits_until_the_stack_is_forgotten() {
+    let broker = MockBroker::start();
+    broker.create_topic(TOPIC, PARTITIONS);
+    for i in 0..MESSAGES {
+        let key = format!("short-{i}");
+        broker
+            .produce(TOPIC, Some(key.as_bytes()), b"click", &[])
+            .await;
+    }
+    let reader = KafkaLagReader::new(Duration::from_secs(10));
+    let connection = KafkaConnection::plaintext(broker.bootstrap());
+
+    let first = reader
+        .measure_for("shop/demo", &connection, GROUP, TOPIC)
+        .await
+        .expect("measure lag");
+    assert_eq!(first.total, MESSAGES as i64);
+    assert_eq!(reader.cached_consumers(), 1);
+
+    // The kept consumer reads the group's new commits and the new watermarks, not values
+    // cached from its first measurement.
+    consume_and_commit(broker.bootstrap(), GROUP, MESSAGES / 2).await;
+    broker.produce(TOPIC, Some(b"late"), b"click", &[]).await;
+    let second = reader
+        .measure_for("shop/demo", &connection, GROUP, TOPIC)
+        .await
+        .expect("measure lag");
+    assert_eq!(second.total, (MESSAGES - MESSAGES / 2 + 1) as i64);
+    assert_eq!(reader.cached_consumers(), 1, "one consumer for the stack");
+
+    LagSource::forget(&reader, "shop/demo");
+    assert_eq!(reader.cached_consumers(), 0);
+}

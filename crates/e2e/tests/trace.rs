@@ -174,7 +174,10 @@ async fn one_trace_from_the_redirect_to_the_stored_click() {
         .unwrap()
         > 0
     {
-        assert!(std::time::Instant::now() < deadline, "the click was never rolled up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the click was never rolled up"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 

@@ -4,6 +4,8 @@
 //! The scaler talks to a [`LagSource`], so reconcile tests can use a fixed source;
 //! [`KafkaLagReader`] is the real one (librdkafka).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -100,6 +102,24 @@ pub trait LagSource: Send + Sync {
         group: &'a str,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<LagReport, LagError>>;
+
+    /// [`measure`](Self::measure) on behalf of `stack` (`namespace/name`): a source may
+    /// keep a client per stack between measurements.
+    fn measure_for<'a>(
+        &'a self,
+        stack: &'a str,
+        connection: &'a KafkaConnection,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<LagReport, LagError>> {
+        let _ = stack;
+        self.measure(connection, group, topic)
+    }
+
+    /// The stack is gone: drop whatever was kept for it.
+    fn forget(&self, stack: &str) {
+        let _ = stack;
+    }
 }
 
 /// Reads offsets from the brokers with a consumer that carries the group's `group.id` but
@@ -108,9 +128,30 @@ pub trait LagSource: Send + Sync {
 ///
 /// Every broker call is bounded by `timeout` and the whole measurement by a deadline of
 /// twice that, so an unreachable cluster makes a measurement fail instead of hanging.
-#[derive(Clone, Debug)]
+///
+/// [`LagSource::measure_for`] keeps one consumer per stack (its connections, metadata and
+/// group coordinator stay warm between measurements) while the stack's connection settings
+/// and group stay the same; [`LagSource::forget`] drops it, and a failed measurement drops
+/// it so the next one starts from a fresh client.
+#[derive(Clone)]
 pub struct KafkaLagReader {
     timeout: Duration,
+    consumers: Arc<Mutex<HashMap<String, CachedConsumer>>>,
+}
+
+/// A stack's consumer and the settings (connection fingerprint, group) it was built with.
+struct CachedConsumer {
+    settings: String,
+    consumer: Arc<BaseConsumer>,
+}
+
+impl std::fmt::Debug for KafkaLagReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLagReader")
+            .field("timeout", &self.timeout)
+            .field("cached_consumers", &self.cached_consumers())
+            .finish()
+    }
 }
 
 impl Default for KafkaLagReader {
@@ -121,7 +162,66 @@ impl Default for KafkaLagReader {
 
 impl KafkaLagReader {
     pub fn new(timeout: Duration) -> Self {
-        Self { timeout }
+        Self {
+            timeout,
+            consumers: Arc::default(),
+        }
+    }
+
+    /// Stacks a consumer is kept for.
+    pub fn cached_consumers(&self) -> usize {
+        self.consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// The stack's kept consumer, or a new one kept from now on.
+    fn consumer_for(
+        &self,
+        stack: &str,
+        connection: &KafkaConnection,
+        group: &str,
+    ) -> Result<Arc<BaseConsumer>, LagError> {
+        let settings = format!("{}\n{group}", connection.fingerprint());
+        let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = consumers.get(stack) {
+            if cached.settings == settings {
+                return Ok(cached.consumer.clone());
+            }
+        }
+        let consumer = Arc::new(self.consumer(connection, group)?);
+        consumers.insert(
+            stack.to_string(),
+            CachedConsumer {
+                settings,
+                consumer: consumer.clone(),
+            },
+        );
+        Ok(consumer)
+    }
+
+    /// The blocking measurement with the stack's kept consumer.
+    pub fn measure_blocking_for(
+        &self,
+        stack: &str,
+        connection: &KafkaConnection,
+        group: &str,
+        topic: &str,
+    ) -> Result<LagReport, LagError> {
+        let consumer = self.consumer_for(stack, connection, group)?;
+        // Serve what librdkafka queued since the last measurement (errors, logs), so the
+        // queue of a long-lived client does not grow.
+        for _ in 0..1024 {
+            if consumer.poll(Duration::ZERO).is_none() {
+                break;
+            }
+        }
+        let result = self.read(&consumer, topic);
+        if result.is_err() {
+            LagSource::forget(self, stack);
+        }
+        result
     }
 
     /// The blocking measurement; [`LagSource::measure`] runs it on the blocking pool.
@@ -132,6 +232,11 @@ impl KafkaLagReader {
         topic: &str,
     ) -> Result<LagReport, LagError> {
         let consumer = self.consumer(connection, group)?;
+        self.read(&consumer, topic)
+    }
+
+    /// Committed offsets against watermarks for every partition of `topic`.
+    fn read(&self, consumer: &BaseConsumer, topic: &str) -> Result<LagReport, LagError> {
         let request_failed =
             |operation: &'static str, e: rdkafka::error::KafkaError| LagError::Request {
                 operation,
@@ -202,22 +307,20 @@ impl KafkaLagReader {
     }
 }
 
-impl LagSource for KafkaLagReader {
-    fn measure<'a>(
+impl KafkaLagReader {
+    /// Runs `measure` on the blocking pool, bounded by three times the per-call timeout
+    /// (librdkafka enforces the per-call timeouts; this guards a call that never returns).
+    fn blocking<'a, F>(
         &'a self,
-        connection: &'a KafkaConnection,
-        group: &'a str,
         topic: &'a str,
-    ) -> BoxFuture<'a, Result<LagReport, LagError>> {
-        let reader = self.clone();
-        let (connection, group_owned, topic_owned) =
-            (connection.clone(), group.to_string(), topic.to_string());
+        measure: F,
+    ) -> BoxFuture<'a, Result<LagReport, LagError>>
+    where
+        F: FnOnce() -> Result<LagReport, LagError> + Send + 'static,
+    {
         let outer = self.timeout * 3;
         async move {
-            let task = tokio::task::spawn_blocking(move || {
-                reader.measure_blocking(&connection, &group_owned, &topic_owned)
-            });
-            // librdkafka enforces the per-call timeouts; this guards a call that never returns.
+            let task = tokio::task::spawn_blocking(measure);
             match tokio::time::timeout(outer, task).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(join)) => Err(LagError::Client(join.to_string())),
@@ -231,9 +334,101 @@ impl LagSource for KafkaLagReader {
     }
 }
 
+impl LagSource for KafkaLagReader {
+    fn measure<'a>(
+        &'a self,
+        connection: &'a KafkaConnection,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<LagReport, LagError>> {
+        let reader = self.clone();
+        let (connection, group, topic_owned) =
+            (connection.clone(), group.to_string(), topic.to_string());
+        self.blocking(topic, move || {
+            reader.measure_blocking(&connection, &group, &topic_owned)
+        })
+    }
+
+    fn measure_for<'a>(
+        &'a self,
+        stack: &'a str,
+        connection: &'a KafkaConnection,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<LagReport, LagError>> {
+        let reader = self.clone();
+        let (stack, connection, group, topic_owned) = (
+            stack.to_string(),
+            connection.clone(),
+            group.to_string(),
+            topic.to_string(),
+        );
+        self.blocking(topic, move || {
+            reader.measure_blocking_for(&stack, &connection, &group, &topic_owned)
+        })
+    }
+
+    fn forget(&self, stack: &str) {
+        self.consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(stack);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No broker listens here: a consumer can be built (librdkafka connects lazily), a
+    /// measurement fails.
+    fn nowhere() -> KafkaConnection {
+        KafkaConnection::plaintext("127.0.0.1:1")
+    }
+
+    #[test]
+    fn one_consumer_is_kept_per_stack_while_its_settings_stay() {
+        let reader = KafkaLagReader::new(Duration::from_secs(1));
+        let first = reader
+            .consumer_for("shop/demo", &nowhere(), "group")
+            .unwrap();
+        let again = reader
+            .consumer_for("shop/demo", &nowhere(), "group")
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the kept consumer is reused");
+        let other = reader
+            .consumer_for("shop/other", &nowhere(), "group")
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(reader.cached_consumers(), 2);
+
+        // A changed group (or connection) replaces the stack's consumer.
+        let regrouped = reader
+            .consumer_for("shop/demo", &nowhere(), "renamed")
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &regrouped));
+        let moved = KafkaConnection::plaintext("127.0.0.1:2");
+        let reconnected = reader.consumer_for("shop/demo", &moved, "renamed").unwrap();
+        assert!(!Arc::ptr_eq(&regrouped, &reconnected));
+        assert_eq!(reader.cached_consumers(), 2);
+
+        // Clones share the kept consumers (the controller clones the reader per call).
+        let clone = reader.clone();
+        LagSource::forget(&clone, "shop/demo");
+        assert_eq!(reader.cached_consumers(), 1);
+        LagSource::forget(&reader, "shop/other");
+        assert_eq!(reader.cached_consumers(), 0);
+    }
+
+    #[test]
+    fn a_failed_measurement_drops_the_stacks_consumer() {
+        let reader = KafkaLagReader::new(Duration::from_secs(1));
+        let err = reader
+            .measure_blocking_for("shop/demo", &nowhere(), "group", "clicks")
+            .unwrap_err();
+        assert!(err.unreachable(), "{err}");
+        assert_eq!(reader.cached_consumers(), 0);
+    }
 
     #[test]
     fn lag_counts_from_the_committed_offset() {

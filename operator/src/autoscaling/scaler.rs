@@ -230,7 +230,12 @@ impl Autoscaler {
         let spec = &stack.spec;
         let report = self
             .lag
-            .measure(connection, &spec.consumer.group_id, &spec.kafka.topic)
+            .measure_for(
+                &key(stack),
+                connection,
+                &spec.consumer.group_id,
+                &spec.kafka.topic,
+            )
             .await?;
         let ns = stack.namespace().unwrap_or_default();
         let deployment = Component::Consumer.object_name(stack);
@@ -361,6 +366,7 @@ impl Autoscaler {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key(stack));
+        self.lag.forget(&key(stack));
         self.metrics.forget(&stack_labels(stack));
     }
 
