@@ -139,4 +139,18 @@ mod tests {
             Some(EventReason::DriftReverted)
         );
     }
+
+    #[test]
+    fn every_reason_is_documented_with_its_type_and_action() {
+        let doc = include_str!("../../docs/observability.md");
+        for reason in EventReason::ALL {
+            let kind = if reason.type_() == EventType::Warning {
+                "Warning"
+            } else {
+                "Normal"
+            };
+            let row = format!("| `{reason}` | {kind} | {} |", reason.action());
+            assert!(doc.contains(&row), "docs/observability.md lacks {row}");
+        }
+    }
 }
