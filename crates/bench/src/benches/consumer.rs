@@ -2,14 +2,17 @@
 //! and the private Postgres, K pre-produced events, enrichment on (GeoIP when a database
 //! is given, woothee, referer), timed until every event is stored; against the ceiling of
 //! inserting the same rows with the same batch size and concurrency, without Kafka and
-//! without enrichment. The consumer maintains the rollups in the same transactions, so the
-//! ratio is the price of rollups + Kafka + enrichment. Each configuration gets fresh
+//! without enrichment. Two ratios per configuration: stored (what the consumer acknowledges
+//! to Kafka: clicks inserted and queued for the rollups), and stored and rolled up (until
+//! the consumer's rollup task has counted every event: queue empty, the link totals sum to
+//! the events), the price of rollups + Kafka + enrichment. Each configuration gets fresh
 //! databases and a fresh cluster; the last one puts every click on one link.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use consumer::rollup_worker::{self, DEFAULT_BATCH as DEFAULT_ROLLUP_BATCH};
 use consumer::store::{insert_clicks, ClickRow};
 use consumer::{ConsumerApp, ConsumerArgs};
 use serde_json::json;
@@ -47,6 +50,10 @@ pub struct Point {
     pub group_join_s: f64,
     pub ceiling_events_per_s: f64,
     pub ratio: f64,
+    pub rollup_batch: u32,
+    /// From the first stored row until the rollups count every event.
+    pub rolled_up_events_per_s: f64,
+    pub rolled_up_ratio: f64,
 }
 
 pub async fn run(env: &BenchEnv, opts: &ConsumerOpts) -> anyhow::Result<Vec<Row>> {
@@ -63,61 +70,85 @@ pub async fn run(env: &BenchEnv, opts: &ConsumerOpts) -> anyhow::Result<Vec<Row>
     for (batch, conc) in configs {
         let point = one(&events, batch, conc, opts).await?;
         eprintln!(
-            "consumer batch={batch} concurrency={conc}: {:.0} ev/s (ceiling {:.0}, ratio {:.2})",
-            point.consumer_events_per_s, point.ceiling_events_per_s, point.ratio
+            "consumer batch={batch} concurrency={conc}: {:.0} ev/s stored (ceiling {:.0}, \
+             ratio {:.2}), {:.0} ev/s rolled up (ratio {:.2})",
+            point.consumer_events_per_s,
+            point.ceiling_events_per_s,
+            point.ratio,
+            point.rolled_up_events_per_s,
+            point.rolled_up_ratio
         );
         points.push(point);
     }
     // A hot link: every click on one code, 4 writers at the default batch size. Its
-    // rollup rows are shared by every batch, so writers queue on their row locks.
+    // rollup rows are shared by every pass.
     let hot_events = Arc::new(clicks::synthetic(opts.events, &["hot".to_string()], 43));
     let hot = one(&hot_events, DEFAULT_BATCH, DEFAULT_CONCURRENCY, opts).await?;
     eprintln!(
-        "consumer hot link: {:.0} ev/s (ceiling {:.0}, ratio {:.2})",
-        hot.consumer_events_per_s, hot.ceiling_events_per_s, hot.ratio
+        "consumer hot link: {:.0} ev/s stored (ceiling {:.0}, ratio {:.2}), {:.0} ev/s rolled \
+         up (ratio {:.2})",
+        hot.consumer_events_per_s,
+        hot.ceiling_events_per_s,
+        hot.ratio,
+        hot.rolled_up_events_per_s,
+        hot.rolled_up_ratio
     );
     let codes_events = events.clone();
     let mut store_points = Vec::new();
     for (case, evs) in [("1000 links", &codes_events), ("hot link", &hot_events)] {
-        let p = store_only(case, evs, DEFAULT_BATCH, DEFAULT_CONCURRENCY).await?;
-        eprintln!(
-            "store only, {case}: {:.0} ev/s (ceiling {:.0}, ratio {:.2})",
-            p.store_events_per_s, p.ceiling_events_per_s, p.ratio
-        );
+        let p = store_only(
+            case,
+            evs,
+            DEFAULT_BATCH,
+            DEFAULT_CONCURRENCY,
+            DEFAULT_ROLLUP_BATCH,
+        )
+        .await?;
+        eprintln!("{}", p.describe());
         store_points.push(p);
     }
     let mut rows = Vec::new();
     for p in &store_points {
-        rows.push(
-            Row::new(
-                "consumer",
-                &format!("store only (rollups, no Kafka), {}", p.case),
-                p.store_events_per_s,
-                "ev/s",
-            )
-            .vs(p.ceiling_events_per_s, None),
-        );
+        rows.extend(p.rows("consumer", "store only (no Kafka), "));
     }
     for p in &points {
         let default = (p.batch_size, p.concurrency) == (DEFAULT_BATCH, DEFAULT_CONCURRENCY);
+        let target = Some(if default { 0.6 } else { 0.5 });
+        let name = format!("batch={} conc={}", p.batch_size, p.concurrency);
         rows.push(
             Row::new(
                 "consumer",
-                &format!("ev/s batch={} conc={}", p.batch_size, p.concurrency),
+                &format!("ev/s stored {name}"),
                 p.consumer_events_per_s,
                 "ev/s",
             )
-            .vs(
-                p.ceiling_events_per_s,
-                Some(if default { 0.6 } else { 0.5 }),
-            ),
+            .vs(p.ceiling_events_per_s, target),
+        );
+        rows.push(
+            Row::new(
+                "consumer",
+                &format!("ev/s stored and rolled up {name}"),
+                p.rolled_up_events_per_s,
+                "ev/s",
+            )
+            .vs(p.ceiling_events_per_s, target),
         );
     }
+    let hot_name = format!("hot link batch={DEFAULT_BATCH} conc={DEFAULT_CONCURRENCY}");
     rows.push(
         Row::new(
             "consumer",
-            &format!("ev/s hot link batch={DEFAULT_BATCH} conc={DEFAULT_CONCURRENCY}"),
+            &format!("ev/s stored {hot_name}"),
             hot.consumer_events_per_s,
+            "ev/s",
+        )
+        .vs(hot.ceiling_events_per_s, Some(0.5)),
+    );
+    rows.push(
+        Row::new(
+            "consumer",
+            &format!("ev/s stored and rolled up {hot_name}"),
+            hot.rolled_up_events_per_s,
             "ev/s",
         )
         .vs(hot.ceiling_events_per_s, Some(0.5)),
@@ -175,7 +206,9 @@ async fn one(
     args.batch_size = batch as u32;
     args.concurrency = conc as u32;
     args.geoip_db_path = opts.geoip_db.clone();
-    args.database.database_max_connections = conc as u32 + 2;
+    // The workers' connections, the rollup task's and maintenance's.
+    args.database.database_max_connections = conc as u32 + 3;
+    args.rollup_batch = DEFAULT_ROLLUP_BATCH;
     let start = Instant::now();
     let app = ConsumerApp::new(args).await?;
     let metrics = app.metrics();
@@ -201,6 +234,19 @@ async fn one(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let done = Instant::now();
+    // The same consumer keeps counting: until its rollup task has taken every event.
+    loop {
+        let counted = metrics.rolled_up.get();
+        if counted >= total {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "consumer rolled up {counted} of {total} in 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rolled_up = Instant::now();
     let _ = stop_tx.send(());
     running.await??;
     let rows = clicks::count_clicks(&db.pool).await?;
@@ -208,6 +254,7 @@ async fn one(
         rows as u64 == total,
         "{rows} rows stored for {total} events"
     );
+    ensure_counted(&db.pool, total).await?;
     db.pool.close().await;
     drop(broker);
 
@@ -216,6 +263,8 @@ async fn one(
     // took; the group join (librdkafka mock: ~3 s) is reported on its own.
     let steady = done.duration_since(first).as_secs_f64().max(1e-3);
     let consumer_eps = (total - first_stored) as f64 / steady;
+    let counted = rolled_up.duration_since(first).as_secs_f64().max(1e-3);
+    let rolled_eps = (total - first_stored) as f64 / counted;
     Ok(Point {
         batch_size: batch,
         concurrency: conc,
@@ -225,11 +274,30 @@ async fn one(
         group_join_s: first.duration_since(start).as_secs_f64(),
         ceiling_events_per_s: ceiling,
         ratio: consumer_eps / ceiling,
+        rollup_batch: DEFAULT_ROLLUP_BATCH,
+        rolled_up_events_per_s: rolled_eps,
+        rolled_up_ratio: rolled_eps / ceiling,
     })
 }
 
-/// The storing transaction alone (no Kafka, enrichment done beforehand), against the plain
-/// INSERT ceiling with the same rows, batch size and writers: what the rollups cost.
+/// The rollups count `total` clicks, and nothing is left queued.
+async fn ensure_counted(pool: &sqlx::PgPool, total: u64) -> anyhow::Result<()> {
+    let (counted, queued): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT coalesce(sum(humans + bots), 0)::int8 FROM click_totals),
+                (SELECT count(*) FROM click_rollup_queue)",
+    )
+    .fetch_one(pool)
+    .await?;
+    anyhow::ensure!(
+        counted as u64 == total && queued == 0,
+        "rollups count {counted} of {total} events, {queued} still queued"
+    );
+    Ok(())
+}
+
+/// The storing transaction alone (no Kafka, enrichment done beforehand) with one rollup
+/// task counting alongside, as in one consumer replica, against the plain INSERT ceiling
+/// with the same rows, batch size and writers: what queueing and the rollups cost.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StorePoint {
     pub case: String,
@@ -239,6 +307,52 @@ pub struct StorePoint {
     pub store_events_per_s: f64,
     pub ceiling_events_per_s: f64,
     pub ratio: f64,
+    pub rollup_batch: u32,
+    /// Until the rollups count every event.
+    pub rolled_up_events_per_s: f64,
+    pub rolled_up_ratio: f64,
+}
+
+impl StorePoint {
+    pub fn describe(&self) -> String {
+        format!(
+            "store only, {} batch={} conc={} rollup_batch={}: {:.0} ev/s stored (ceiling {:.0}, \
+             ratio {:.2}), {:.0} ev/s rolled up (ratio {:.2})",
+            self.case,
+            self.batch_size,
+            self.concurrency,
+            self.rollup_batch,
+            self.store_events_per_s,
+            self.ceiling_events_per_s,
+            self.ratio,
+            self.rolled_up_events_per_s,
+            self.rolled_up_ratio
+        )
+    }
+
+    /// Both ratios as result rows of `bench`, named after `prefix`.
+    pub fn rows(&self, bench: &str, prefix: &str) -> [Row; 2] {
+        let name = format!(
+            "{} batch={} conc={} rollup_batch={}",
+            self.case, self.batch_size, self.concurrency, self.rollup_batch
+        );
+        [
+            Row::new(
+                bench,
+                &format!("{prefix}ev/s stored {name}"),
+                self.store_events_per_s,
+                "ev/s",
+            )
+            .vs(self.ceiling_events_per_s, None),
+            Row::new(
+                bench,
+                &format!("{prefix}ev/s stored and rolled up {name}"),
+                self.rolled_up_events_per_s,
+                "ev/s",
+            )
+            .vs(self.ceiling_events_per_s, None),
+        ]
+    }
 }
 
 pub async fn store_only(
@@ -246,6 +360,7 @@ pub async fn store_only(
     events: &Arc<Vec<Click>>,
     batch: usize,
     conc: usize,
+    rollup_batch: u32,
 ) -> anyhow::Result<StorePoint> {
     let db = fresh_database().await;
     let (stored, took) = clicks::insert_ceiling(&db.pool, events.clone(), batch, conc).await?;
@@ -265,7 +380,24 @@ pub async fn store_only(
     );
     let db = fresh_database().await;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let total = events.len();
     let start = Instant::now();
+    // One rollup task, as in a consumer replica: a pass right after another while they
+    // come back full, else a short wait for more (the consumer waits for a nudge).
+    let rollups = {
+        let pool = db.pool.clone();
+        tokio::spawn(async move {
+            let mut counted = 0usize;
+            while counted < total {
+                let p = rollup_worker::pass(&pool, rollup_batch).await?;
+                counted += p.taken;
+                if p.taken < rollup_batch as usize {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            Ok::<Instant, sqlx::Error>(Instant::now())
+        })
+    };
     let workers: Vec<_> = (0..conc)
         .map(|_| {
             let (pool, rows, next) = (db.pool.clone(), rows.clone(), next.clone());
@@ -288,8 +420,11 @@ pub async fn store_only(
     }
     let took = start.elapsed();
     anyhow::ensure!(stored as usize == events.len(), "store stored {stored}");
+    let counted = rollups.await??.duration_since(start);
+    ensure_counted(&db.pool, stored).await?;
     db.pool.close().await;
     let store = stored as f64 / took.as_secs_f64();
+    let rolled = stored as f64 / counted.as_secs_f64();
     Ok(StorePoint {
         case: case.into(),
         batch_size: batch,
@@ -298,5 +433,8 @@ pub async fn store_only(
         store_events_per_s: store,
         ceiling_events_per_s: ceiling,
         ratio: store / ceiling,
+        rollup_batch,
+        rolled_up_events_per_s: rolled,
+        rolled_up_ratio: rolled / ceiling,
     })
 }

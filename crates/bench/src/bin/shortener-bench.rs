@@ -181,22 +181,21 @@ async fn run(cmd: Cmd, c: Common) -> anyhow::Result<()> {
             &["hot".to_string()],
             43,
         ));
-        for (case, events, conc) in [
-            ("1000 links", &uniform, 1),
-            ("1000 links", &uniform, 4),
-            ("hot link", &hot, 1),
-            ("hot link", &hot, 4),
+        // The rollup pass size (ROLLUP_BATCH) is chosen on the uniform case.
+        let default_rollup = consumer::rollup_worker::DEFAULT_BATCH;
+        for (case, events, conc, rollup_batch) in [
+            ("1000 links", &uniform, 1, default_rollup),
+            ("1000 links", &uniform, 4, 5_000),
+            ("1000 links", &uniform, 4, default_rollup),
+            ("1000 links", &uniform, 4, 50_000),
+            ("hot link", &hot, 1, default_rollup),
+            ("hot link", &hot, 4, default_rollup),
         ] {
-            match benches::consumer::store_only(case, events, 2000, conc).await {
-                Ok(p) => rows.push(
-                    Row::new(
-                        "store",
-                        &format!("ev/s {case} batch=2000 conc={conc}"),
-                        p.store_events_per_s,
-                        "ev/s",
-                    )
-                    .vs(p.ceiling_events_per_s, None),
-                ),
+            match benches::consumer::store_only(case, events, 2000, conc, rollup_batch).await {
+                Ok(p) => {
+                    eprintln!("{}", p.describe());
+                    rows.extend(p.rows("store", ""));
+                }
                 Err(e) => failures.push(format!("store: {e:#}")),
             }
         }
