@@ -574,3 +574,25 @@ async fn the_lag_source_measures_per_stack_and_forgets_a_stack_that_goes_away() 
     w.autoscaler.forget(&stack);
     assert_eq!(*lag.forgotten.lock().unwrap(), s(&["shop/demo"]));
 }
+
+#[tokio::test]
+async fn keda_mode_lets_the_lag_source_drop_the_stacks_client() {
+    let lag = FixedLag::new(800, 4);
+    let w = World::new(
+        lag.clone(),
+        &stack("builtin", Some((800, 1, 1))),
+        Some((1, 1)),
+    );
+    w.autoscaler
+        .reconcile(&w.stack(), connect)
+        .await
+        .expect("builtin reconcile");
+    assert!(lag.forgotten.lock().unwrap().is_empty());
+
+    let keda = stack("keda", Some((800, 1, 1)));
+    w.autoscaler
+        .reconcile(&keda, connect)
+        .await
+        .expect("keda reconcile");
+    assert_eq!(*lag.forgotten.lock().unwrap(), s(&["shop/demo"]));
+}

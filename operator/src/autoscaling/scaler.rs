@@ -143,6 +143,8 @@ impl Autoscaler {
                         ..StackState::default()
                     }
                 });
+                // KEDA measures now: no client of ours stays connected for this stack.
+                self.lag.forget(&key(stack));
                 Ok(None)
             }
             AutoscalingMode::Builtin => {
