@@ -99,6 +99,16 @@ async fn steps(
         report.moved_from_default += create_partition(conn, month).await?;
         report.created.push(month.partition_name());
     }
+    // Raised before anything older is dropped: from then on such clicks are refused, so a
+    // redelivery of a dropped click is not stored and counted again.
+    sqlx::query(
+        "INSERT INTO retention_floor (kept_from) VALUES ($1)
+         ON CONFLICT (only_row) DO UPDATE
+         SET kept_from = greatest(retention_floor.kept_from, excluded.kept_from)",
+    )
+    .bind(plan.purge_default_before)
+    .execute(&mut *conn)
+    .await?;
     for name in plan.drop {
         let mut tx = conn.begin().await?;
         set_lock_timeout(&mut tx).await?;

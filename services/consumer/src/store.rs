@@ -19,14 +19,19 @@ pub struct ClickRow {
 }
 
 /// One multi-row statement: arrays of columns unnested into rows. Rows whose event_id is
-/// already stored (a redelivery) are skipped; RETURNING lists the rows really added, the
-/// only ones queued for the rollups.
+/// already stored (a redelivery) are skipped, and so are rows older than the retention
+/// floor (`retention_floor`: their stored copy may have been dropped, so a
+/// redelivery could not be told apart); RETURNING lists the rows really added, the only
+/// ones queued for the rollups.
 const INSERT: &str = "\
 INSERT INTO clicks (event_id, short_code, occurred_at, ip, user_agent, referer,
                     country_code, device_type, browser, os, is_bot, traffic_source, matched_rule)
 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[]::inet[],
                      $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                      $11::bool[], $12::text[], $13::int2[])
+    AS c(event_id, short_code, occurred_at, ip, user_agent, referer, country_code,
+         device_type, browser, os, is_bot, traffic_source, matched_rule)
+WHERE c.occurred_at >= coalesce((SELECT kept_from FROM retention_floor), '-infinity')
 ON CONFLICT DO NOTHING
 RETURNING event_id";
 

@@ -436,6 +436,7 @@ async fn a_database_outage_holds_commits_and_recovers_with_lag_reported() {
              click_breakdown_hourly, click_breakdown_daily TO {role}"
         ),
         format!("GRANT SELECT, INSERT, DELETE, UPDATE ON click_rollup_queue TO {role}"),
+        format!("GRANT SELECT ON retention_floor TO {role}"),
         format!("GRANT USAGE ON SEQUENCE clicks_id_seq TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE ON link_visits TO {role}"),
     ] {

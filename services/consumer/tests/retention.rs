@@ -170,6 +170,13 @@ async fn retention_drops_expired_months_whole_and_keeps_the_rollups() {
     .unwrap();
     assert_eq!(hourly, 2, "the expired clicks' hours still count them");
 
+    // A redelivery of the expired clicks (their copies are gone) is refused, not stored
+    // and counted again; the kept ones are still duplicates.
+    assert_eq!(insert_clicks(&db.pool, &rows(&clicks)).await.unwrap(), 0);
+    assert_eq!(drain(&db.pool).await.unwrap(), 0);
+    assert_eq!(total_clicks(&db.pool, "kept").await, 4);
+    assert_eq!(rollups(&db.pool).await, before);
+
     // Nothing more to do on a second run.
     let again = run(&db.pool, today).await;
     assert!(

@@ -26,6 +26,7 @@ async fn role_without_insert(db: &TestDatabase) -> (String, String) {
              click_breakdown_hourly, click_breakdown_daily TO {role}"
         ),
         format!("GRANT SELECT, INSERT, DELETE, UPDATE ON click_rollup_queue TO {role}"),
+        format!("GRANT SELECT ON retention_floor TO {role}"),
     ] {
         sqlx::query(&stmt).execute(&db.pool).await.unwrap();
     }
