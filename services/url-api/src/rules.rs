@@ -52,12 +52,14 @@ impl Device {
 
     /// The device of a User-Agent: iOS and Android by their names, desktop for any other
     /// browser that does not call itself mobile; None for other phones and no UA. The three
-    /// Apple names are found by one search for their common `iP`.
+    /// Apple names are looked for only in a text holding their common `iP`: other browsers
+    /// pay three searches, not five (`contains`, which has a vectorised path that
+    /// `match_indices` and a byte loop do not).
     pub fn of(user_agent: &str) -> Option<Self> {
-        let apple = user_agent.match_indices("iP").any(|(i, _)| {
-            let after = &user_agent.as_bytes()[i + 2..];
-            after.starts_with(b"hone") || after.starts_with(b"ad") || after.starts_with(b"od")
-        });
+        let apple = user_agent.contains("iP")
+            && ["iPhone", "iPad", "iPod"]
+                .iter()
+                .any(|n| user_agent.contains(n));
         if apple {
             Some(Self::Ios)
         } else if user_agent.contains("Android") {
