@@ -57,23 +57,19 @@ pub struct AccountStats {
 }
 
 /// A read-only repeatable-read transaction (its figures agree with each other while clicks
-/// keep arriving) whose statements are cancelled after `timeout`.
+/// keep arriving) whose statements are cancelled after `timeout`. Begun, isolated and
+/// timed in one simple-query round trip: a count's SQL takes microseconds, so each round
+/// trip is a large part of a call.
 async fn read_tx(
     pool: &PgPool,
     timeout: Duration,
 ) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
     // SET does not take parameters; the value is a number this process formats.
-    sqlx::query(&format!(
-        "SET LOCAL statement_timeout = {}",
+    pool.begin_with(format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL statement_timeout = {}",
         timeout.as_millis().max(1)
     ))
-    .execute(&mut *tx)
-    .await?;
-    Ok(tx)
+    .await
 }
 
 /// (humans, bots) ever stored for `code`: the sum of its few slot rows.
@@ -447,5 +443,29 @@ mod tests {
             s.head,
             (t("2026-03-01T10:00:00Z"), t("2026-03-02T05:00:00Z"))
         );
+    }
+
+    #[tokio::test]
+    async fn read_transactions_are_repeatable_read_read_only_and_timed() {
+        let db = shortener_testkit::postgres::fresh_database().await;
+        let mut tx = read_tx(&db.pool, Duration::from_millis(123)).await.unwrap();
+        for (setting, want) in [
+            ("transaction_isolation", "repeatable read"),
+            ("transaction_read_only", "on"),
+            ("statement_timeout", "123ms"),
+        ] {
+            let got: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert_eq!(got, want, "{setting}");
+        }
+        tx.commit().await.unwrap();
+        // SET LOCAL ends with the transaction: the pooled connection keeps no timeout.
+        let after: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(after, "0");
     }
 }

@@ -1,6 +1,6 @@
 //! Who may call analytics-rpc and how many calls run at once: a shared bearer token
-//! (RPC_AUTH_TOKEN) and a global concurrency limit (MAX_CONCURRENT_REQUESTS), against a
-//! real server and the real test Postgres.
+//! (RPC_AUTH_TOKEN), a global concurrency limit (MAX_CONCURRENT_REQUESTS) and the time a
+//! query may take (QUERY_TIMEOUT_MS), against a real server and the real test Postgres.
 
 use std::time::{Duration, Instant};
 
@@ -122,4 +122,37 @@ async fn calls_beyond_the_concurrency_limit_wait_their_turn() {
         let resp = call.await.unwrap();
         assert!(resp.is_ok(), "{resp:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_its_timeout_is_cancelled_and_answered_deadline_exceeded() {
+    let db = fresh_database().await;
+    let channel = start(&db, |a| a.query_timeout_ms = 200).await;
+    let mut client = AnalyticsServiceClient::new(channel);
+    // The count query waits behind this lock, which statement_timeout includes.
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE click_totals IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = client
+        .get_click_count(count_request(None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cancelled by the database, not by a client-side timeout: {:?}",
+        started.elapsed()
+    );
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    // The pooled connection is usable again and the next call is answered.
+    let ok = client
+        .get_click_count(count_request(None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.total_clicks, 0);
 }
