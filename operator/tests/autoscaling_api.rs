@@ -54,12 +54,14 @@ impl FixedLag {
 impl LagSource for FixedLag {
     fn measure<'a>(
         &'a self,
+        stack: &'a str,
         _connection: &'a KafkaConnection,
         group: &'a str,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<LagReport, LagError>> {
         assert_eq!(group, "shortener-consumer");
         assert_eq!(topic, "clicks");
+        self.measured_for.lock().unwrap().push(stack.to_string());
         self.calls.fetch_add(1, Ordering::SeqCst);
         let per = self.total / i64::from(self.partitions);
         let mut parts: Vec<PartitionLag> = (0..self.partitions)
@@ -68,17 +70,6 @@ impl LagSource for FixedLag {
         let rest = self.total - per * i64::from(self.partitions);
         parts[0] = PartitionLag::new(0, 0, per + rest, Some(0));
         async move { Ok(LagReport::from_partitions(parts)) }.boxed()
-    }
-
-    fn measure_for<'a>(
-        &'a self,
-        stack: &'a str,
-        connection: &'a KafkaConnection,
-        group: &'a str,
-        topic: &'a str,
-    ) -> BoxFuture<'a, Result<LagReport, LagError>> {
-        self.measured_for.lock().unwrap().push(stack.to_string());
-        self.measure(connection, group, topic)
     }
 
     fn forget(&self, stack: &str) {

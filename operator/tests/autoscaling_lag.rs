@@ -64,7 +64,7 @@ async fn lag_follows_production_and_commits() {
     // No consumer has run: every message is lag, counted from the start of the log.
     let started = Instant::now();
     let report = reader
-        .measure(&connection, GROUP, TOPIC)
+        .measure("shop/demo", &connection, GROUP, TOPIC)
         .await
         .expect("measure lag");
     eprintln!(
@@ -86,7 +86,7 @@ async fn lag_follows_production_and_commits() {
     let committed = consume_and_commit(broker.bootstrap(), GROUP, MESSAGES / 2).await;
     let started = Instant::now();
     let report = reader
-        .measure(&connection, GROUP, TOPIC)
+        .measure("shop/demo", &connection, GROUP, TOPIC)
         .await
         .expect("measure lag");
     eprintln!("lag read after commits in {:?}", started.elapsed());
@@ -99,7 +99,7 @@ async fn lag_follows_production_and_commits() {
 
     // Another group on the same topic has read nothing.
     let other = reader
-        .measure(&connection, "someone-else", TOPIC)
+        .measure("shop/demo", &connection, "someone-else", TOPIC)
         .await
         .expect("measure lag");
     assert_eq!(other.total, MESSAGES as i64);
@@ -112,7 +112,7 @@ async fn unreachable_brokers_give_an_error_not_a_hang() {
     let reader = KafkaLagReader::new(Duration::from_secs(2));
     let result = tokio::time::timeout(
         Duration::from_secs(120),
-        reader.measure(&connection, GROUP, TOPIC),
+        reader.measure("shop/demo", &connection, GROUP, TOPIC),
     )
     .await
     .expect("the reader's own deadlines end the measurement");
@@ -137,7 +137,7 @@ async fn a_stacks_kept_consumer_follows_new_commits_until_the_stack_is_forgotten
     let connection = KafkaConnection::plaintext(broker.bootstrap());
 
     let first = reader
-        .measure_for("shop/demo", &connection, GROUP, TOPIC)
+        .measure("shop/demo", &connection, GROUP, TOPIC)
         .await
         .expect("measure lag");
     assert_eq!(first.total, MESSAGES as i64);
@@ -148,7 +148,7 @@ async fn a_stacks_kept_consumer_follows_new_commits_until_the_stack_is_forgotten
     consume_and_commit(broker.bootstrap(), GROUP, MESSAGES / 2).await;
     broker.produce(TOPIC, Some(b"late"), b"click", &[]).await;
     let second = reader
-        .measure_for("shop/demo", &connection, GROUP, TOPIC)
+        .measure("shop/demo", &connection, GROUP, TOPIC)
         .await
         .expect("measure lag");
     assert_eq!(second.total, (MESSAGES - MESSAGES / 2 + 1) as i64);

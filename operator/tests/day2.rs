@@ -412,6 +412,7 @@ mod mode_switch {
     impl LagSource for NoLag {
         fn measure<'a>(
             &'a self,
+            _: &'a str,
             _: &'a KafkaConnection,
             _: &'a str,
             _: &'a str,
@@ -431,6 +432,7 @@ mod mode_switch {
     impl LagSource for FlakyLag {
         fn measure<'a>(
             &'a self,
+            s: &'a str,
             c: &'a KafkaConnection,
             g: &'a str,
             t: &'a str,
@@ -442,7 +444,7 @@ mod mode_switch {
                 };
                 return async move { Err(e) }.boxed();
             }
-            NoLag.measure(c, g, t)
+            NoLag.measure(s, c, g, t)
         }
     }
 

@@ -94,27 +94,16 @@ impl LagError {
     }
 }
 
-/// Measures the lag of `group` on `topic`.
+/// Measures the lag of `group` on `topic` on behalf of `stack` (`namespace/name`): a source
+/// may keep a client per stack between measurements.
 pub trait LagSource: Send + Sync {
     fn measure<'a>(
-        &'a self,
-        connection: &'a KafkaConnection,
-        group: &'a str,
-        topic: &'a str,
-    ) -> BoxFuture<'a, Result<LagReport, LagError>>;
-
-    /// [`measure`](Self::measure) on behalf of `stack` (`namespace/name`): a source may
-    /// keep a client per stack between measurements.
-    fn measure_for<'a>(
         &'a self,
         stack: &'a str,
         connection: &'a KafkaConnection,
         group: &'a str,
         topic: &'a str,
-    ) -> BoxFuture<'a, Result<LagReport, LagError>> {
-        let _ = stack;
-        self.measure(connection, group, topic)
-    }
+    ) -> BoxFuture<'a, Result<LagReport, LagError>>;
 
     /// The stack is gone: drop whatever was kept for it.
     fn forget(&self, stack: &str) {
@@ -129,7 +118,7 @@ pub trait LagSource: Send + Sync {
 /// Every broker call is bounded by `timeout` and the whole measurement by a deadline of
 /// twice that, so an unreachable cluster makes a measurement fail instead of hanging.
 ///
-/// [`LagSource::measure_for`] keeps one consumer per stack (its connections, metadata and
+/// [`LagSource::measure`] keeps one consumer per stack (its connections, metadata and
 /// group coordinator stay warm between measurements) while the stack's connection settings
 /// and group stay the same; [`LagSource::forget`] drops it, and a failed measurement drops
 /// it so the next one starts from a fresh client.
@@ -201,8 +190,9 @@ impl KafkaLagReader {
         Ok(consumer)
     }
 
-    /// The blocking measurement with the stack's kept consumer.
-    pub fn measure_blocking_for(
+    /// The blocking measurement with the stack's kept consumer; [`LagSource::measure`]
+    /// runs it on the blocking pool.
+    pub fn measure_blocking(
         &self,
         stack: &str,
         connection: &KafkaConnection,
@@ -222,17 +212,6 @@ impl KafkaLagReader {
             LagSource::forget(self, stack);
         }
         result
-    }
-
-    /// The blocking measurement; [`LagSource::measure`] runs it on the blocking pool.
-    pub fn measure_blocking(
-        &self,
-        connection: &KafkaConnection,
-        group: &str,
-        topic: &str,
-    ) -> Result<LagReport, LagError> {
-        let consumer = self.consumer(connection, group)?;
-        self.read(&consumer, topic)
     }
 
     /// Committed offsets against watermarks for every partition of `topic`.
@@ -337,20 +316,6 @@ impl KafkaLagReader {
 impl LagSource for KafkaLagReader {
     fn measure<'a>(
         &'a self,
-        connection: &'a KafkaConnection,
-        group: &'a str,
-        topic: &'a str,
-    ) -> BoxFuture<'a, Result<LagReport, LagError>> {
-        let reader = self.clone();
-        let (connection, group, topic_owned) =
-            (connection.clone(), group.to_string(), topic.to_string());
-        self.blocking(topic, move || {
-            reader.measure_blocking(&connection, &group, &topic_owned)
-        })
-    }
-
-    fn measure_for<'a>(
-        &'a self,
         stack: &'a str,
         connection: &'a KafkaConnection,
         group: &'a str,
@@ -364,7 +329,7 @@ impl LagSource for KafkaLagReader {
             topic.to_string(),
         );
         self.blocking(topic, move || {
-            reader.measure_blocking_for(&stack, &connection, &group, &topic_owned)
+            reader.measure_blocking(&stack, &connection, &group, &topic_owned)
         })
     }
 
@@ -424,7 +389,7 @@ mod tests {
     fn a_failed_measurement_drops_the_stacks_consumer() {
         let reader = KafkaLagReader::new(Duration::from_secs(1));
         let err = reader
-            .measure_blocking_for("shop/demo", &nowhere(), "group", "clicks")
+            .measure_blocking("shop/demo", &nowhere(), "group", "clicks")
             .unwrap_err();
         assert!(err.unreachable(), "{err}");
         assert_eq!(reader.cached_consumers(), 0);

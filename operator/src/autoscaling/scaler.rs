@@ -232,7 +232,7 @@ impl Autoscaler {
         let spec = &stack.spec;
         let report = self
             .lag
-            .measure_for(
+            .measure(
                 &key(stack),
                 connection,
                 &spec.consumer.group_id,
