@@ -6,12 +6,12 @@ mod common;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use common::assert_rollups_match_clicks;
+use common::{assert_rollups_match_clicks, rows};
 use consumer::maintenance::{self, Outcome, Report};
 use consumer::retention::Month;
 use consumer::rollup_worker::drain;
-use consumer::store::{insert_clicks, ClickRow};
-use consumer::{visitors, Enricher};
+use consumer::store::insert_clicks;
+use consumer::visitors;
 use shortener_common::event::Click;
 use shortener_testkit::postgres::fresh_database;
 use sqlx::PgPool;
@@ -30,17 +30,6 @@ fn click(code: &str, at: DateTime<Utc>, person: u8) -> Click {
         referer: Some("https://news.ycombinator.com/".to_string()),
         matched_rule: None,
     }
-}
-
-fn rows(clicks: &[Click]) -> Vec<ClickRow> {
-    let enricher = Enricher::new(None).unwrap();
-    clicks
-        .iter()
-        .map(|c| ClickRow {
-            click: c.clone(),
-            enrichment: enricher.enrich(c),
-        })
-        .collect()
 }
 
 async fn run(pool: &PgPool, today: NaiveDate) -> Report {

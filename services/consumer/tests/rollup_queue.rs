@@ -8,10 +8,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{assert_rollups_match_clicks, queued, wait_until};
+use common::{assert_rollups_match_clicks, queued, rows, wait_until};
 use consumer::rollup_worker::{drain, pass};
 use consumer::store::{insert_clicks, ClickRow};
-use consumer::Enricher;
 use shortener_common::event::Click;
 use shortener_testkit::postgres::fresh_database;
 use sqlx::PgPool;
@@ -31,17 +30,6 @@ fn click(code: &str, i: usize, at: DateTime<Utc>) -> Click {
         referer: Some(format!("https://site{}.example/", i % 3)),
         matched_rule: None,
     }
-}
-
-fn rows(clicks: &[Click]) -> Vec<ClickRow> {
-    let enricher = Enricher::new(None).unwrap();
-    clicks
-        .iter()
-        .map(|c| ClickRow {
-            click: c.clone(),
-            enrichment: enricher.enrich(c),
-        })
-        .collect()
 }
 
 /// (humans, bots) of the totals, (humans + bots, new visitors) of the hours, human visits.

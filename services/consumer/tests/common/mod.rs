@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use consumer::{ConsumerApp, ConsumerArgs};
+use consumer::store::ClickRow;
+use consumer::{ConsumerApp, ConsumerArgs, Enricher};
 use shortener_common::db::DatabaseArgs;
 use shortener_common::event::Click;
 use shortener_common::event_batch::{BatchWriter, BATCH_SCHEMA_VERSION, SINGLE_SCHEMA_VERSION};
@@ -125,6 +126,19 @@ pub fn click(code: &str, i: usize) -> Click {
         referer: REFERERS[i % 4].map(str::to_string),
         matched_rule: None,
     }
+}
+
+/// `clicks` enriched as the consumer stores them (no GeoIP database), for tests that call
+/// the storing transaction directly.
+pub fn rows(clicks: &[Click]) -> Vec<ClickRow> {
+    let enricher = Enricher::new(None).unwrap();
+    clicks
+        .iter()
+        .map(|c| ClickRow {
+            click: c.clone(),
+            enrichment: enricher.enrich(c),
+        })
+        .collect()
 }
 
 /// (country, device, browser, source) that `click(_, i)` must be stored with.
