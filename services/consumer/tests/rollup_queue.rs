@@ -135,6 +135,18 @@ async fn a_pass_that_dies_before_its_commit_leaves_its_clicks_queued() {
         "the killed pass reports its error"
     );
     own.close().await;
+    // Termination is asynchronous: until the backend has exited it still holds the row
+    // locks of its take, and a pass skips locked rows (SKIP LOCKED).
+    wait_until("the killed backend to exit", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)",
+        )
+        .bind(pid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    })
+    .await;
     blocker.rollback().await.unwrap();
 
     // Nothing of it stayed: the clicks are queued again, the rollups untouched.
